@@ -1,0 +1,56 @@
+"""npespcn's own model file: a NumPy ``.npz`` that records the architecture next to the parameters.
+
+Entries::
+
+    __npespcn__      0-d unicode array: JSON {"format": "npespcn", "version": 1, "scale": 3, "channels": 1,
+                     "layers": [[5, 64], [3, 32]], "activation": "tanh", "output_activation": null}
+    conv1.weight     float32 (64, 1, 5, 5)     PyTorch (out, in, kH, kW) layout
+    conv1.bias       float32 (64,)
+    ...              one entry per key of ``ESPCN.params``
+
+It loads with ``allow_pickle=False``: nothing in the file can execute code.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+
+from ..atomic import atomic_write
+
+ARCH_KEY = "__npespcn__"
+
+
+def save_npz(model, path) -> None:
+    """Write ``model`` to ``path`` atomically (the extension is kept as given)."""
+    from ..model import arch_to_json
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in model.params.items()}
+    arrays[ARCH_KEY] = np.array(arch_to_json(model.arch))
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def is_npespcn_npz(path) -> bool:
+    """True when ``path`` is a zip archive holding the ``__npespcn__`` entry."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return f"{ARCH_KEY}.npy" in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_npz(path, **overrides):
+    """Build the ESPCN stored in ``path``. ``overrides`` replace architecture fields (rarely needed)."""
+    from ..model import ESPCN
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arch = json.loads(str(data[ARCH_KEY]))
+            params = {k: data[k] for k in data.files if k != ARCH_KEY}
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable npespcn .npz model ({type(e).__name__}: {e})") from None
+    if arch.get("format") != "npespcn":
+        raise ValueError(f"{path}: the architecture record is not npespcn's")
+    arch = {k: arch[k] for k in ("scale", "channels", "layers", "activation", "output_activation")}
+    arch.update(overrides)
+    return ESPCN(**arch).load_params(params)

@@ -1,0 +1,34 @@
+"""Pure functions on arrays: the kernels of npespcn (like PyTorch's ``nn.functional``).
+
+Every kernel follows the CS231n convention: ``*_forward(...)`` returns ``(out, cache)`` and
+``*_backward(dout, cache)`` returns the gradients. Each has a readable NumPy reference and a numba fast
+path with the same signature; ``backend="reference" | "numba" | None`` picks one (None: the default,
+see :mod:`npespcn.functional._backend`).
+
+=================  ===========================================
+file               concept
+=================  ===========================================
+``im2col.py``      unfold patches into columns, and fold back
+``conv.py``        2-D convolution as im2col + GEMM
+``activation.py``  relu, tanh, gelu, identity, PReLU
+``shuffle.py``     periodic shuffle and its inverse
+``loss.py``        mean squared error
+=================  ===========================================
+"""
+from ._backend import BACKENDS, get_backend, set_backend, use_backend
+from .activation import (ACTIVATIONS, activation_backward, activation_forward, check_activation,
+                         prelu_backward, prelu_forward)
+from .conv import conv2d_backward, conv2d_forward
+from .im2col import col2im, im2col
+from .loss import mse_loss
+from .shuffle import (pixel_shuffle, pixel_shuffle_backward, pixel_shuffle_forward, pixel_unshuffle,
+                      pixel_unshuffle_backward, pixel_unshuffle_forward, tf_to_torch_channel_order)
+
+__all__ = [
+    "BACKENDS", "get_backend", "set_backend", "use_backend",
+    "ACTIVATIONS", "activation_forward", "activation_backward", "check_activation",
+    "prelu_forward", "prelu_backward",
+    "conv2d_forward", "conv2d_backward", "im2col", "col2im", "mse_loss",
+    "pixel_shuffle", "pixel_unshuffle", "pixel_shuffle_forward", "pixel_shuffle_backward",
+    "pixel_unshuffle_forward", "pixel_unshuffle_backward", "tf_to_torch_channel_order",
+]

@@ -1,0 +1,226 @@
+"""Element-wise activations, forward and backward: relu, tanh, gelu (exact, erf form), identity, PReLU.
+
+All act on arrays of any shape; PReLU expects (N, C, H, W) with one slope per channel (or one shared).
+
+=========  ==========================================  ===============================================
+name       forward ``y = f(x)``                        backward ``dx = dy * f'(x)``
+=========  ==========================================  ===============================================
+identity   ``x``                                       ``dy``
+relu       ``max(x, 0)``                               ``dy * [x > 0]``  (0 at x = 0, as PyTorch)
+tanh       ``tanh(x)``                                 ``dy * (1 - y**2)``  (uses the output)
+gelu       ``x * Phi(x)``, ``Phi(x) = (1 + erf(x/√2))/2``  ``dy * (Phi(x) + x * phi(x))``,
+                                                       ``phi(x) = exp(-x²/2) / √(2π)``
+prelu      ``x if x > 0 else a[c] * x``                ``dx = dy * (1 if x > 0 else a[c])``,
+                                                       ``da[c] = sum over n,h,w of dy * x * [x <= 0]``
+=========  ==========================================  ===============================================
+
+Each activation has a NumPy reference and a numba fast path with one signature; ``activation_forward``
+returns ``(out, cache)`` and ``activation_backward(dout, cache)`` returns ``dx``.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from scipy.special import erf
+
+from ._backend import resolve
+
+ACTIVATIONS = ("identity", "relu", "tanh", "gelu")
+"""Names accepted by :func:`activation_forward`. PReLU has learned slopes, see :func:`prelu_forward`."""
+
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def check_activation(name) -> str:
+    """Return ``name`` normalised (None -> "identity"), or raise ValueError naming the accepted names."""
+    if name is None:
+        return "identity"
+    if not isinstance(name, str) or name.lower() not in ACTIVATIONS + ("prelu",):
+        raise ValueError(f"unknown activation {name!r}; expected one of "
+                         f"{', '.join(ACTIVATIONS + ('prelu',))} or None")
+    return name.lower()
+
+
+# --------------------------------------------------------------------------------------------------
+# Reference: NumPy array expressions, one line per formula in the table above.
+# --------------------------------------------------------------------------------------------------
+def _forward_reference(x, name):
+    if name == "identity":
+        return x.copy()
+    if name == "relu":
+        return np.maximum(x, 0)
+    if name == "tanh":
+        return np.tanh(x)
+    # gelu
+    return (x * 0.5 * (1.0 + erf(x * _SQRT_HALF))).astype(x.dtype, copy=False)
+
+
+def _backward_reference(dout, x, y, name):
+    if name == "identity":
+        return dout.copy()
+    if name == "relu":
+        return dout * (x > 0)
+    if name == "tanh":
+        return dout * (1 - y * y)
+    cdf = 0.5 * (1.0 + erf(x * _SQRT_HALF))
+    pdf = np.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return (dout * (cdf + x * pdf)).astype(dout.dtype, copy=False)
+
+
+def prelu_forward_reference(x, a):
+    """PReLU forward. ``x`` (N, C, H, W); ``a`` (C,) or (1,) slopes. Returns ``(out, cache)``."""
+    a4 = a.reshape(1, -1, 1, 1)
+    return np.where(x > 0, x, a4 * x).astype(x.dtype, copy=False), (x, a)
+
+
+def prelu_backward_reference(dout, cache):
+    """PReLU backward. Returns ``(dx, da)`` with ``da`` of the shape of ``a``."""
+    x, a = cache
+    a4 = a.reshape(1, -1, 1, 1)
+    pos = x > 0
+    dx = np.where(pos, dout, a4 * dout).astype(dout.dtype, copy=False)
+    da = np.where(pos, 0, dout * x).sum(axis=(0, 2, 3))
+    if a.size == 1:
+        da = da.sum(keepdims=True)
+    return dx, da.reshape(a.shape).astype(a.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast path: one parallel numba loop over the flattened array per activation.
+# --------------------------------------------------------------------------------------------------
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _forward_numba_flat(x, code, y):
+    for t in numba.prange(x.size):
+        v = x[t]
+        if code == 1:
+            y[t] = v if v > 0 else 0
+        elif code == 2:
+            y[t] = math.tanh(v)
+        elif code == 3:
+            y[t] = v * 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+        else:
+            y[t] = v
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _backward_numba_flat(d, x, y, code, dx):
+    for t in numba.prange(d.size):
+        if code == 1:
+            dx[t] = d[t] if x[t] > 0 else 0
+        elif code == 2:
+            dx[t] = d[t] * (1 - y[t] * y[t])
+        elif code == 3:
+            v = x[t]
+            cdf = 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+            pdf = math.exp(-0.5 * v * v) * 0.3989422804014327
+            dx[t] = d[t] * (cdf + v * pdf)
+        else:
+            dx[t] = d[t]
+
+
+_CODES = {"identity": 0, "relu": 1, "tanh": 2, "gelu": 3}
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _prelu_forward_numba(x, a, y):
+    N, C, H, W = x.shape
+    shared = a.size == 1
+    for nc in numba.prange(N * C):
+        n = nc // C
+        c = nc % C
+        s = a[0] if shared else a[c]
+        for h in range(H):
+            for w in range(W):
+                v = x[n, c, h, w]
+                y[n, c, h, w] = v if v > 0 else s * v
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _prelu_backward_numba(d, x, a, dx, da_per_channel):
+    N, C, H, W = x.shape
+    shared = a.size == 1
+    for c in numba.prange(C):
+        s = a[0] if shared else a[c]
+        acc = 0.0
+        for n in range(N):
+            for h in range(H):
+                for w in range(W):
+                    v = x[n, c, h, w]
+                    g = d[n, c, h, w]
+                    if v > 0:
+                        dx[n, c, h, w] = g
+                    else:
+                        dx[n, c, h, w] = s * g
+                        acc += g * v
+        da_per_channel[c] = acc
+
+
+def prelu_forward_numba(x, a):
+    """Same contract as :func:`prelu_forward_reference`, fast."""
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _prelu_forward_numba(x, a.astype(x.dtype).ravel(), y)
+    return y, (x, a)
+
+
+def prelu_backward_numba(dout, cache):
+    """Same contract as :func:`prelu_backward_reference`, fast."""
+    x, a = cache
+    dout = np.ascontiguousarray(dout)
+    dx = np.empty_like(dout)
+    dac = np.empty(x.shape[1], dtype=np.float64)
+    _prelu_backward_numba(dout, x, a.astype(x.dtype).ravel(), dx, dac)
+    da = dac.sum(keepdims=True) if a.size == 1 else dac
+    return dx, da.reshape(a.shape).astype(a.dtype)
+
+
+# --------------------------------------------------------------------------------------------------
+# Dispatch.
+# --------------------------------------------------------------------------------------------------
+def activation_forward(x, name, backend: str | None = None):
+    """Apply activation ``name`` (see :data:`ACTIVATIONS`). Returns ``(out, cache)``.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+    name : str or None ("identity")
+    """
+    name = check_activation(name)
+    if name == "prelu":
+        raise ValueError("prelu has learned slopes: use prelu_forward(x, a)")
+    if resolve(backend) == "reference":
+        y = _forward_reference(x, name)
+    else:
+        x = np.ascontiguousarray(x)
+        y = np.empty_like(x)
+        _forward_numba_flat(x.reshape(-1), _CODES[name], y.reshape(-1))
+    # tanh's derivative needs only the output; the others need the input.
+    return y, (name, x, y)
+
+
+def activation_backward(dout, cache, backend: str | None = None):
+    """Backward of :func:`activation_forward`: returns ``dx`` of the shape of ``dout``."""
+    name, x, y = cache
+    if resolve(backend) == "reference":
+        return _backward_reference(dout, x, y, name)
+    dout = np.ascontiguousarray(dout, dtype=x.dtype)
+    dx = np.empty_like(dout)
+    _backward_numba_flat(dout.reshape(-1), x.reshape(-1), y.reshape(-1), _CODES[name], dx.reshape(-1))
+    return dx
+
+
+def prelu_forward(x, a, backend: str | None = None):
+    """PReLU forward with the chosen backend. Returns ``(out, cache)``."""
+    if x.ndim != 4 or a.size not in (1, x.shape[1]):
+        raise ValueError(f"prelu expects x (N, C, H, W) and 1 or C slopes; got x {x.shape}, a {a.shape}")
+    fn = prelu_forward_reference if resolve(backend) == "reference" else prelu_forward_numba
+    return fn(x, a)
+
+
+def prelu_backward(dout, cache, backend: str | None = None):
+    """PReLU backward with the chosen backend. Returns ``(dx, da)``."""
+    fn = prelu_backward_reference if resolve(backend) == "reference" else prelu_backward_numba
+    return fn(dout, cache)

@@ -1,0 +1,207 @@
+"""2-D convolution, stride 1, "same" zero padding, odd square kernels: forward and backward via im2col + GEMM.
+
+Shapes and maths (``p = (k - 1) // 2``, ``xpad`` = ``x`` zero-padded by ``p``)::
+
+    x    (N, C, H, W)          input
+    w    (F, C, k, k)          weights, PyTorch's (out, in, kH, kW) layout
+    b    (F,)                  bias
+    out  (N, F, H, W)          out[n, f, h, w] = b[f] + sum_{c,i,j} w[f, c, i, j] * xpad[n, c, h+i, w+j]
+
+This is cross-correlation, as in every deep-learning framework. With ``cols = im2col(x)`` of shape
+``(N, C*k*k, H*W)`` and ``W2 = w.reshape(F, C*k*k)``::
+
+    out[n]  = W2 @ cols[n] + b[:, None]          (F, H*W), already in NCHW order: no transpose
+
+Backward, given ``dout = dL/dout`` (N, F, H, W), reshaped to ``(N, F, H*W)``::
+
+    db      = sum_{n, hw} dout[n, :, hw]
+    dW2     = sum_n dout[n] @ cols[n].T          (F, C*k*k)  -> reshaped to (F, C, k, k)
+    dcols[n] = W2.T @ dout[n]                    (C*k*k, H*W)
+    dx      = col2im(dcols)                      (N, C, H, W)
+
+Three implementations share one signature: :func:`conv2d_forward_naive` (six nested loops, for checking),
+the readable NumPy reference and the numba fast path (numba im2col/col2im, BLAS GEMM through NumPy).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._backend import resolve
+from .im2col import col2im_numba, col2im_reference, im2col_numba, im2col_reference
+
+
+def _check_conv_args(x, w, b):
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise ValueError(f"conv2d expects x as a 4-D (N, C, H, W) array, got "
+                         f"{'shape ' + str(x.shape) if isinstance(x, np.ndarray) else type(x).__name__}")
+    if w.ndim != 4 or w.shape[2] != w.shape[3] or w.shape[2] % 2 == 0:
+        raise ValueError(f"conv2d expects weights of shape (F, C, k, k) with odd k, got {w.shape}")
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"conv2d: input has {x.shape[1]} channels but the weights expect {w.shape[1]}")
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"conv2d: bias must have shape ({w.shape[0]},), got {b.shape}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Naive loops: the definition, written out. O(N F C H W k^2) Python-level work: tiny inputs only.
+# --------------------------------------------------------------------------------------------------
+def conv2d_forward_naive(x, w, b):
+    """Direct six-loop convolution (definition in the module docstring). Returns ``(out, cache)``."""
+    _check_conv_args(x, w, b)
+    N, C, H, W = x.shape
+    F, _, k, _ = w.shape
+    p = (k - 1) // 2
+    xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    out = np.zeros((N, F, H, W), dtype=np.result_type(x, w))
+    for n in range(N):
+        for f in range(F):
+            for h in range(H):
+                for ww in range(W):
+                    out[n, f, h, ww] = b[f] + np.sum(w[f] * xpad[n, :, h:h + k, ww:ww + k])
+    return out, (x, w)
+
+
+def conv2d_backward_naive(dout, cache):
+    """Backward of :func:`conv2d_forward_naive` by the same loops. Returns ``(dx, dw, db)``."""
+    x, w = cache
+    N, C, H, W = x.shape
+    F, _, k, _ = w.shape
+    p = (k - 1) // 2
+    xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    dxpad = np.zeros_like(xpad)
+    dw = np.zeros_like(w)
+    db = dout.sum(axis=(0, 2, 3))
+    for n in range(N):
+        for f in range(F):
+            for h in range(H):
+                for ww in range(W):
+                    g = dout[n, f, h, ww]
+                    dw[f] += g * xpad[n, :, h:h + k, ww:ww + k]
+                    dxpad[n, :, h:h + k, ww:ww + k] += g * w[f]
+    return dxpad[:, :, p:p + H, p:p + W], dw, db
+
+
+# --------------------------------------------------------------------------------------------------
+# Reference: im2col + one matrix product per image (np.matmul broadcasts over the batch).
+# --------------------------------------------------------------------------------------------------
+def conv2d_forward_reference(x, w, b):
+    """Convolution via :func:`~npespcn.functional.im2col.im2col_reference` and ``np.matmul``.
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W)
+    w : ndarray (F, C, k, k), k odd
+    b : ndarray (F,)
+
+    Returns
+    -------
+    out : ndarray (N, F, H, W)
+    cache : tuple ``(x.shape, w, cols)`` for :func:`conv2d_backward_reference`
+    """
+    _check_conv_args(x, w, b)
+    N, C, H, W = x.shape
+    F, _, k, _ = w.shape
+    cols = im2col_reference(x, k)                       # (N, C*k*k, H*W)
+    out = np.matmul(w.reshape(F, -1), cols)             # (N, F, H*W)
+    out += b[:, None]
+    return out.reshape(N, F, H, W), (x.shape, w, cols)
+
+
+def conv2d_backward_reference(dout, cache):
+    """Gradients of :func:`conv2d_forward_reference`.
+
+    Parameters
+    ----------
+    dout : ndarray (N, F, H, W), dL/dout
+    cache : from the forward
+
+    Returns
+    -------
+    dx : ndarray (N, C, H, W)
+    dw : ndarray (F, C, k, k)
+    db : ndarray (F,)
+    """
+    shape, w, cols = cache
+    N, C, H, W = shape
+    F, _, k, _ = w.shape
+    d = dout.reshape(N, F, H * W)
+    db = d.sum(axis=(0, 2))
+    dw = np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    dcols = np.matmul(w.reshape(F, -1).T, d)            # (N, C*k*k, H*W)
+    dx = col2im_reference(dcols, shape, k)
+    return dx, dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast path: numba im2col/col2im, BLAS sgemm/dgemm per image, numba bias add and bias reduction.
+# --------------------------------------------------------------------------------------------------
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _add_bias(out, b):
+    N, F, HW = out.shape
+    for nf in numba.prange(N * F):
+        n = nf // F
+        f = nf % F
+        bf = b[f]
+        for t in range(HW):
+            out[n, f, t] += bf
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _bias_grad(d, db):
+    N, F, HW = d.shape
+    for f in numba.prange(F):
+        s = 0.0
+        for n in range(N):
+            for t in range(HW):
+                s += d[n, f, t]
+        db[f] = s
+
+
+def conv2d_forward_numba(x, w, b):
+    """Same contract as :func:`conv2d_forward_reference`, fast."""
+    _check_conv_args(x, w, b)
+    N, C, H, W = x.shape
+    F, _, k, _ = w.shape
+    cols = im2col_numba(x, k)
+    w2 = np.ascontiguousarray(w.reshape(F, -1))
+    out = np.empty((N, F, H * W), dtype=np.result_type(x, w))
+    for n in range(N):
+        np.dot(w2, cols[n], out=out[n])
+    _add_bias(out, b.astype(out.dtype, copy=False))
+    return out.reshape(N, F, H, W), (x.shape, w, cols)
+
+
+def conv2d_backward_numba(dout, cache):
+    """Same contract as :func:`conv2d_backward_reference`, fast."""
+    shape, w, cols = cache
+    N, C, H, W = shape
+    F, _, k, _ = w.shape
+    d = np.ascontiguousarray(dout).reshape(N, F, H * W)
+    db = np.empty(F, dtype=w.dtype)
+    _bias_grad(d, db)
+    w2 = w.reshape(F, -1)
+    dw2 = np.zeros_like(w2)
+    dcols = np.empty_like(cols)
+    for n in range(N):
+        dw2 += d[n] @ cols[n].T
+        np.dot(w2.T, d[n], out=dcols[n])
+    dx = col2im_numba(dcols, shape, k)
+    return dx, dw2.reshape(w.shape), db
+
+
+# --------------------------------------------------------------------------------------------------
+# Dispatch.
+# --------------------------------------------------------------------------------------------------
+def conv2d_forward(x, w, b, backend: str | None = None):
+    """Convolution forward with the chosen backend. Returns ``(out, cache)``."""
+    if resolve(backend) == "reference":
+        return conv2d_forward_reference(x, w, b)
+    return conv2d_forward_numba(x, w, b)
+
+
+def conv2d_backward(dout, cache, backend: str | None = None):
+    """Convolution backward with the chosen backend. Returns ``(dx, dw, db)``."""
+    if resolve(backend) == "reference":
+        return conv2d_backward_reference(dout, cache)
+    return conv2d_backward_numba(dout, cache)

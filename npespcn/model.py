@@ -1,0 +1,261 @@
+"""ESPCN: convolutions in low-resolution space, then a periodic shuffle to the high-resolution image.
+
+For an upscale factor ``r``, ``C`` image channels and hidden layers ``(k1, f1), ..., (kL, fL)``::
+
+    x      (N, C, H, W)             low-resolution input
+    h1     (N, f1, H, W)            act(conv_k1(x))
+    ...
+    hL     (N, fL, H, W)            act(conv_kL(h_{L-1}))
+    z      (N, C*r*r, H, W)         conv_3(hL)                  the r*r sub-pixel channels, no activation
+    y      (N, C, r*H, r*W)         out_act(PS(z))              periodic shuffle, optional output activation
+
+The model is just that list of layers (``model.layers``); ``forward`` runs it front to back and
+``backward`` runs it back to front, each layer using what its own forward cached.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from .functional import check_activation
+from .layers import Activation, Conv2d, PixelShuffle, PReLU
+
+PAPER_LAYERS = ((5, 64), (3, 32))
+SEVEN_LAYERS = ((5, 64), (3, 64), (3, 32), (3, 32), (3, 32))
+FORMAT_VERSION = 1
+
+
+def _check_layers(layers):
+    try:
+        out = tuple((int(k), int(f)) for k, f in layers)
+    except (TypeError, ValueError):
+        raise ValueError(f"layers must be a sequence of (kernel, filters) pairs, got {layers!r}") from None
+    for k, f in out:
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f"every kernel size must be a positive odd integer, got {k} in {layers!r}")
+        if f < 1:
+            raise ValueError(f"every filter count must be positive, got {f} in {layers!r}")
+    return out
+
+
+class ESPCN:
+    """Efficient sub-pixel convolutional network (Shi et al., CVPR 2016).
+
+    Parameters
+    ----------
+    scale : int
+        Upscale factor ``r`` (>= 1).
+    channels : int
+        Image channels ``C``: 1 for a Y-channel model, 3 for RGB.
+    layers : sequence of (kernel, filters)
+        The hidden convolutions. The last 3x3 convolution to ``C*r*r`` channels and the shuffle are implied.
+    activation : {"tanh", "relu", "gelu", "prelu", "identity"}
+        Activation after every hidden convolution.
+    output_activation : None or {"tanh", "relu", "gelu", "identity"}
+        Applied after the shuffle (the published TF-ESPCN models end in tanh).
+    seed : int
+        Seed of the initialisation: He-normal (std ``sqrt(2 / (filters * k * k))``) for hidden layers and
+        N(0, 0.001²) for the last one, zero biases, as in the ESPCN-pytorch reference implementation.
+    dtype : float32 (default) or float64 (for gradient checks)
+    """
+
+    def __init__(self, scale: int = 3, channels: int = 1, layers=PAPER_LAYERS, activation: str = "tanh",
+                 output_activation: str | None = None, seed: int = 0, dtype=np.float32):
+        if not isinstance(scale, (int, np.integer)) or isinstance(scale, bool) or scale < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale!r}")
+        if not isinstance(channels, (int, np.integer)) or channels < 1:
+            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        self.scale, self.channels = int(scale), int(channels)
+        self.hidden = _check_layers(layers)
+        self.activation = check_activation(activation)
+        self.output_activation = None if output_activation is None else check_activation(output_activation)
+        if self.output_activation == "prelu":
+            raise ValueError("output_activation must be parameter-free (tanh, relu, gelu or identity)")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+
+        # The model is a readable list of (name, layer) pairs.
+        self.named_layers: list[tuple[str, object]] = []
+        c_in = self.channels
+        for i, (k, f) in enumerate(self.hidden, start=1):
+            self.named_layers.append((f"conv{i}", Conv2d(c_in, f, k, self.dtype)))
+            if self.activation == "prelu":
+                self.named_layers.append((f"prelu{i}", PReLU(f, dtype=self.dtype)))
+            else:
+                self.named_layers.append((f"act{i}", Activation(self.activation)))
+            c_in = f
+        last = len(self.hidden) + 1
+        self.named_layers.append((f"conv{last}", Conv2d(c_in, self.channels * self.scale ** 2, 3, self.dtype)))
+        self.named_layers.append(("shuffle", PixelShuffle(self.scale)))
+        if self.output_activation not in (None, "identity"):
+            self.named_layers.append(("output_act", Activation(self.output_activation)))
+        self.init_weights(seed)
+
+    # ---------------------------------------------------------------------------------- construction
+    @classmethod
+    def paper(cls, scale: int = 3, channels: int = 1, **kw) -> "ESPCN":
+        """The paper's model: 5x5x64, 3x3x32, tanh."""
+        return cls(scale, channels, PAPER_LAYERS, kw.pop("activation", "tanh"), **kw)
+
+    @classmethod
+    def seven(cls, scale: int = 3, channels: int = 1, **kw) -> "ESPCN":
+        """The seven-layer variant: 5x5x64, 3x3x64, 3x3x32, 3x3x32, 3x3x32, relu."""
+        return cls(scale, channels, SEVEN_LAYERS, kw.pop("activation", "relu"), **kw)
+
+    @property
+    def arch(self) -> dict:
+        """Everything needed to rebuild this model: ``ESPCN(**model.arch)``."""
+        return {"scale": self.scale, "channels": self.channels, "layers": [list(l) for l in self.hidden],
+                "activation": self.activation, "output_activation": self.output_activation}
+
+    def init_weights(self, seed: int = 0) -> None:
+        """Re-initialise every parameter from ``seed`` (see the class docstring)."""
+        rng = np.random.default_rng(seed)
+        convs = [layer for _, layer in self.named_layers if isinstance(layer, Conv2d)]
+        for i, conv in enumerate(convs):
+            w = conv.params["weight"]
+            if i < len(convs) - 1:
+                std = math.sqrt(2.0 / (w.shape[0] * w.shape[2] * w.shape[3]))
+            else:
+                std = 0.001
+            w[...] = rng.normal(0.0, std, size=w.shape)
+            conv.params["bias"][...] = 0
+        for _, layer in self.named_layers:
+            if isinstance(layer, PReLU):
+                layer.params["weight"][...] = 0.25
+
+    @property
+    def layers(self) -> list:
+        """The layers, in order."""
+        return [layer for _, layer in self.named_layers]
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """``{"conv1.weight": array (out, in, k, k), "conv1.bias": array (out,), ...}``, the live arrays."""
+        return {f"{name}.{p}": arr for name, layer in self.named_layers for p, arr in layer.params.items()}
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """Same keys as :attr:`params`; filled by :meth:`backward`."""
+        return {f"{name}.{p}": arr for name, layer in self.named_layers for p, arr in layer.grads.items()}
+
+    @property
+    def last_layer(self) -> str:
+        """Name of the last convolution (``"conv3"`` for the paper model)."""
+        return f"conv{len(self.hidden) + 1}"
+
+    def lr_multipliers(self, last: float = 0.1) -> dict[str, float]:
+        """Per-parameter learning-rate multipliers that train the last layer at ``last`` x the base rate."""
+        return {f"{self.last_layer}.weight": last, f"{self.last_layer}.bias": last}
+
+    @property
+    def receptive_radius(self) -> int:
+        """How many low-resolution pixels on each side influence one output block: sum of (k - 1) / 2."""
+        return sum((k - 1) // 2 for k, _ in self.hidden) + 1
+
+    def num_params(self) -> int:
+        return sum(a.size for a in self.params.values())
+
+    def macs_per_pixel(self) -> int:
+        """Multiply-adds per low-resolution pixel of the forward pass."""
+        c, total = self.channels, 0
+        for k, f in self.hidden:
+            total, c = total + k * k * c * f, f
+        return total + 9 * c * self.channels * self.scale ** 2
+
+    def load_params(self, params: dict) -> "ESPCN":
+        """Copy ``params`` (same keys and shapes as :attr:`params`) into the model; returns self."""
+        mine = self.params
+        if set(params) != set(mine):
+            raise ValueError(f"parameter names differ: missing {sorted(set(mine) - set(params))}, "
+                             f"unexpected {sorted(set(params) - set(mine))}")
+        for k, v in params.items():
+            v = np.asarray(v)
+            if v.shape != mine[k].shape:
+                raise ValueError(f"{k}: expected shape {mine[k].shape}, got {v.shape}")
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"{k}: parameters contain NaN or infinity")
+            mine[k][...] = v
+        return self
+
+    def astype(self, dtype) -> "ESPCN":
+        """A copy of this model with parameters in ``dtype`` (float64 for gradient checks)."""
+        other = type(self)(**self.arch, dtype=dtype)
+        return other.load_params(self.params)
+
+    def copy(self) -> "ESPCN":
+        return self.astype(self.dtype)
+
+    # ---------------------------------------------------------------------------------- compute
+    def _check_input(self, x):
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"ESPCN expects a NumPy array (N, C, H, W), got {type(x).__name__}")
+        if x.ndim != 4:
+            raise ValueError(f"ESPCN expects a 4-D (N, C, H, W) array, got {x.ndim}-D shape {x.shape}")
+        if x.shape[1] != self.channels:
+            raise ValueError(f"this ESPCN expects {self.channels} channel(s) (N, {self.channels}, H, W), "
+                             f"got {x.shape[1]} (shape {x.shape})")
+        if x.size == 0:
+            raise ValueError(f"ESPCN expects a non-empty array, got shape {x.shape}")
+        if x.dtype.kind not in "fiu":
+            raise ValueError(f"ESPCN expects real numbers, got dtype {x.dtype}")
+        x = x.astype(self.dtype, copy=False)
+        if not np.isfinite(x).all():
+            raise ValueError("ESPCN input contains NaN or infinity; expected finite values")
+        return x
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Run the model and keep what :meth:`backward` needs.
+
+        Parameters
+        ----------
+        x : ndarray (N, C, H, W), cast to the model's dtype
+
+        Returns
+        -------
+        y : ndarray (N, C, r*H, r*W)
+        """
+        out = self._check_input(x)
+        for layer in self.layers:
+            out = layer.forward(out, train=True)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Backpropagate ``dy = dL/dy`` (N, C, r*H, r*W); fills :attr:`grads` and returns ``dL/dx``."""
+        if getattr(self, "_out_shape", None) is None:
+            raise RuntimeError("ESPCN.backward called without a forward first")
+        dy = np.asarray(dy)
+        if dy.shape != self._out_shape:
+            raise ValueError(f"backward expects dy of the output's shape {self._out_shape}, got {dy.shape}")
+        d = dy.astype(self.dtype, copy=False)
+        for layer in reversed(self.layers):
+            d = layer.backward(d)
+        self._out_shape = None
+        return d
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Forward without keeping caches (inference: less memory)."""
+        out = self._check_input(x)
+        for layer in self.layers:
+            out = layer.forward(out, train=False)
+        return out
+
+    __call__ = infer
+
+    def __repr__(self):
+        body = ",\n  ".join(f"{name}: {layer!r}" for name, layer in self.named_layers)
+        return f"ESPCN(scale={self.scale}, channels={self.channels}) [\n  {body}\n]"
+
+    # ---------------------------------------------------------------------------------- files
+    def save(self, path) -> None:
+        """Write npespcn's ``.npz`` (parameters + architecture), atomically; see :mod:`npespcn.formats.npz`."""
+        from .formats.npz import save_npz
+        save_npz(self, path)
+
+
+def arch_to_json(arch: dict) -> str:
+    return json.dumps({"format": "npespcn", "version": FORMAT_VERSION, **arch}, sort_keys=True)

@@ -50,12 +50,6 @@ def tf_depth_to_space(z: np.ndarray, r: int) -> np.ndarray:
     return z.reshape(N, r, r, C, H, W).transpose(0, 3, 4, 1, 5, 2).reshape(N, C, H * r, W * r)
 
 
-def channel_colours(M: int):
-    """One light colour per input channel, so the mosaic after the shuffle is visible."""
-    base = _draw.colorize(np.linspace(0.0, 1.0, M), "viridis").astype(float)
-    return [tuple(int(v) for v in 0.45 * c + 0.55 * 255) for c in base]
-
-
 def main(argv=None, out_dir=None, fast: bool = False) -> dict:
     if argv is not None:
         args = _common.parse_args(argv, __doc__.splitlines()[0])
@@ -141,7 +135,7 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
           "so ||P z - y|| = ||z - P^T y|| and P^T = PS^-1")
 
     # Pictures: the input channels and the shuffled output, one colour per input channel.
-    cols = channel_colours(M)
+    cols = _draw.category_colours(M)
     cells = [_draw.table(labels[m], [[cols[m]] * W] * H, cell=40) for m in range(M)]
     caps = [f"ch {m} (c,i,j)=({m // (r * r)},{(m % (r * r)) // r},{m % r})" for m in range(M)]
     files = [_draw.save_png(_draw.grid(cells, caps, ncols=r * r, title=f"z: (1, {M}, {H}, {W})"),

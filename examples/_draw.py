@@ -51,6 +51,12 @@ def colorize(t: np.ndarray, cmap: str = "viridis") -> np.ndarray:
     return np.round((1 - s) * anchors[q] + s * anchors[q + 1]).astype(np.uint8)
 
 
+def category_colours(n: int, lighten: float = 0.55):
+    """``n`` distinct light RGB colours (viridis, mixed with white) for labelled cells."""
+    base = colorize(np.linspace(0.0, 1.0, n), "viridis").astype(float)
+    return [tuple(int(v) for v in (1 - lighten) * c + lighten * 255) for c in base]
+
+
 def heatmap(a: np.ndarray, scale: int = 1, cmap: str = "viridis", vmin=None, vmax=None,
             symmetric: bool = False) -> Image.Image:
     """A 2-D array as a colour image, every entry a ``scale`` x ``scale`` block.

@@ -1,0 +1,326 @@
+"""Super-resolve an image with ESPCN: ``npespcn.upscale(image, scale=3, model=None, tile=None)``.
+
+Colour, as the super-resolution literature does it (BT.601 studio range, :mod:`npespcn.color`)::
+
+    grey (H, W)         Y = grey                      -> network -> grey        (r H, r W)
+    RGB  (H, W, 3)      Y, Cb, Cr = ycbcr(RGB)        -> Y through the network, Cb and Cr bicubic
+                                                      -> RGB = rgb(Y', Cb', Cr')  (r H, r W, 3)
+    RGBA (H, W, 4)      as RGB, alpha bicubic
+    3-channel model     RGB goes through the network directly (alpha bicubic); a grey image is fed as
+                        R = G = B and the mean of the three outputs is returned
+
+Every dtype goes through one pipeline on the 0..255 scale in float64 (uint8 as is, uint16 / 257, floats
+* 255); the network sees ``Y / 255`` in the model's dtype (float32); the result is converted back with
+rounding and clipping (integers) or clipping to [0, 1] (floats). Bicubic is Pillow's kernel computed in
+float64 (:mod:`npespcn.bicubic`), so uint16 and float images keep their precision.
+
+Tiling: the low-resolution image is cut into ``tile`` x ``tile`` tiles; each is processed with a halo of
+``max(model.receptive_radius, 2)`` pixels (2 is the bicubic's reach) and only its core is kept. The
+convolutions use :mod:`npespcn.directconv`, whose per-pixel arithmetic does not depend on the array size,
+and everything else is elementwise or position-based, so a tiled result is bitwise equal to the untiled
+one (``tile`` >= the image size). ``tile=None`` picks the largest tile that keeps the working memory of
+one tile near :data:`TILE_BUDGET` bytes.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from . import pretrained
+from .bicubic import HALO as BICUBIC_HALO
+from .bicubic import bicubic_region
+from .color import _M, _M_INV
+from .directconv import conv2d_direct
+from .layers import Conv2d
+from .model import ESPCN
+
+DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+TILE_BUDGET = 48 * 2 ** 20
+MIN_TILE = 32
+_PIL_MODES = {"L": "grey uint8", "RGB": "RGB uint8", "RGBA": "RGBA uint8", "I;16": "grey uint16",
+              "F": "grey float32 in [0, 1]"}
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def check_scale(scale) -> int:
+    """Return ``scale`` as an int >= 1, or raise ``ValueError`` / ``TypeError`` saying what was expected."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer, float, np.floating)):
+        raise TypeError(f"scale must be a positive integer such as 2, 3 or 4, got {type(scale).__name__} "
+                        f"{scale!r}")
+    if isinstance(scale, (float, np.floating)) and not float(scale).is_integer():
+        raise ValueError(f"scale must be a positive integer such as 2, 3 or 4, got {scale!r}")
+    if scale < 1:
+        raise ValueError(f"scale must be a positive integer such as 2, 3 or 4, got {scale!r}")
+    return int(scale)
+
+
+def check_image(image, clip: bool = False) -> np.ndarray:
+    """Validate an image array (see :func:`upscale`) and return it; raise on anything else.
+
+    Parameters
+    ----------
+    image : ndarray (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); uint8, uint16, float32 or float64
+    clip : bool
+        Accept floats outside [0, 1] (they are clipped); NaN and infinity are refused regardless.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected an image as a NumPy array or a PIL.Image, got {type(image).__name__}")
+    if image.dtype not in DTYPES:
+        raise TypeError(f"expected an image of dtype uint8, uint16, float32 or float64, got {image.dtype}")
+    if image.size == 0:
+        raise ValueError(f"expected a non-empty image, got shape {image.shape}")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"expected an image of shape (H, W) or (H, W, C) with C in 1, 3, 4, got a "
+                         f"{image.ndim}-D array of shape {image.shape}")
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected 1 (grey), 3 (RGB) or 4 (RGBA) channels last, got {image.shape[2]} "
+                         f"(shape {image.shape})")
+    if image.dtype.kind == "f":
+        lo, hi = image.min(), image.max()            # NaN propagates through min/max
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError("expected finite pixel values, got NaN or infinity")
+        if (lo < 0 or hi > 1) and not clip:
+            raise ValueError(f"expected float pixel values in [0, 1], got values in [{lo:g}, {hi:g}] "
+                             f"(pass clip=True to clip them)")
+    return image
+
+
+def _from_pil(image):
+    mode = image.mode
+    if mode not in _PIL_MODES:
+        raise TypeError(f"expected a PIL image in mode {', '.join(_PIL_MODES)}, got mode {mode!r} "
+                        f"(convert it first, e.g. image.convert('RGB'))")
+    arr = np.asarray(image)
+    if mode == "I;16":
+        arr = arr.astype(np.uint16)
+    return arr, mode
+
+
+def _to_pil(arr, mode):
+    from PIL import Image
+    if mode == "I;16":
+        return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint16))
+    if mode == "F":
+        return Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F")
+    return Image.fromarray(np.ascontiguousarray(arr), mode=mode)
+
+
+# ---------------------------------------------------------------------------------------------- models
+_CACHE: dict = {}
+
+
+def _load_cached(path):
+    from .formats import load_model
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = load_model(path)
+    return _CACHE[key]
+
+
+def resolve_model(model, scale: int) -> ESPCN:
+    """Turn ``model`` (None, a shipped name, a path or an ESPCN) into an ESPCN of scale ``scale``.
+
+    Raises ``ValueError`` (a missing shipped file: :class:`~npespcn.pretrained.MissingWeightsError`, which
+    is also a ``FileNotFoundError``) naming what was expected, and ``TypeError`` for other objects.
+    """
+    scale = check_scale(scale)
+    if model is None:
+        model = pretrained.DEFAULT
+    if isinstance(model, ESPCN):
+        net = model
+    elif isinstance(model, (str, os.PathLike)):
+        if isinstance(model, str) and model.lower() in pretrained.NAMES:
+            if scale not in pretrained.SCALES:
+                raise ValueError(f"there is no shipped {model} model at scale {scale}; shipped scales are "
+                                 f"{', '.join(map(str, pretrained.SCALES))} (pass your own model for others)")
+            path = pretrained.shipped_path(model, scale)
+        else:
+            path = os.fspath(model)
+            if not os.path.isfile(path):
+                raise ValueError(f"model {str(model)!r} is neither a shipped model name "
+                                 f"({', '.join(pretrained.NAMES)}) nor an existing model file")
+        try:
+            net = _load_cached(path)
+        except ValueError:
+            raise
+        except Exception as e:                       # a corrupt archive can raise nearly anything
+            raise ValueError(f"{path}: not a readable model file ({type(e).__name__}: {e})") from None
+    else:
+        raise TypeError(f"model must be None, a shipped name ({', '.join(pretrained.NAMES)}), a path or "
+                        f"an ESPCN, got {type(model).__name__}")
+    if net.scale != scale:
+        raise ValueError(f"the model upscales x{net.scale} but scale={scale} was requested")
+    return net
+
+
+def _max_kernel(net: ESPCN) -> int:
+    return max([k for k, _ in net.hidden] + [3])
+
+
+def halo(net: ESPCN) -> int:
+    """Low-resolution pixels added around every tile: ``max(receptive_radius, 2)``."""
+    return max(net.receptive_radius, BICUBIC_HALO)
+
+
+def auto_tile(net: ESPCN, budget: int = TILE_BUDGET) -> int:
+    """The tile size ``tile=None`` uses: working memory of one tile about ``budget`` bytes.
+
+    Per low-resolution pixel of a tile: two float32 feature maps of the widest convolution (its input and
+    output) plus about eight float64 planes of the ``r x r`` high-resolution block (colour conversion,
+    bicubic, network output).
+    """
+    widest = max(a + b for a, b in zip([net.channels] + [f for _, f in net.hidden],
+                                       [f for _, f in net.hidden] + [net.channels * net.scale ** 2]))
+    per_pixel = 4 * widest + 8 * 8 * net.scale ** 2
+    side = int(math.sqrt(budget / per_pixel)) - 2 * halo(net)
+    return max(MIN_TILE, side)
+
+
+# ---------------------------------------------------------------------------------------------- compute
+def network(net: ESPCN, x: np.ndarray) -> np.ndarray:
+    """Run ``net`` on ``x`` (N, C, H, W) with the size-independent direct convolution (inference only)."""
+    out = np.ascontiguousarray(x, dtype=net.dtype)
+    for layer in net.layers:
+        if isinstance(layer, Conv2d):
+            out = conv2d_direct(out, layer.params["weight"], layer.params["bias"])
+        else:
+            out = layer.forward(out, train=False)
+    return out
+
+
+def _lr_to_255(crop, dtype):
+    """uint8 as is, uint16 / 257, floats * 255 (clipped to [0, 1] first); float64."""
+    v = crop.astype(np.float64)
+    if dtype.kind == "f":
+        return np.clip(v, 0.0, 1.0) * 255.0
+    if dtype == np.uint16:
+        return v * (255.0 / 65535.0)
+    return v
+
+
+def _from_255(v, dtype):
+    if dtype.kind == "f":
+        return np.clip(v / 255.0, 0.0, 1.0).astype(dtype)
+    if dtype == np.uint16:
+        return np.clip(np.rint(v * (65535.0 / 255.0)), 0, 65535).astype(np.uint16)
+    return np.clip(np.rint(v), 0, 255).astype(np.uint8)
+
+
+def _rgb_to_ycc(rgb):
+    """Elementwise BT.601 (same numbers as :func:`npespcn.color.rgb_to_ycbcr`, no size-dependent BLAS)."""
+    R, G, B = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return [off + m[0] * R + m[1] * G + m[2] * B for m, off in zip(_M, (16.0, 128.0, 128.0))]
+
+
+def _ycc_to_rgb(y, cb, cr):
+    y, cb, cr = y - 16.0, cb - 128.0, cr - 128.0
+    return [m[0] * y + m[1] * cb + m[2] * cr for m in _M_INV]
+
+
+def _process_tile(arr, net, r, core, margin, out):
+    """Upscale the tile ``core = (y0, y1, x0, x1)`` of ``arr`` into ``out`` (see module docstring)."""
+    H, W = arr.shape[:2]
+    y0, y1, x0, x1 = core
+    ey0, ey1, ex0, ex1 = max(0, y0 - margin), min(H, y1 + margin), max(0, x0 - margin), min(W, x1 + margin)
+    crop = arr[ey0:ey1, ex0:ex1]
+    v = _lr_to_255(crop, arr.dtype)                                     # (h, w[, C]) float64, 0..255
+    sl = (slice(r * (y0 - ey0), r * (y1 - ey0)), slice(r * (x0 - ex0), r * (x1 - ex0)))
+    rows, cols = (r * y0, r * y1), (r * x0, r * x1)
+
+    def bicubic(plane):
+        return bicubic_region(plane, r, (H, W), (ey0, ex0), rows, cols).astype(np.float64)
+
+    def net_planes(planes):
+        x = np.stack(planes)[None] / 255.0                              # (1, C, h, w)
+        y = network(net, x)[0]                                          # (C, r h, r w)
+        return [y[c][sl].astype(np.float64) * 255.0 for c in range(y.shape[0])]
+
+    grey = v.ndim == 2 or v.shape[2] == 1
+    if grey:
+        g = v if v.ndim == 2 else v[..., 0]
+        if net.channels == 1:
+            res = net_planes([g])[0]
+        else:
+            res = sum(net_planes([g, g, g])) / 3.0
+        res = _from_255(res, arr.dtype)
+        out[rows[0]:rows[1], cols[0]:cols[1]] = res if out.ndim == 2 else res[..., None]
+        return
+    if net.channels == 3:
+        rgb = net_planes([v[..., 0], v[..., 1], v[..., 2]])
+    else:
+        y, cb, cr = _rgb_to_ycc(v)
+        rgb = _ycc_to_rgb(net_planes([y])[0], bicubic(cb), bicubic(cr))
+    dst = out[rows[0]:rows[1], cols[0]:cols[1]]
+    for c in range(3):
+        dst[..., c] = _from_255(rgb[c], arr.dtype)
+    if v.shape[2] == 4:
+        dst[..., 3] = _from_255(bicubic(v[..., 3]), arr.dtype)
+
+
+def tiles(shape, tile: int):
+    """The tile cores ``(y0, y1, x0, x1)`` covering an image of ``shape`` (H, W), row by row."""
+    H, W = shape
+    for y0 in range(0, H, tile):
+        for x0 in range(0, W, tile):
+            yield y0, min(H, y0 + tile), x0, min(W, x0 + tile)
+
+
+def upscale(image, scale: int = 3, model=None, tile: int | None = None, clip: bool = False, progress=None):
+    """Super-resolve ``image`` ``scale`` times with ESPCN.
+
+    Parameters
+    ----------
+    image : ndarray or PIL.Image
+        (H, W) grey, (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16, float32 or float64
+        (floats in [0, 1]). PIL images in mode L, RGB, RGBA, I;16 or F (values in [0, 1]).
+    scale : int
+        Upscale factor ``r``; must agree with the model's.
+    model : None, str, path or ESPCN
+        None: the shipped default (``"espcn"``) at ``scale``; a shipped name (``"espcn"``, ``"espcn7"``);
+        a model file :func:`npespcn.load_model` reads; or a model object.
+    tile : int or None
+        Low-resolution tile side (halo added around it, see the module docstring); None chooses one that
+        bounds memory. The result does not depend on it, bit for bit.
+    clip : bool
+        Clip float inputs to [0, 1] instead of refusing values outside.
+    progress : callable(done, total) or None
+        Called after every tile.
+
+    Returns
+    -------
+    The same kind (array or PIL image), dtype and channel layout, ``(r H, r W[, C])``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming what was expected: wrong type, dtype, shape, channels, NaN/inf, out-of-range floats, an image
+        smaller than the model's largest kernel, a bad scale or tile, a missing or unreadable model.
+    """
+    pil_mode = None
+    if not isinstance(image, np.ndarray) and type(image).__module__.startswith("PIL."):
+        image, pil_mode = _from_pil(image)
+    arr = check_image(image, clip=clip)
+    r = check_scale(scale)
+    net = resolve_model(model, r)
+    if tile is not None:
+        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
+            raise ValueError(f"tile must be a positive integer (low-resolution pixels) or None, got {tile!r}")
+        tile = int(tile)
+    H, W = arr.shape[:2]
+    k = _max_kernel(net)
+    if H < k or W < k:
+        raise ValueError(f"the image is {H}x{W} pixels, smaller than the model's {k}x{k} kernel; expected at "
+                         f"least {k}x{k}")
+    tile = auto_tile(net) if tile is None else tile
+    out = np.empty((r * H, r * W) + arr.shape[2:], dtype=arr.dtype)
+    cores = list(tiles((H, W), tile))
+    margin = halo(net)
+    for i, core in enumerate(cores, start=1):
+        _process_tile(arr, net, r, core, margin, out)
+        if progress is not None:
+            progress(i, len(cores))
+    return _to_pil(out, pil_mode) if pil_mode else out

@@ -1,0 +1,406 @@
+"""PyTorch ``state_dict`` files (``torch.save``, zip format), read without torch and without running code.
+
+A ``.pth`` written by ``torch.save`` (PyTorch >= 1.6) is a zip archive::
+
+    <name>/data.pkl          the pickled object (here an OrderedDict name -> tensor)
+    <name>/data/0, 1, ...    raw bytes of every storage (little-endian unless <name>/byteorder says "big")
+    <name>/version, ...      bookkeeping
+
+Inside ``data.pkl`` a tensor is ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)`` and a
+storage is a *persistent id* ``("storage", torch.FloatStorage, "0", "cpu", numel)`` that names the file
+``data/0``.
+
+**Safety.** Python's ``pickle`` can call any importable function, so loading an untrusted ``.pth`` with it can
+run arbitrary code. This module never imports ``pickle``'s loader: :class:`SafeUnpickler` is a small stack
+machine that understands only the opcodes a tensor state dict uses (protocols 2 to 5) and resolves only the
+globals in :data:`ALLOWED_GLOBALS`, each mapped to a function of this module that builds plain Python or
+NumPy values. Any other global (``os system``, ``builtins eval``, ...) is refused with ``ValueError`` the moment
+the ``GLOBAL`` opcode is read, before anything could be called. Every opcode consumes at least one byte and
+every length is checked against the bytes present, so a corrupted file cannot hang or over-read.
+
+**ESPCN-pytorch layout** (``yjn870/ESPCN-pytorch``)::
+
+    first_part.0  Conv2d(C, 64, 5, padding=2)      first_part.1  Tanh
+    first_part.2  Conv2d(64, 32, 3, padding=1)     first_part.3  Tanh
+    last_part.0   Conv2d(32, C*r*r, 3, padding=1)  last_part.1   PixelShuffle(r)      (no output activation)
+
+The weights are already ``(out, in, kH, kW)`` and PixelShuffle uses npespcn's channel order. The file stores no
+activation: it defaults to ESPCN-pytorch's ``tanh`` and ``output_activation=None``; pass ``activation=...``
+to override. ``C`` is the first kernel's input channels and ``r = sqrt(out / C)`` of the last one.
+"""
+from __future__ import annotations
+
+import math
+import re
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+
+STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16", "LongStorage": np.int64, "IntStorage": np.int32,
+    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+MAX_STORAGE_BYTES = 1 << 31         # refuse absurd (decompression-bomb) entries
+DEFAULT_ACTIVATION = "tanh"          # ESPCN-pytorch's hidden activation
+DEFAULT_OUTPUT_ACTIVATION = None     # ESPCN-pytorch ends with PixelShuffle
+
+
+class UnsafePickleError(ValueError):
+    """The pickle names a global this loader does not allow (it may try to run code)."""
+
+
+# ------------------------------------------------------------------------------------------ safe values
+class _StorageType:
+    """Stands for ``torch.FloatStorage`` & co.: only its element type matters."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+def _storage_dtype(name):
+    dt = STORAGE_DTYPES[name]
+    return np.dtype("<u2") if dt == "bfloat16" else np.dtype(dt)
+
+
+def _rebuild_tensor(storage, offset, size, stride, *_ignored):
+    """``torch._utils._rebuild_tensor_v2``: the strided view ``storage[offset + sum(i_k * stride_k)]``, copied."""
+    if not isinstance(storage, np.ndarray):
+        raise ValueError("tensor does not refer to a storage")
+    if not (isinstance(offset, int) and isinstance(size, tuple) and isinstance(stride, tuple)
+            and len(size) == len(stride) and all(isinstance(v, int) and v >= 0 for v in size + stride)):
+        raise ValueError(f"malformed tensor record: offset {offset!r}, size {size!r}, stride {stride!r}")
+    if offset < 0:
+        raise ValueError(f"negative storage offset {offset}")
+    if math.prod(size) > storage.size:
+        raise ValueError(f"tensor of size {size} has more elements than its storage ({storage.size})")
+    if 0 not in size:
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= storage.size:
+            raise ValueError(f"tensor of size {size}, stride {stride}, offset {offset} reads element {last} "
+                             f"of a storage of {storage.size}")
+        view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
+                                               strides=[s * storage.itemsize for s in stride], writeable=False)
+        out = np.array(view)
+    else:
+        out = np.zeros(size, storage.dtype)
+    if getattr(storage, "_bfloat16", False):
+        out = (out.astype(np.uint32) << 16).view(np.float32)
+    return out
+
+
+def _rebuild_parameter(data, *_ignored):
+    """``torch._utils._rebuild_parameter``: a Parameter is its tensor."""
+    return data
+
+
+class _BFloat16(np.ndarray):
+    """uint16 storage marked as bfloat16 (NumPy has no bfloat16); converted in :func:`_rebuild_tensor`."""
+    _bfloat16 = True
+
+
+def _ordered_dict(*args):
+    if args:
+        raise ValueError("OrderedDict with constructor arguments is not a state dict")
+    return {}
+
+
+ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"): _ordered_dict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    **{("torch", name): _StorageType(name) for name in STORAGE_DTYPES},
+}
+
+
+# ------------------------------------------------------------------------------------------ the machine
+class SafeUnpickler:
+    """Evaluate a pickle with a whitelist of opcodes and globals (see the module docstring).
+
+    Parameters
+    ----------
+    data : bytes
+        The pickle (``data.pkl``).
+    load_storage : callable (key: str, dtype: np.dtype, numel: int) -> 1-D ndarray
+        Returns the bytes of ``data/<key>`` as an array.
+    """
+
+    def __init__(self, data: bytes, load_storage):
+        self.data, self.pos = memoryview(data), 0
+        self.load_storage = load_storage
+
+    def _take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ValueError(f"pickle truncated at byte {self.pos} (needs {n} more)")
+        out = bytes(self.data[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    def _line(self) -> str:
+        end = bytes(self.data[self.pos:self.pos + 256]).find(b"\n")
+        if end < 0:
+            raise ValueError(f"pickle truncated or malformed at byte {self.pos} (expected a newline)")
+        return self._take(end + 1)[:-1].decode("utf-8")
+
+    def _global(self, module: str, name: str):
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"refusing to load global {module}.{name}: a tensor state dict only needs "
+                f"{sorted(f'{m}.{n}' for m, n in ALLOWED_GLOBALS)}") from None
+
+    def _persistent(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and isinstance(pid[4], int)):
+            raise ValueError(f"unsupported persistent id {pid!r}; expected ('storage', type, key, location, numel)")
+        _, stype, key, _, numel = pid
+        arr = self.load_storage(key, _storage_dtype(stype.name), numel)
+        return arr.view(_BFloat16) if stype.name == "BFloat16Storage" else arr
+
+    def load(self):
+        stack, marks, memo = [], [], {}
+        u8, u16, i32, u32, u64 = (struct.Struct(f) for f in ("<B", "<H", "<i", "<I", "<Q"))
+
+        def pop_mark():
+            if not marks:
+                raise ValueError("pickle: MARK expected")
+            m = marks.pop()
+            items = stack[m:]
+            del stack[m:]
+            return items
+
+        def pop():
+            if not stack:
+                raise ValueError(f"pickle: stack underflow at byte {self.pos}")
+            return stack.pop()
+
+        while True:
+            op = self._take(1)
+            if op == b"\x80":                                   # PROTO n
+                if self._take(1)[0] > 5:
+                    raise ValueError("pickle protocol above 5")
+            elif op == b"\x95":                                 # FRAME length (a hint only)
+                self._take(8)
+            elif op == b".":                                    # STOP
+                if len(stack) != 1:
+                    raise ValueError("pickle: STOP with a malformed stack")
+                return stack[0]
+            elif op == b"(":                                    # MARK
+                marks.append(len(stack))
+            elif op == b"0":                                    # POP
+                pop()
+            elif op == b"1":                                    # POP_MARK
+                pop_mark()
+            elif op == b"2":                                    # DUP
+                stack.append(stack[-1] if stack else pop())
+            elif op == b"}":                                    # EMPTY_DICT
+                stack.append({})
+            elif op == b"]":                                    # EMPTY_LIST
+                stack.append([])
+            elif op == b")":                                    # EMPTY_TUPLE
+                stack.append(())
+            elif op == b"t":                                    # TUPLE
+                stack.append(tuple(pop_mark()))
+            elif op in (b"\x85", b"\x86", b"\x87"):             # TUPLE1, TUPLE2, TUPLE3
+                n = op[0] - 0x84
+                if len(stack) < n:
+                    raise ValueError("pickle: stack underflow")
+                items = tuple(stack[-n:])
+                del stack[-n:]
+                stack.append(items)
+            elif op == b"l":                                    # LIST
+                stack.append(pop_mark())
+            elif op in (b"a", b"e"):                            # APPEND, APPENDS
+                items = [pop()] if op == b"a" else pop_mark()
+                target = pop()
+                if not isinstance(target, list):
+                    raise ValueError("pickle: APPEND to a non-list")
+                target.extend(items)
+                stack.append(target)
+            elif op in (b"s", b"u"):                            # SETITEM, SETITEMS
+                if op == b"s":
+                    v, k = pop(), pop()
+                    items = [k, v]
+                else:
+                    items = pop_mark()
+                target = pop()
+                if not isinstance(target, dict) or len(items) % 2:
+                    raise ValueError("pickle: SETITEM(S) on a non-dict or with an odd item count")
+                for k, v in zip(items[::2], items[1::2]):
+                    if not isinstance(k, (str, int)):
+                        raise ValueError(f"pickle: unsupported dict key type {type(k).__name__}")
+                    target[k] = v
+                stack.append(target)
+            elif op == b"N":                                    # NONE
+                stack.append(None)
+            elif op in (b"\x88", b"\x89"):                      # NEWTRUE, NEWFALSE
+                stack.append(op == b"\x88")
+            elif op == b"J":                                    # BININT
+                stack.append(i32.unpack(self._take(4))[0])
+            elif op == b"K":                                    # BININT1
+                stack.append(self._take(1)[0])
+            elif op == b"M":                                    # BININT2
+                stack.append(u16.unpack(self._take(2))[0])
+            elif op == b"\x8a":                                 # LONG1
+                stack.append(int.from_bytes(self._take(self._take(1)[0]), "little", signed=True))
+            elif op == b"G":                                    # BINFLOAT
+                stack.append(struct.unpack(">d", self._take(8))[0])
+            elif op in (b"X", b"\x8c", b"\x8d"):                # BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
+                n = {b"X": lambda: u32.unpack(self._take(4))[0], b"\x8c": lambda: self._take(1)[0],
+                     b"\x8d": lambda: u64.unpack(self._take(8))[0]}[op]()
+                try:
+                    stack.append(self._take(n).decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise ValueError("pickle: invalid UTF-8 string") from None
+            elif op in (b"B", b"C"):                            # BINBYTES, SHORT_BINBYTES
+                n = u32.unpack(self._take(4))[0] if op == b"B" else self._take(1)[0]
+                stack.append(self._take(n))
+            elif op == b"c":                                    # GLOBAL "module\nname\n"
+                stack.append(self._global(self._line(), self._line()))
+            elif op == b"\x93":                                 # STACK_GLOBAL
+                name, module = pop(), pop()
+                if not (isinstance(module, str) and isinstance(name, str)):
+                    raise ValueError("pickle: STACK_GLOBAL needs two strings")
+                stack.append(self._global(module, name))
+            elif op in (b"q", b"r", b"\x94"):                   # BINPUT, LONG_BINPUT, MEMOIZE
+                key = {b"q": lambda: self._take(1)[0], b"r": lambda: u32.unpack(self._take(4))[0],
+                       b"\x94": lambda: len(memo)}[op]()
+                if not stack:
+                    raise ValueError("pickle: PUT with an empty stack")
+                memo[key] = stack[-1]
+            elif op in (b"h", b"j"):                            # BINGET, LONG_BINGET
+                key = self._take(1)[0] if op == b"h" else u32.unpack(self._take(4))[0]
+                if key not in memo:
+                    raise ValueError(f"pickle: memo entry {key} missing")
+                stack.append(memo[key])
+            elif op == b"Q":                                    # BINPERSID
+                stack.append(self._persistent(pop()))
+            elif op == b"R":                                    # REDUCE: callable(*args)
+                args, func = pop(), pop()
+                if not callable(func) or not isinstance(args, tuple):
+                    raise ValueError("pickle: REDUCE needs an allowed function and a tuple")
+                try:
+                    stack.append(func(*args))
+                except TypeError as e:
+                    raise ValueError(f"pickle: bad arguments to {getattr(func, '__name__', func)}: {e}") from None
+            elif op == b"b":                                    # BUILD: only a dict's attributes (_metadata)
+                state, target = pop(), pop()
+                if not isinstance(target, dict) or not isinstance(state, dict):
+                    raise ValueError("pickle: BUILD is only accepted on the state dict itself")
+                stack.append(target)
+            else:
+                raise ValueError(f"pickle opcode {op!r} at byte {self.pos - 1} is not accepted in a tensor "
+                                 f"state dict")
+
+
+# ------------------------------------------------------------------------------------------ the archive
+def is_torch_zip(path) -> bool:
+    """True when ``path`` is a zip archive with a ``data.pkl`` entry (``torch.save``'s zip format)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n == "data.pkl" or n.endswith("/data.pkl") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, UnicodeDecodeError):
+        return False
+
+
+def read_state_dict(path) -> dict[str, np.ndarray]:
+    """Load the tensors of a ``torch.save`` zip archive as ``{name: ndarray}``, safely (see module docstring).
+
+    Raises ``ValueError`` for anything that is not a readable tensor state dict, :class:`UnsafePickleError`
+    (a ``ValueError``) for a pickle naming a forbidden global.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            pkl = [n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+            if len(pkl) != 1:
+                raise ValueError(f"expected one data.pkl in the archive, found {len(pkl)}")
+            prefix = pkl[0][:-len("data.pkl")]
+            names = set(z.namelist())
+            order = "<"
+            if prefix + "byteorder" in names:
+                bo = z.read(prefix + "byteorder").decode("ascii", "replace").strip()
+                if bo not in ("little", "big"):
+                    raise ValueError(f"byteorder record {bo!r}, expected little or big")
+                order = "<" if bo == "little" else ">"
+            storages = {}
+
+            def load_storage(key, dtype, numel):
+                if key not in storages:
+                    entry = prefix + "data/" + key
+                    if entry not in names:
+                        raise ValueError(f"storage {key!r} is missing from the archive")
+                    info = z.getinfo(entry)
+                    if info.file_size > MAX_STORAGE_BYTES:
+                        raise ValueError(f"storage {key!r} claims {info.file_size} bytes, more than the "
+                                         f"{MAX_STORAGE_BYTES} a state dict entry may hold here")
+                    if info.file_size < numel * dtype.itemsize:
+                        raise ValueError(f"storage {key!r} holds {info.file_size} bytes, {numel} x {dtype} "
+                                         f"needs {numel * dtype.itemsize}")
+                    raw = z.read(entry)[:numel * dtype.itemsize]
+                    storages[key] = np.frombuffer(raw, dtype.newbyteorder(order)).astype(dtype.newbyteorder("="))
+                return storages[key]
+
+            obj = SafeUnpickler(z.read(pkl[0]), load_storage).load()
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: {e}") from None
+    except (ValueError, zipfile.BadZipFile, zlib.error, OSError, EOFError, struct.error, KeyError,
+            NotImplementedError, UnicodeDecodeError, OverflowError) as e:
+        raise ValueError(f"{path}: not a readable PyTorch state dict ({type(e).__name__}: {e})") from None
+    # Common wrappers: {"state_dict": {...}} or {"model": {...}}, and DataParallel's "module." prefix.
+    if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("state_dict", "model"):
+        obj = next(iter(obj.values()))
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, np.ndarray) for v in obj.values()):
+        raise ValueError(f"{path}: the pickle holds a {type(obj).__name__}, not a dict of tensors")
+    return {(k[7:] if isinstance(k, str) and k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+# ------------------------------------------------------------------------------------------ ESPCN layout
+_KEY = re.compile(r"^(first_part|last_part)\.(\d+)\.(weight|bias)$")
+
+
+def espcn_from_state_dict(sd: dict, activation: str | None = None,
+                          output_activation: str | None = DEFAULT_OUTPUT_ACTIVATION) -> tuple[dict, dict]:
+    """ESPCN-pytorch keys -> ``(arch, params)`` in npespcn's naming (``conv1.weight``, ...)."""
+    convs = {}
+    for k, v in sd.items():
+        m = _KEY.match(k) if isinstance(k, str) else None
+        if m is None:
+            raise ValueError(f"unexpected key {k!r}; expected the ESPCN-pytorch layout "
+                             f"(first_part.<i>.weight/bias, last_part.0.weight/bias)")
+        part, idx, kind = m.group(1), int(m.group(2)), m.group(3)
+        convs.setdefault((part == "last_part", idx), {})[kind] = v
+    order = sorted(convs)
+    if not order or not order[-1][0] or sum(1 for last, _ in order if last) != 1:
+        raise ValueError("expected exactly one convolution in last_part (last_part.0.weight)")
+    params, layers, c_in, channels = {}, [], None, None
+    for i, key in enumerate(order, start=1):
+        entry = convs[key]
+        if set(entry) != {"weight", "bias"}:
+            raise ValueError(f"{'last_part' if key[0] else 'first_part'}.{key[1]}: needs both weight and bias, "
+                             f"got {sorted(entry)}")
+        w, b = entry["weight"], entry["bias"]
+        name = f"{'last_part' if key[0] else 'first_part'}.{key[1]}"
+        if w.ndim != 4 or w.shape[2] != w.shape[3] or w.shape[2] % 2 == 0 or b.shape != (w.shape[0],):
+            raise ValueError(f"{name}: weight {w.shape} / bias {b.shape}; expected (out, in, k, k) with odd k "
+                             f"and (out,)")
+        if c_in is None:
+            channels = w.shape[1]
+        elif w.shape[1] != c_in:
+            raise ValueError(f"{name}.weight takes {w.shape[1]} channels but the previous layer gives {c_in}")
+        params[f"conv{i}.weight"] = w.astype(np.float32)
+        params[f"conv{i}.bias"] = b.astype(np.float32)
+        if not key[0]:
+            layers.append([int(w.shape[2]), int(w.shape[0])])
+        c_in = w.shape[0]
+    r = math.isqrt(c_in // channels) if c_in % channels == 0 else 0
+    if r < 1 or r * r * channels != c_in:
+        raise ValueError(f"last_part.0 gives {c_in} channels, not {channels} x r x r for an integer r")
+    if params[f"conv{len(order)}.weight"].shape[2] != 3:
+        raise ValueError("last_part.0 must be a 3x3 convolution")
+    arch = {"scale": r, "channels": int(channels), "layers": layers,
+            "activation": DEFAULT_ACTIVATION if activation is None else activation,
+            "output_activation": output_activation}
+    return arch, params

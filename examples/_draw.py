@@ -177,7 +177,7 @@ def line_plot(series: dict, size=(560, 360), title: str = "", xlabel: str = "", 
     """
     colors = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
     W, H = size
-    left, right, top, bottom = 64, 16, 28, 44
+    left, right, top, bottom = 64, 16, 40, 44
     fnt = font(11)
     img = Image.new("RGB", (W, H), BACKGROUND)
     draw = ImageDraw.Draw(img)
@@ -208,13 +208,13 @@ def line_plot(series: dict, size=(560, 360), title: str = "", xlabel: str = "", 
         _, yy = px(x0, t)
         draw.line([left - 4, yy, left, yy], fill=INK)
         draw.text((4, yy - 6), f"{10 ** t:.3g}" if logy else f"{t:.3g}", fill=INK, font=fnt)
-    for t in (x0, x1):
+    for t in np.linspace(x0, x1, 5):
         xx, _ = px(t, y0)
         draw.line([xx, H - bottom, xx, H - bottom + 4], fill=INK)
-        draw.text((xx - 8, H - bottom + 6), f"{t:g}", fill=INK, font=fnt)
-    draw.text((left, 6), title, fill=INK, font=font(13))
+        draw.text((xx - 8, H - bottom + 6), f"{t:.4g}", fill=INK, font=fnt)
+    draw.text((left, 4), title, fill=INK, font=font(13))
     draw.text(((W - left) // 2, H - 18), xlabel, fill=INK, font=fnt)
-    draw.text((4, top - 16), ylabel, fill=INK, font=fnt)
+    draw.text((4, top - 15), ylabel, fill=INK, font=fnt)
     for idx, (name, (xs, ys)) in enumerate(series.items()):
         ys = np.log10(np.asarray(ys, float)) if logy else np.asarray(ys, float)
         pts = [px(float(x), float(y)) for x, y in zip(xs, ys)]

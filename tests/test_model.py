@@ -1,0 +1,259 @@
+"""The ESPCN model: parameter names and shapes, initialisation, files, forward/infer/backward contract,
+receptive field, and the errors it raises. Forward values and gradients are checked against PyTorch in
+``test_torch_reference.py`` and against finite differences in ``test_gradcheck.py``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from npespcn import ESPCN, load_model
+from npespcn.functional import mse_loss, use_backend
+
+BACKENDS = ["reference", "numba"]
+
+
+def expected_shapes(channels, scale, layers):
+    """Written from the architecture's definition: (out, in, k, k) weights, (out,) biases."""
+    shapes, c_in = {}, channels
+    for i, (k, f) in enumerate(layers, start=1):
+        shapes[f"conv{i}.weight"], shapes[f"conv{i}.bias"] = (f, c_in, k, k), (f,)
+        c_in = f
+    last = len(layers) + 1
+    shapes[f"conv{last}.weight"] = (channels * scale * scale, c_in, 3, 3)
+    shapes[f"conv{last}.bias"] = (channels * scale * scale,)
+    return shapes
+
+
+PAPER = [(5, 64), (3, 32)]
+SEVEN = [(5, 64), (3, 64), (3, 32), (3, 32), (3, 32)]
+
+
+@pytest.mark.parametrize("preset,layers", [("paper", PAPER), ("seven", SEVEN)])
+@pytest.mark.parametrize("channels,scale", [(1, 2), (1, 3), (3, 4)])
+def test_param_and_grad_keys_shapes_dtypes(preset, layers, channels, scale):
+    model = getattr(ESPCN, preset)(scale, channels)
+    shapes = expected_shapes(channels, scale, layers)
+    assert list(model.params) == list(shapes)          # conv1.weight, conv1.bias, ..., in order
+    assert list(model.grads) == list(shapes)
+    for k, shape in shapes.items():
+        assert model.params[k].shape == shape and model.params[k].dtype == np.float32
+        assert model.grads[k].shape == shape and model.grads[k].dtype == np.float32
+    assert model.num_params() == sum(math.prod(s) for s in shapes.values())
+    assert model.last_layer == f"conv{len(layers) + 1}"
+
+
+def test_paper_preset_numbers():
+    """Shi et al.: (f1, n1) = (5, 64), (f2, n2) = (3, 32), f3 = 3; tanh. Counted by hand for r = 3."""
+    model = ESPCN.paper(3)
+    assert model.arch == {"scale": 3, "channels": 1, "layers": [[5, 64], [3, 32]], "activation": "tanh",
+                          "output_activation": None}
+    assert model.num_params() == (25 * 64 + 64) + (9 * 64 * 32 + 32) + (9 * 32 * 9 + 9) == 22729
+    assert ESPCN.seven(2).activation == "relu"
+
+
+def test_prelu_adds_one_slope_per_hidden_channel():
+    model = ESPCN.paper(2, activation="prelu")
+    assert model.params["prelu1.weight"].shape == (64,) and model.params["prelu2.weight"].shape == (32,)
+    assert np.all(model.params["prelu1.weight"] == 0.25)          # PyTorch's nn.PReLU default
+    assert "prelu3.weight" not in model.params
+
+
+# ------------------------------------------------------------------------------------------- init
+def test_initialisation_statistics():
+    """He-normal std sqrt(2/(out*k*k)) for hidden convs, std 0.001 for the last, zero biases.
+
+    A sample std from n normal draws has relative standard error 1/sqrt(2n): the test allows 5 of them.
+    """
+    model = ESPCN.seven(3, seed=0)
+    convs = [k for k in model.params if k.endswith(".weight")]
+    for name in convs:
+        w = model.params[name].astype(np.float64)
+        out, _, k, _ = w.shape
+        std = 0.001 if name == convs[-1] else math.sqrt(2.0 / (out * k * k))
+        assert abs(w.std() / std - 1) < 5 / math.sqrt(2 * w.size), name
+        assert abs(w.mean()) < 5 * std / math.sqrt(w.size), name
+        assert np.all(model.params[name.replace("weight", "bias")] == 0)
+
+
+def test_seed_makes_initialisation_reproducible():
+    a, b, c = ESPCN.paper(3, seed=7), ESPCN.paper(3, seed=7), ESPCN.paper(3, seed=8)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+        if k.endswith("weight"):
+            assert not np.array_equal(a.params[k], c.params[k]), k
+    before = {k: v.copy() for k, v in c.params.items()}
+    c.init_weights(7)                                             # re-initialising = building anew
+    for k in a.params:
+        np.testing.assert_array_equal(c.params[k], a.params[k])
+    assert not np.array_equal(before["conv1.weight"], c.params["conv1.weight"])
+
+
+# ------------------------------------------------------------------------------------------- files
+ARCHS = [
+    dict(scale=3, channels=1, layers=PAPER, activation="tanh", output_activation=None),
+    dict(scale=2, channels=3, layers=[(3, 8), (3, 4)], activation="prelu", output_activation="tanh"),
+    dict(scale=4, channels=1, layers=[(5, 6), (3, 5), (1, 4)], activation="relu", output_activation="relu"),
+    dict(scale=2, channels=3, layers=[(3, 5)], activation="gelu", output_activation="identity"),
+]
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"{a['activation']}-c{a['channels']}-x{a['scale']}")
+def test_save_load_round_trip(tmp_path, arch):
+    model = ESPCN(**arch, seed=3)
+    for i, p in enumerate(model.params.values()):               # non-default values everywhere
+        p[...] = np.random.default_rng(i).standard_normal(p.shape) * 0.3
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = load_model(path)
+    assert loaded.arch == {**arch, "layers": [list(l) for l in arch["layers"]]}
+    assert list(loaded.params) == list(model.params)
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(loaded.params[k], v)
+        assert loaded.params[k].dtype == np.float32
+    x = np.random.default_rng(9).random((1, arch["channels"], 4, 5), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.infer(x), model.infer(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]       # no temporary file left
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        load_model(tmp_path / "missing.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match=r"not a model file npespcn can read; accepted formats: npespcn .npz"):
+        load_model(junk)
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, a=np.zeros(3))
+    with pytest.raises(ValueError, match="accepted formats"):
+        load_model(plain)
+
+
+# ------------------------------------------------------------------------------------------- compute
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("preset", ["paper", "seven"])
+def test_infer_equals_forward_and_shapes(backend, preset):
+    model = getattr(ESPCN, preset)(3, 3, seed=1)
+    x = np.random.default_rng(0).random((2, 3, 7, 11), dtype=np.float32)
+    with use_backend(backend):
+        y = model.forward(x)
+        assert y.shape == (2, 3, 21, 33) and y.dtype == np.float32
+        np.testing.assert_array_equal(model.infer(x), y)
+        np.testing.assert_array_equal(model(x), y)
+        # integer images are accepted and cast
+        np.testing.assert_array_equal(model.infer((x * 255).astype(np.uint8)),
+                                      model.infer((x * 255).astype(np.uint8).astype(np.float32)))
+
+
+def test_backends_agree_on_the_whole_model():
+    model = ESPCN.paper(2, 3, seed=1, activation="prelu", output_activation="tanh")
+    x = np.random.default_rng(0).random((2, 3, 7, 11), dtype=np.float32)
+    target = np.random.default_rng(1).random((2, 3, 14, 22), dtype=np.float32)
+    results = {}
+    for backend in BACKENDS:
+        with use_backend(backend):
+            y = model.forward(x)
+            dx = model.backward(mse_loss(y, target)[1])
+            results[backend] = (y, dx, {k: g.copy() for k, g in model.grads.items()})
+    (y0, dx0, g0), (y1, dx1, g1) = results["reference"], results["numba"]
+    for a, b in [(y0, y1), (dx0, dx1)] + [(g0[k], g1[k]) for k in g0]:
+        assert np.max(np.abs(a - b)) <= 1e-5 * np.max(np.abs(a))
+
+
+def test_backward_needs_a_forward_first():
+    model = ESPCN.paper(2)
+    with pytest.raises(RuntimeError, match="backward called without a forward"):
+        model.backward(np.zeros((1, 1, 8, 8), np.float32))
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    model.infer(x)                                         # inference keeps no caches
+    with pytest.raises(RuntimeError, match="without a forward"):
+        model.backward(np.zeros((1, 1, 8, 8), np.float32))
+    model.forward(x)
+    with pytest.raises(ValueError, match=r"dy of the output's shape \(1, 1, 8, 8\), got \(1, 1, 4, 4\)"):
+        model.backward(np.zeros((1, 1, 4, 4), np.float32))
+    model.forward(x)
+    model.backward(np.ones((1, 1, 8, 8), np.float32))
+    with pytest.raises(RuntimeError, match="without a forward"):     # one backward per forward
+        model.backward(np.ones((1, 1, 8, 8), np.float32))
+
+
+def test_gradients_are_overwritten_not_accumulated():
+    model = ESPCN.paper(2, seed=0)
+    x = np.random.default_rng(0).random((1, 1, 5, 5), dtype=np.float32)
+    dy = np.random.default_rng(1).random((1, 1, 10, 10), dtype=np.float32)
+    model.forward(x)
+    model.backward(dy)
+    first = {k: g.copy() for k, g in model.grads.items()}
+    model.forward(x)
+    model.backward(dy)
+    for k, g in model.grads.items():
+        np.testing.assert_array_equal(g, first[k])
+
+
+@pytest.mark.parametrize("preset,radius", [("paper", 4), ("seven", 7)])
+def test_receptive_radius_by_perturbation(preset, radius):
+    """Changing one input pixel changes exactly the output blocks within ``receptive_radius`` of it."""
+    model = getattr(ESPCN, preset)(2, seed=0, dtype=np.float64)
+    model.params[f"{model.last_layer}.weight"][...] *= 1000
+    assert model.receptive_radius == radius
+    n = 2 * radius + 5
+    x = np.random.default_rng(0).random((1, 1, n, n))
+    x2 = x.copy()
+    x2[0, 0, n // 2, n // 2] += 1.0
+    diff = np.abs(model.infer(x2) - model.infer(x))[0, 0]
+    changed = diff.reshape(n, 2, n, 2).max(axis=(1, 3)) > 0      # per low-resolution block
+    rows, cols = np.nonzero(changed)
+    c = n // 2
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (c - radius, c + radius, c - radius, c + radius)
+    assert changed.sum() == (2 * radius + 1) ** 2
+
+
+# ------------------------------------------------------------------------------------------- bad input
+def test_bad_input_errors_name_expected_and_got():
+    model = ESPCN.paper(3)
+    with pytest.raises(ValueError, match=r"expects 1 channel\(s\) \(N, 1, H, W\), got 3"):
+        model.infer(np.zeros((1, 3, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"expects a 4-D \(N, C, H, W\) array, got 3-D shape \(1, 4, 4\)"):
+        model.forward(np.zeros((1, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"expects a NumPy array \(N, C, H, W\), got list"):
+        model.infer([[[[0.0]]]])
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity; expected finite values"):
+        model.forward(x)
+    x[0, 0, 1, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        model.infer(x)
+
+
+def test_load_params_rejects_bad_parameters():
+    model = ESPCN.paper(2)
+    good = {k: v.copy() for k, v in model.params.items()}
+    bad = dict(good, **{"conv2.bias": good["conv2.bias"].copy()})
+    bad["conv2.bias"][3] = np.nan
+    with pytest.raises(ValueError, match="conv2.bias: parameters contain NaN or infinity"):
+        model.load_params(bad)
+    with pytest.raises(ValueError, match=r"conv1.weight: expected shape \(64, 1, 5, 5\), got \(64, 1, 3, 3\)"):
+        model.load_params(dict(good, **{"conv1.weight": np.zeros((64, 1, 3, 3))}))
+    missing = {k: v for k, v in good.items() if k != "conv3.bias"}
+    with pytest.raises(ValueError, match=r"missing \['conv3.bias'\], unexpected \[\]"):
+        model.load_params(missing)
+    with pytest.raises(ValueError, match=r"missing \[\], unexpected \['conv9.weight'\]"):
+        model.load_params(dict(good, **{"conv9.weight": np.zeros(1)}))
+
+
+def test_constructor_rejects_bad_architecture():
+    with pytest.raises(ValueError, match=r"unknown activation 'swish'; expected one of .*prelu or None"):
+        ESPCN(activation="swish")
+    with pytest.raises(ValueError, match=r"positive odd integer, got 4"):
+        ESPCN(layers=[(4, 64), (3, 32)])
+    with pytest.raises(ValueError, match=r"output_activation must be parameter-free .* identity"):
+        ESPCN(output_activation="prelu")
+    with pytest.raises(ValueError, match=r"scale must be a positive integer, got 0"):
+        ESPCN(scale=0)
+    with pytest.raises(ValueError, match=r"channels must be a positive integer, got 2.5"):
+        ESPCN(channels=2.5)
+    with pytest.raises(ValueError, match=r"dtype must be float32 or float64, got float16"):
+        ESPCN(dtype=np.float16)

@@ -103,8 +103,8 @@ def _to_pil(arr, mode):
     if mode == "I;16":
         return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint16))
     if mode == "F":
-        return Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F")
-    return Image.fromarray(np.ascontiguousarray(arr), mode=mode)
+        return Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32))
+    return Image.fromarray(np.ascontiguousarray(arr))          # L, RGB or RGBA from the shape
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -121,19 +121,22 @@ def _load_cached(path):
     return _CACHE[key]
 
 
-def resolve_model(model, scale: int) -> ESPCN:
+def resolve_model(model, scale: int | None) -> ESPCN:
     """Turn ``model`` (None, a shipped name, a path or an ESPCN) into an ESPCN of scale ``scale``.
 
-    Raises ``ValueError`` (a missing shipped file: :class:`~npespcn.pretrained.MissingWeightsError`, which
-    is also a ``FileNotFoundError``) naming what was expected, and ``TypeError`` for other objects.
+    ``scale=None`` accepts a file's or object's own scale (and means 3 for the shipped models). Raises
+    ``ValueError`` naming what was expected (a missing shipped file:
+    :class:`~npespcn.pretrained.MissingWeightsError`, also a ``FileNotFoundError``), ``TypeError`` for
+    other objects.
     """
-    scale = check_scale(scale)
+    scale = None if scale is None else check_scale(scale)
     if model is None:
         model = pretrained.DEFAULT
     if isinstance(model, ESPCN):
         net = model
     elif isinstance(model, (str, os.PathLike)):
         if isinstance(model, str) and model.lower() in pretrained.NAMES:
+            scale = 3 if scale is None else scale
             if scale not in pretrained.SCALES:
                 raise ValueError(f"there is no shipped {model} model at scale {scale}; shipped scales are "
                                  f"{', '.join(map(str, pretrained.SCALES))} (pass your own model for others)")
@@ -152,7 +155,7 @@ def resolve_model(model, scale: int) -> ESPCN:
     else:
         raise TypeError(f"model must be None, a shipped name ({', '.join(pretrained.NAMES)}), a path or "
                         f"an ESPCN, got {type(model).__name__}")
-    if net.scale != scale:
+    if scale is not None and net.scale != scale:
         raise ValueError(f"the model upscales x{net.scale} but scale={scale} was requested")
     return net
 

@@ -25,8 +25,16 @@ class MissingWeightsError(FileNotFoundError, ValueError):
 
 
 def weights_dir() -> Path:
-    """The folder of the shipped weights (``<repo>/weights`` or ``site-packages/npespcn/weights``)."""
-    return Path(str(resources.files("npespcn.weights")))
+    """The folder of the shipped weights (``site-packages/npespcn/weights`` or ``<repo>/weights``).
+
+    Installed (wheel or editable), ``weights/`` is the package ``npespcn.weights``; in a bare source
+    checkout (the repository root on ``sys.path``) that package does not exist and the folder next to
+    ``npespcn/`` is used.
+    """
+    try:
+        return Path(str(resources.files("npespcn.weights")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "weights"
 
 
 def filename(name: str = DEFAULT, scale: int = 3) -> str:

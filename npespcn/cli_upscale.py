@@ -1,0 +1,165 @@
+"""The command behind ``python -m npespcn.upscale``: super-resolve image files with ESPCN.
+
+::
+
+    python -m npespcn.upscale photo.png                      # -> photo_x3.png next to it
+    python -m npespcn.upscale a.jpg -o big.jpg --quality 92
+    python -m npespcn.upscale 'shots/*.png' frames/ --out-dir big/ --scale 2 --model espcn7
+    python -m npespcn.upscale --demo [--out espcn_demo.png]  # no data needed
+
+Inputs are files, folders (their images, not recursive) and glob patterns. The output keeps the input's
+format (PNG, JPEG, BMP, TIFF) unless ``-o`` names another; existing files are not replaced without
+``--overwrite``; every file is written atomically. An unreadable or corrupt input is reported and
+skipped, the others are still written, and the exit status is 1 when any file failed (2 for a usage
+error such as a bad scale or a missing model).
+
+(This lives in its own module so that ``npespcn.upscale`` stays the function; ``npespcn/upscale.py`` only
+calls :func:`main`.)
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from pathlib import Path
+
+from .imageio import SUFFIXES, format_for, read_image, write_image
+
+PROG = "python -m npespcn.upscale"
+
+
+class UsageError(Exception):
+    """A problem with the command line as a whole (exit status 2)."""
+
+
+def expand_inputs(patterns) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns -> a list of files, in order, no repeats."""
+    files, seen = [], set()
+
+    def add(p):
+        p = Path(p)
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append(p)
+
+    for pat in patterns:
+        p = Path(pat)
+        if p.is_dir():
+            for q in sorted(p.iterdir()):
+                if q.is_file() and q.suffix.lower() in SUFFIXES:
+                    add(q)
+        elif p.exists():
+            add(p)
+        elif glob.has_magic(pat):
+            matches = sorted(glob.glob(pat))
+            if not matches:
+                raise UsageError(f"no file matches {pat!r}")
+            for m in matches:
+                if Path(m).is_file():
+                    add(m)
+        else:
+            add(p)                             # reported as unreadable when its turn comes
+    return files
+
+
+def output_path(src: Path, scale: int, out=None, out_dir=None) -> Path:
+    """Where ``src`` goes: ``out``, ``out_dir/<name>``, or ``<stem>_x<scale><suffix>`` next to it."""
+    if out is not None:
+        return Path(out)
+    if out_dir is not None:
+        return Path(out_dir) / src.name
+    return src.with_name(f"{src.stem}_x{scale}{src.suffix}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Super-resolve images with ESPCN (Shi et al., 2016).",
+                                epilog="Exit status: 0 all written, 1 some files failed, 2 usage error.")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-o", "--out", help="output file (one input only; with --demo: the demo PNG)")
+    where.add_argument("--out-dir", help="folder for the outputs (same file names)")
+    p.add_argument("--scale", type=int, default=None,
+                   help="upscale factor (default: the model file's, else 3)")
+    p.add_argument("--model", default=None,
+                   help="shipped name (espcn, espcn7) or a model file (default: the shipped espcn)")
+    p.add_argument("--tile", type=int, default=None, help="low-resolution tile side (default: automatic)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--clip", action="store_true", help="clip float images to [0, 1] instead of refusing")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--demo", action="store_true",
+                   help="draw a test chart, compare bicubic and ESPCN, write a side-by-side PNG")
+    return p
+
+
+def _resolve(args):
+    """The model and the scale: ``--scale``, else the model file's, else 3."""
+    from .inference import resolve_model
+    net = resolve_model(args.model, args.scale)
+    return net, net.scale
+
+
+def run(args, stderr=sys.stderr) -> int:
+    """Upscale every input of the parsed ``args``; returns the exit status."""
+    from .inference import upscale
+    if args.tile is not None and args.tile < 1:
+        raise UsageError(f"--tile must be a positive integer, got {args.tile}")
+    if not 1 <= args.quality <= 100:
+        raise UsageError(f"--quality must be in 1..100, got {args.quality}")
+    files = expand_inputs(args.inputs)
+    if not files:
+        raise UsageError("no input images (give files, folders or glob patterns, or --demo)")
+    if args.out is not None and len(files) != 1:
+        raise UsageError(f"-o/--out takes one input, got {len(files)}; use --out-dir for several")
+    if args.out is not None:
+        format_for(args.out)
+        if not Path(args.out).parent.is_dir():
+            raise UsageError(f"cannot write {args.out}: the folder {Path(args.out).parent} does not exist")
+    if args.out_dir is not None and not Path(args.out_dir).is_dir():
+        raise UsageError(f"--out-dir {args.out_dir} does not exist (create it first)")
+    net, scale = _resolve(args)
+    failed = 0
+    for i, src in enumerate(files, start=1):
+        dst = output_path(src, scale, args.out, args.out_dir)
+        t0 = time.perf_counter()
+        try:
+            if dst.exists() and not args.overwrite:
+                raise ValueError(f"{dst} exists (pass --overwrite to replace it)")
+            format_for(dst)
+            image, info = read_image(src)
+            big = upscale(image, scale, net, tile=args.tile, clip=args.clip)
+            del image
+            write_image(dst, big, quality=args.quality, icc_profile=info.get("icc_profile"))
+        except (ValueError, TypeError, OSError) as e:
+            failed += 1
+            print(f"[{i}/{len(files)}] {src}: skipped: {e}", file=stderr)
+            continue
+        if not args.quiet:
+            h, w = big.shape[:2]
+            print(f"[{i}/{len(files)}] {src} -> {dst} ({w // scale}x{h // scale} -> {w}x{h}, "
+                  f"{time.perf_counter() - t0:.1f} s)", file=stderr)
+        del big
+    if failed:
+        print(f"{PROG}: {failed} of {len(files)} file(s) failed", file=stderr)
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    """Entry point: parse ``argv`` and run; errors become one line on stderr and a non-zero status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.demo:
+            from .demo import demo_command
+            if args.inputs:
+                raise UsageError("--demo takes no input files")
+            return demo_command(args.out or "espcn_demo.png", 3 if args.scale is None else args.scale,
+                                args.model, prog=PROG, tile=args.tile)
+        return run(args)
+    except (UsageError, ValueError, TypeError, OSError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,129 @@
+"""A demo that needs no data: draw a test chart, shrink it, and compare bicubic with ESPCN.
+
+``python -m npespcn.upscale --demo [--out espcn_demo.png] [--scale 3] [--model espcn]`` (or
+``python -m npespcn.demo``) draws a 360×480 chart (a zone plate, a Siemens star, text and colour bars),
+downsamples it with Pillow's bicubic (the evaluation protocol of :mod:`npespcn.evaluation`), upscales it
+back with bicubic and with ESPCN, prints both PSNRs (on Y, ``scale`` pixels of border removed) and writes
+the three side by side (bicubic | ESPCN | original) as a PNG.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+CHART_SHAPE = (360, 480)          # divisible by 2, 3 and 4
+
+
+def zone_plate(size: int, top: float = 0.25) -> np.ndarray:
+    """A circular zone plate (size, size) in [0, 1]: ``0.5 + 0.5 cos(2 pi top rho^2 / (2 R))``.
+
+    The local frequency ``top * rho / R`` cycles per pixel grows from 0 at the centre to ``top`` at
+    ``rho = R = size / 2`` (0.5 would be Nyquist), in every direction.
+    """
+    c = (size - 1) / 2.0
+    y, x = np.mgrid[0:size, 0:size] - c
+    R = size / 2.0
+    return 0.5 + 0.5 * np.cos(np.pi * top * (x * x + y * y) / R)
+
+
+def siemens_star(size: int, spokes: int = 36, supersample: int = 4) -> np.ndarray:
+    """A Siemens star (size, size) in [0, 1], ``spokes`` black/white sectors, anti-aliased by supersampling."""
+    n = size * supersample
+    c = (n - 1) / 2.0
+    y, x = np.mgrid[0:n, 0:n] - c
+    star = (np.sin(spokes / 2.0 * np.arctan2(y, x)) > 0).astype(np.float64)
+    star[x * x + y * y > (0.48 * n) ** 2] = 0.5
+    return star.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
+
+
+def _font(size):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:                          # pragma: no cover - Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def test_chart(shape=CHART_SHAPE) -> np.ndarray:
+    """The demo's test chart as uint8 RGB ``shape + (3,)`` (deterministic)."""
+    H, W = shape
+    side = min(H * 2 // 3, W // 2)
+    chart = np.full((H, W, 3), 255, dtype=np.float64)
+    chart[:side, :side] = 255 * zone_plate(side)[:, :, None]
+    star = 255 * siemens_star(side)
+    chart[:side, W - side:] = star[:, :, None] * np.array([1.0, 0.85, 0.6])     # a warm tint
+    bars = np.array([[230, 40, 40], [40, 160, 60], [40, 70, 220], [240, 200, 40], [30, 30, 30]], float)
+    bw = W // (2 * len(bars))
+    for i, colour in enumerate(bars):
+        chart[side:, W // 2 + i * bw:W // 2 + (i + 1) * bw] = colour
+    im = Image.fromarray(np.rint(chart).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    y = side + 6
+    for size in (22, 16, 12, 9):
+        draw.text((8, y), "ESPCN 0123456789", fill=(0, 0, 0), font=_font(size))
+        y += size + 6
+    return np.asarray(im).copy()
+
+
+def side_by_side(panels, labels) -> np.ndarray:
+    """Panels (H, W, 3) uint8 next to each other with a label strip above each."""
+    H, W = panels[0].shape[:2]
+    strip = 28
+    canvas = Image.new("RGB", (W * len(panels), H + strip), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (p, label) in enumerate(zip(panels, labels)):
+        canvas.paste(Image.fromarray(p), (i * W, strip))
+        draw.text((i * W + 8, 5), label, fill=(0, 0, 0), font=_font(16))
+    return np.asarray(canvas).copy()
+
+
+def run_demo(out="espcn_demo.png", scale: int = 3, model=None, tile=None) -> dict:
+    """Run the demo (module docstring) and write the comparison to ``out``.
+
+    Returns
+    -------
+    dict ``{"bicubic_psnr", "espcn_psnr", "out", "scale"}``.
+    Raises the errors of :func:`npespcn.upscale` (e.g. a missing shipped model, naming the file).
+    """
+    from .evaluation import bicubic_upscale8, degrade, score
+    from .imageio import format_for, write_image
+    from .inference import check_scale, resolve_model, upscale
+    scale = check_scale(scale)
+    format_for(out)                                          # refuse a bad suffix before any work
+    net = resolve_model(model, scale)
+    hr, lr = degrade(test_chart(), scale)
+    bic = bicubic_upscale8(lr, scale)
+    sr = upscale(lr, scale, net, tile=tile)
+    p_bic, p_sr = score(hr, bic, scale)[0], score(hr, sr, scale)[0]
+    picture = side_by_side([bic, sr, hr], [f"bicubic x{scale}: {p_bic:.2f} dB",
+                                          f"ESPCN x{scale}: {p_sr:.2f} dB", "original"])
+    write_image(out, picture)
+    return {"bicubic_psnr": p_bic, "espcn_psnr": p_sr, "out": str(out), "scale": scale}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m npespcn.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--out", default="espcn_demo.png", help="output PNG (default: %(default)s)")
+    parser.add_argument("--scale", type=int, default=3, help="upscale factor (default: %(default)s)")
+    parser.add_argument("--model", default=None, help="shipped name (espcn, espcn7) or model file")
+    args = parser.parse_args(argv)
+    return demo_command(args.out, args.scale, args.model, prog="npespcn.demo")
+
+
+def demo_command(out, scale, model, prog="npespcn.upscale", tile=None) -> int:
+    """The CLI face of :func:`run_demo`: prints the PSNRs, or one error line; returns the exit code."""
+    try:
+        res = run_demo(out, scale, model, tile=tile)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    print(f"test chart, x{res['scale']}, PSNR on Y: bicubic {res['bicubic_psnr']:.2f} dB, "
+          f"ESPCN {res['espcn_psnr']:.2f} dB")
+    print(f"wrote {res['out']} (bicubic | ESPCN | original)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

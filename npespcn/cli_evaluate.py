@@ -1,0 +1,93 @@
+"""The command behind ``python -m npespcn.evaluate``: PSNR/SSIM of ESPCN next to bicubic on image folders.
+
+::
+
+    python -m npespcn.evaluate --data ../shared/datasets/Set5 ../shared/datasets/Set14 --scale 2 3 4
+    python -m npespcn.evaluate --data Set5 --scale 3 --model runs/x3/best.npz --json
+    python -m npespcn.evaluate --data Set5 --bicubic-only
+
+The protocol is :mod:`npespcn.evaluation`'s (Y channel, BT.601, ``scale`` pixels of border removed,
+Pillow bicubic degradation). ``--model`` defaults to the shipped ``espcn`` at each scale; a model file
+fixes the scale to its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+PROG = "python -m npespcn.evaluate"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="PSNR/SSIM (Y, BT.601) of ESPCN and bicubic.")
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of high-resolution images")
+    p.add_argument("--scale", nargs="+", type=int, default=None, metavar="R",
+                   help="scales (default: 3, or the model file's)")
+    p.add_argument("--model", default=None,
+                   help="shipped name (espcn, espcn7) or a model file (default: the shipped espcn)")
+    p.add_argument("--bicubic-only", action="store_true", help="score bicubic only (no model needed)")
+    p.add_argument("--tile", type=int, default=None, help="low-resolution tile side (default: automatic)")
+    p.add_argument("--per-image", action="store_true", help="also list every image")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    return p
+
+
+def table(results) -> str:
+    """The results as an aligned text table."""
+    head = f"{'data':<12} {'scale':>5} {'images':>6}  {'bicubic PSNR / SSIM':>20}  {'ESPCN PSNR / SSIM':>20}"
+    lines = [head, "-" * len(head)]
+
+    def pair(p, s):
+        return "-" if p is None else f"{p:.2f} / {s:.4f}"
+
+    for res in results:
+        lines.append(f"{res['data']:<12} {'x' + str(res['scale']):>5} {res['n']:>6}  "
+                     f"{pair(res['bicubic_psnr'], res['bicubic_ssim']):>20}  {pair(res['psnr'], res['ssim']):>20}")
+        for row in res.get("rows_to_print", []):
+            lines.append(f"  {row['name']:<16} {'':>7}  {pair(row['bicubic_psnr'], row['bicubic_ssim']):>20}  "
+                         f"{pair(row['psnr'], row['ssim']):>20}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from .evaluation import evaluate, list_images
+    from .inference import check_scale, resolve_model
+    from .pretrained import NAMES
+    for d in args.data:
+        list_images(d)                                           # fail early on a bad folder
+    is_file_model = args.model is not None and args.model.lower() not in NAMES and not args.bicubic_only
+    if args.scale is None:
+        scales = [resolve_model(args.model, None).scale] if is_file_model else [3]
+    else:
+        scales = [check_scale(s) for s in args.scale]
+    # resolve every model before the long work starts: a missing file fails now, not after an hour
+    models = {s: None if args.bicubic_only else resolve_model(args.model, s) for s in scales}
+    results = []
+    for d in args.data:
+        for s in scales:
+            res = evaluate(models[s], d, s, tile=args.tile)
+            res["data"] = Path(d).name or str(d)
+            res["model"] = None if args.bicubic_only else (args.model or "espcn")
+            results.append(res)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for res in results:
+            res["rows_to_print"] = res["per_image"] if args.per_image else []
+        print(table(results))
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point: errors become one line on stderr and exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

@@ -13,7 +13,9 @@ It loads with ``allow_pickle=False``: nothing in the file can execute code.
 from __future__ import annotations
 
 import json
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -36,7 +38,7 @@ def is_npespcn_npz(path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             return f"{ARCH_KEY}.npy" in z.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError):
         return False
 
 
@@ -47,7 +49,8 @@ def load_npz(path, **overrides):
         with np.load(path, allow_pickle=False) as data:
             arch = json.loads(str(data[ARCH_KEY]))
             params = {k: data[k] for k in data.files if k != ARCH_KEY}
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError,
+            NotImplementedError, RuntimeError, zlib.error, struct.error) as e:  # corrupt zip headers raise these
         raise ValueError(f"{path}: not a readable npespcn .npz model ({type(e).__name__}: {e})") from None
     if arch.get("format") != "npespcn":
         raise ValueError(f"{path}: the architecture record is not npespcn's")

@@ -207,6 +207,14 @@ def _src(name: str) -> str:
     return name.split(":")[0]
 
 
+def _attr(node: Node, key: str, default, kind: type):
+    """``node.attrs[key]`` (or ``default``), checked to be a ``kind``."""
+    value = node.attrs.get(key, default)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise ValueError(f"{node.op} {node.name!r}: attribute {key!r} is {value!r}, expected a {kind.__name__}")
+    return value
+
+
 def espcn_from_graphdef(nodes: list[Node]) -> tuple[dict, dict]:
     """Infer ``(arch, params)`` of the ESPCN the graph computes; ``params`` in npespcn's layout.
 
@@ -223,7 +231,9 @@ def espcn_from_graphdef(nodes: list[Node]) -> tuple[dict, dict]:
 
     def const(name):
         node = by_name.get(_src(name))
-        while node is not None and node.op == "Identity" and node.inputs:
+        for _ in range(len(nodes)):                    # bounded: a cycle of Identity nodes must not hang
+            if node is None or node.op != "Identity" or not node.inputs:
+                break
             node = by_name.get(_src(node.inputs[0]))
         if node is None or node.op != "Const" or not isinstance(node.attrs.get("value"), np.ndarray):
             return None
@@ -250,13 +260,12 @@ def espcn_from_graphdef(nodes: list[Node]) -> tuple[dict, dict]:
             w = const(node.inputs[1]) if len(node.inputs) > 1 else None
             if w is None or w.ndim != 4:
                 raise ValueError(f"Conv2D {node.name!r}: its filter is not a constant 4-D tensor")
-            if attrs.get("data_format", "NHWC") != "NHWC":
+            if _attr(node, "data_format", "NHWC", str) != "NHWC":
                 raise ValueError(f"Conv2D {node.name!r}: data_format {attrs['data_format']!r}, expected NHWC")
-            if list(attrs.get("strides", [1, 1, 1, 1])) != [1, 1, 1, 1]:
-                raise ValueError(f"Conv2D {node.name!r}: strides {attrs['strides']}, expected all 1")
-            if list(attrs.get("dilations", [1, 1, 1, 1])) != [1, 1, 1, 1]:
-                raise ValueError(f"Conv2D {node.name!r}: dilations {attrs['dilations']}, expected all 1")
-            if attrs.get("padding") != "SAME":
+            for key in ("strides", "dilations"):
+                if _attr(node, key, [1, 1, 1, 1], list) != [1, 1, 1, 1]:
+                    raise ValueError(f"Conv2D {node.name!r}: {key} {attrs[key]}, expected all 1")
+            if _attr(node, "padding", "", str) != "SAME":
                 raise ValueError(f"Conv2D {node.name!r}: padding {attrs.get('padding')!r}, expected SAME")
             steps.append(["conv", node.name, w, None])
         elif op in BIAS_OPS:
@@ -270,10 +279,10 @@ def espcn_from_graphdef(nodes: list[Node]) -> tuple[dict, dict]:
         elif op in ACTIVATION_OPS:
             steps.append(["act", ACTIVATION_OPS[op]])
         elif op == "DepthToSpace":
-            if attrs.get("data_format", "NHWC") != "NHWC":
+            if _attr(node, "data_format", "NHWC", str) != "NHWC":
                 raise ValueError(f"DepthToSpace {node.name!r}: data_format {attrs['data_format']!r}, "
                                  f"expected NHWC")
-            steps.append(["d2s", int(attrs.get("block_size", 0))])
+            steps.append(["d2s", _attr(node, "block_size", 0, int)])
         elif op == "Transpose":
             perm = const(node.inputs[1]) if len(node.inputs) > 1 else None
             if perm is None or perm.tolist() != [0, 3, 1, 2]:

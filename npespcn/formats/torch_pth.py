@@ -302,7 +302,7 @@ def is_torch_zip(path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             return any(n == "data.pkl" or n.endswith("/data.pkl") for n in z.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, UnicodeDecodeError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
         return False
 
 
@@ -347,7 +347,7 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: {e}") from None
     except (ValueError, zipfile.BadZipFile, zlib.error, OSError, EOFError, struct.error, KeyError,
-            NotImplementedError, UnicodeDecodeError, OverflowError) as e:
+            NotImplementedError, RuntimeError, OverflowError) as e:    # zipfile: encrypted flag, bad version
         raise ValueError(f"{path}: not a readable PyTorch state dict ({type(e).__name__}: {e})") from None
     # Common wrappers: {"state_dict": {...}} or {"model": {...}}, and DataParallel's "module." prefix.
     if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("state_dict", "model"):

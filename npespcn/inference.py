@@ -23,9 +23,11 @@ one tile near :data:`TILE_BUDGET` bytes.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
+import numba
 import numpy as np
 
 from . import pretrained
@@ -39,6 +41,7 @@ from .model import ESPCN
 DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 TILE_BUDGET = 48 * 2 ** 20
 MIN_TILE = 32
+SERIAL_BELOW = 96 * 96         # tiles with fewer low-resolution pixels (halo included) run on one thread
 _PIL_MODES = {"L": "grey uint8", "RGB": "RGB uint8", "RGBA": "RGBA uint8", "I;16": "grey uint16",
               "F": "grey float32 in [0, 1]"}
 
@@ -184,14 +187,30 @@ def auto_tile(net: ESPCN, budget: int = TILE_BUDGET) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- compute
+@contextlib.contextmanager
+def _threads(pixels: int):
+    """Run small tiles on one thread: starting the numba thread pool for a few hundred pixels costs more
+    than it saves (and much more on a busy machine). The results do not depend on the thread count."""
+    if pixels >= SERIAL_BELOW:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
 def network(net: ESPCN, x: np.ndarray) -> np.ndarray:
     """Run ``net`` on ``x`` (N, C, H, W) with the size-independent direct convolution (inference only)."""
     out = np.ascontiguousarray(x, dtype=net.dtype)
-    for layer in net.layers:
-        if isinstance(layer, Conv2d):
-            out = conv2d_direct(out, layer.params["weight"], layer.params["bias"])
-        else:
-            out = layer.forward(out, train=False)
+    with _threads(out.shape[0] * out.shape[2] * out.shape[3]):
+        for layer in net.layers:
+            if isinstance(layer, Conv2d):
+                out = conv2d_direct(out, layer.params["weight"], layer.params["bias"])
+            else:
+                out = layer.forward(out, train=False)
     return out
 
 

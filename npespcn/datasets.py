@@ -1,0 +1,164 @@
+"""Datasets: the user cache folder, finding training data, and downloading T91, Set5 and Set14.
+
+Cache folder: ``$NPESPCN_CACHE``, else ``$XDG_CACHE_HOME/npespcn``, else ``~/.cache/npespcn``; a
+downloaded dataset lands in ``<cache>/<name>/`` (``T91``, ``Set5``, ``Set14``).
+
+Download format: one HTTP(S) GET per image from a mirror laid out as ``<url>/<dataset>/<file>``
+(``<url>/T91/t1.png``, ``<url>/Set5/baby.png``, ...). Every file is streamed into a temporary file in
+the cache, checked against the size and SHA-256 in :data:`npespcn._datasets_manifest.MANIFEST`, and
+only then renamed into place, so a cache folder never holds a partial or wrong file. A short read
+(the server closed early) is reported as *truncated*, a full-length file with the wrong hash as
+*corrupted*; both raise :class:`DownloadError` and leave nothing behind. Files already present with the
+right hash are not fetched again.
+
+Sources. The images are the standard SR benchmarks as released with SRCNN (Dong et al., ECCV 2014):
+T91 (Yang et al. 2010), Set5 (Bevilacqua et al. 2012) and Set14 (Zeyde et al. 2010), from the SRCNN
+project page http://mmlab.ie.cuhk.edu.hk/projects/SRCNN.html (``SRCNN_train.zip``: T91 as BMP;
+``Test/Set5``, ``Test/Set14``); Set5 and Set14 as PNG are also on Hugging Face
+(https://huggingface.co/datasets/eugenesiow/Set5, .../Set14). The SHA-256 sums in the manifest are
+those of the PNG copies this project was developed with; this machine has no internet, so they could
+not be checked against any public mirror. Point ``$NPESPCN_DATASETS_URL`` (or ``url=``) at a mirror with
+the layout above (e.g. a folder served by ``python -m http.server`` over a copy of the three datasets).
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ._datasets_manifest import MANIFEST
+
+DATASETS = tuple(MANIFEST)
+DEFAULT_URL = None
+"""No built-in mirror: none with this exact content could be verified from the development machine
+(no internet), and a guessed URL would only fail later. Set ``$NPESPCN_DATASETS_URL``."""
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched, or arrived truncated or corrupted."""
+
+
+def cache_dir() -> Path:
+    """``$NPESPCN_CACHE``, else ``$XDG_CACHE_HOME/npespcn``, else ``~/.cache/npespcn``."""
+    if os.environ.get("NPESPCN_CACHE"):
+        return Path(os.environ["NPESPCN_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "npespcn"
+
+
+def find_training_data(data=None):
+    """Where the training images are: ``(folder or None, [places looked])``.
+
+    ``data`` if given, else ``$NPESPCN_DATA``, else ``<cache>/T91``; the first folder holding at least one
+    PNG/JPEG/BMP image (searched recursively) wins.
+    """
+    from .data import find_images
+    if data is not None:
+        cands = [Path(data)]
+    else:
+        cands = ([Path(os.environ["NPESPCN_DATA"])] if os.environ.get("NPESPCN_DATA") else []) + [cache_dir() / "T91"]
+    looked = []
+    for c in cands:
+        looked.append(str(c))
+        if c.is_dir() and find_images(c):
+            return c, looked
+    return None, looked
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fetch(url: str, dest: Path, sha256: str, size: int, timeout: float) -> None:
+    """GET ``url`` into ``dest`` (atomically), verifying ``size`` and ``sha256``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    h, got = hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    while True:
+                        block = resp.read(1 << 16)
+                        if not block:
+                            break
+                        f.write(block)
+                        h.update(block)
+                        got += len(block)
+            except http.client.IncompleteRead as e:
+                got += len(e.partial)
+                raise DownloadError(f"{url}: truncated download ({got} of {size} bytes)") from None
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+                raise DownloadError(f"{url}: download failed ({e})") from None
+            f.flush()
+            os.fsync(f.fileno())
+        if got != size:
+            kind = "truncated" if got < size else "corrupted (too long)"
+            raise DownloadError(f"{url}: {kind} download: {got} bytes, expected {size}")
+        digest = h.hexdigest()
+        if digest != sha256:
+            raise DownloadError(f"{url}: corrupted download: SHA-256 {digest}, expected {sha256}")
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def download(name: str, url: str | None = None, root=None, timeout: float = 60.0, log=None) -> Path:
+    """Download dataset ``name`` (``"T91"``, ``"Set5"`` or ``"Set14"``) into ``<root>/<name>``, verified.
+
+    Parameters
+    ----------
+    name : dataset name (a key of the manifest)
+    url : mirror base URL (default ``$NPESPCN_DATASETS_URL``, else :data:`DEFAULT_URL`)
+    root : destination root (default :func:`cache_dir`)
+    log : callable taking a line of text (progress), or None
+
+    Returns the dataset folder. Raises ``ValueError`` for an unknown name and :class:`DownloadError`
+    when a file cannot be fetched or fails verification (nothing wrong is left in the folder).
+    """
+    if name not in MANIFEST:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    url = url or os.environ.get("NPESPCN_DATASETS_URL") or DEFAULT_URL
+    if not url:
+        raise DownloadError(
+            "no download mirror configured: set NPESPCN_DATASETS_URL to a URL laid out as <url>/T91/t1.png, "
+            "<url>/Set5/baby.png, ... The original sources are the SRCNN release "
+            "(http://mmlab.ie.cuhk.edu.hk/projects/SRCNN.html: T91, Set5, Set14) and "
+            "https://huggingface.co/datasets/eugenesiow/Set5 (and /Set14); or pass --data DIR")
+    url = url.rstrip("/")
+    folder = Path(root if root is not None else cache_dir()) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    files = MANIFEST[name]
+    for i, (fname, (sha, size)) in enumerate(sorted(files.items()), start=1):
+        dest = folder / fname
+        if dest.is_file() and dest.stat().st_size == size and sha256_file(dest) == sha:
+            continue
+        _fetch(f"{url}/{name}/{fname}", dest, sha, size, timeout)
+        if log:
+            log(f"{name}: {i}/{len(files)} {fname}")
+    return folder
+
+
+def verify(name: str, root=None) -> list[str]:
+    """Names of the files of dataset ``name`` missing from or differing in ``<root>/<name>`` ([] = all good)."""
+    folder = Path(root if root is not None else cache_dir()) / name
+    bad = []
+    for fname, (sha, size) in sorted(MANIFEST[name].items()):
+        p = folder / fname
+        if not p.is_file() or p.stat().st_size != size or sha256_file(p) != sha:
+            bad.append(fname)
+    return bad
+
+
+def download_all(url: str | None = None, root=None, log=None) -> dict:
+    """:func:`download` T91, Set5 and Set14; returns ``{name: folder}``."""
+    return {name: download(name, url, root, log=log) for name in DATASETS}

@@ -1,0 +1,354 @@
+"""The trainer: epochs of shuffled, augmented patches; validation; best weights; resumable checkpoints.
+
+One optimisation step on a batch ``x (B, 1, p, p)``, ``y (B, 1, p*r, p*r)`` (Y / 255)::
+
+    pred = model.forward(x)                      (B, 1, p*r, p*r)
+    loss = mean((pred - y)**2)                   MSE, as nn.MSELoss
+    model.backward(2 (pred - y) / M)             fills model.grads
+    optimizer.step(model.grads)                  Adam or SGD; the last layer at 0.1 x the rate
+
+With ``subpixel_target=True`` (the paper's trick) the target is stored inverse-shuffled,
+``unshuffle(y) (B, r*r, p, p)``, and the loop runs every layer except the periodic shuffle: the loss is
+the same mean over the same numbers and the gradient reaching the last convolution is the same array,
+so the weights follow the same path (see ``tests/test_training.py``).
+
+Every epoch ends with validation (PSNR/SSIM on Y, :mod:`npespcn.evaluation`'s protocol), the best
+weights kept as ``best.npz``, the last as ``last.npz``, a checkpoint ``checkpoint.npz`` (parameters,
+optimizer state, schedule, position, history), a JSON-lines log ``log.jsonl`` and a plot ``curves.png``,
+all written atomically into the output folder. Checkpoints can also be written every N steps.
+
+Reproducibility: the order and augmentation of epoch ``e`` are a pure function of ``(seed, e)``
+(:func:`npespcn.data.epoch_plan`), and the kernels are deterministic for a fixed thread count, so a run
+killed at any moment and resumed from its last checkpoint ends with bitwise the same weights as an
+uninterrupted run with the same seed on the same machine.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import functional as F
+from .atomic import atomic_write
+from .data import PatchSet, augment_batch, epoch_plan
+from .model import PAPER_LAYERS, SEVEN_LAYERS, ESPCN
+from .optim import SGD, Adam, CosineLR, StepLR
+from .plot import plot_curves
+from .progress import Progress
+
+CHECKPOINT = "checkpoint.npz"
+BEST = "best.npz"
+LAST = "last.npz"
+LOG = "log.jsonl"
+PLOT = "curves.png"
+
+
+class NonFiniteLoss(RuntimeError):
+    """Raised (and reported) when a training loss is NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in the checkpoint and the log).
+
+    ``arch`` is "paper" (5x5x64, 3x3x32, tanh) or "seven" (5x5x64, 3x3x64, 3 x 3x3x32, relu);
+    ``layers``/``activation`` override it. ``schedule`` is "step" (x ``lr_gamma`` at ``lr_step`` epochs;
+    ``lr_step = 0`` means at 80 % of the run, the ESPCN-pytorch recipe), "cosine" or "none".
+    """
+
+    scale: int = 3
+    arch: str = "paper"
+    layers: list | None = None
+    activation: str | None = None
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    last_lr_mult: float = 0.1
+    schedule: str = "step"
+    lr_step: int = 0
+    lr_gamma: float = 0.1
+    seed: int = 0
+    patch_size: int = 17
+    stride: int = 13
+    augment: bool = True
+    rescale: list = field(default_factory=lambda: [1.0])
+    subpixel_target: bool = False
+    checkpoint_every: int = 0
+    init_bias_mean: bool = True
+
+    def __post_init__(self):
+        if self.arch not in ("paper", "seven"):
+            raise ValueError(f"arch must be 'paper' or 'seven', got {self.arch!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in ("step", "cosine", "none"):
+            raise ValueError(f"schedule must be 'step', 'cosine' or 'none', got {self.schedule!r}")
+        for name in ("epochs", "batch_size", "patch_size", "stride", "scale"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 (0: only at epoch ends), got {self.checkpoint_every}")
+        self.rescale = [float(f) for f in self.rescale]
+        if self.layers is not None:
+            self.layers = [[int(k), int(f)] for k, f in self.layers]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def build_model(self) -> ESPCN:
+        default_layers, default_act = (PAPER_LAYERS, "tanh") if self.arch == "paper" else (SEVEN_LAYERS, "relu")
+        return ESPCN(self.scale, 1, self.layers or default_layers, self.activation or default_act, seed=self.seed)
+
+
+# ------------------------------------------------------------------------------------------ one step
+def forward_backward(model: ESPCN, x: np.ndarray, y: np.ndarray, subpixel_target: bool = False) -> float:
+    """Loss of one batch; fills ``model.grads``.
+
+    Parameters
+    ----------
+    x : (B, 1, p, p) float32 LR patches
+    y : (B, 1, p*r, p*r) HR patches, or with ``subpixel_target`` their inverse shuffle (B, r*r, p, p)
+
+    Returns
+    -------
+    loss : float, the MSE
+    """
+    if not subpixel_target:
+        pred = model.forward(x)
+        loss, dpred = F.mse_loss(pred, y)
+        model.backward(dpred)
+        return loss
+    # The paper's trick: every layer but the periodic shuffle (the others are convolutions and
+    # element-wise activations, which do not care where the sub-pixel channels end up).
+    layers = [layer for name, layer in model.named_layers if name != "shuffle"]
+    out = x
+    for layer in layers:
+        out = layer.forward(out, train=True)
+    loss, d = F.mse_loss(out, y)
+    for layer in reversed(layers):
+        d = layer.backward(d)
+    return loss
+
+
+# ------------------------------------------------------------------------------------------ validation
+def load_validation_set(folder, scale: int) -> list:
+    """The HR images of ``folder`` for :func:`validate`: a list of ``(name, uint8 RGB (H, W, 3))``."""
+    from .evaluation import list_images, load_rgb8
+    return [(p.name, load_rgb8(p)) for p in list_images(folder)]
+
+
+def validate(model: ESPCN, images: list) -> dict:
+    """Mean PSNR (dB) and SSIM on Y of ``model`` over ``images`` (from :func:`load_validation_set`),
+    exactly as ``python -m npespcn.evaluate`` computes them (:func:`npespcn.evaluation.evaluate`):
+    ``{"psnr": float, "ssim": float}``."""
+    from .evaluation import evaluate
+    res = evaluate(model, images, model.scale, bicubic=False)
+    return {"psnr": res["psnr"], "ssim": res["ssim"]}
+
+
+# ------------------------------------------------------------------------------------------ checkpoint
+def save_checkpoint(path, model, optimizer, meta: dict) -> None:
+    """Write parameters, optimizer buffers and ``meta`` (JSON) to one ``.npz``, atomically."""
+    arrays = {f"param/{k}": v for k, v in model.params.items()}
+    for name, bufs in optimizer.state.items():
+        for b, v in bufs.items():
+            arrays[f"opt/{name}/{b}"] = v
+    meta = dict(meta, optimizer={"lr": optimizer.lr, "initial_lr": optimizer.initial_lr, "steps": optimizer.steps})
+    arrays["meta"] = np.array(json.dumps(meta))
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def load_checkpoint(path, model, optimizer) -> dict:
+    """Restore what :func:`save_checkpoint` wrote into ``model`` and ``optimizer``; return ``meta``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            params = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
+            state = {k: {} for k in optimizer.params}
+            for k in z.files:
+                if k.startswith("opt/"):
+                    name, buf = k[len("opt/"):].rsplit("/", 1)
+                    state.setdefault(name, {})[buf] = z[k]
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable npespcn checkpoint ({type(e).__name__}: {e})") from None
+    model.load_params(params)
+    optimizer.load_state_dict({**meta["optimizer"], "state": state})
+    return meta
+
+
+# ------------------------------------------------------------------------------------------ trainer
+class Trainer:
+    """Train ``config`` on ``patches``, validating on ``val_images``, writing into ``out_dir``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    patches : PatchSet (from :func:`npespcn.data.build_patches`, same scale)
+    val_images : list from :func:`load_validation_set`, or None (no validation; "best" = lowest loss)
+    out_dir : folder for checkpoint, weights, log and plot (created)
+    resume : continue from ``out_dir/checkpoint.npz`` (the config must match)
+    stream : where the progress bar goes (default stderr); ``quiet`` silences it
+    """
+
+    def __init__(self, config: TrainConfig, patches: PatchSet, val_images, out_dir, resume: bool = False,
+                 stream=None, quiet: bool = False, val_name: str = "val", stop_after_steps: int | None = None):
+        if patches.scale != config.scale:
+            raise ValueError(f"patches were made for x{patches.scale}, the config trains x{config.scale}")
+        self.cfg, self.patches, self.val_images = config, patches, val_images
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.stream, self.quiet, self.val_name = stream, quiet, val_name
+        self.stop_after_steps = stop_after_steps        # tests: stop early as if killed
+        self.model = config.build_model()
+        if config.init_bias_mean:
+            # Start the output at the mean HR luma instead of 0: with the last layer at 0.1 x the rate,
+            # Adam would otherwise spend thousands of steps just moving this bias to ~0.45.
+            self.model.params[f"{self.model.last_layer}.bias"][...] = np.float32(patches.hr.mean(dtype=np.float64))
+        lr_mult = self.model.lr_multipliers(config.last_lr_mult)
+        if config.optimizer == "adam":
+            self.opt = Adam(self.model.params, config.lr, lr_mult=lr_mult)
+        else:
+            self.opt = SGD(self.model.params, config.lr, momentum=config.momentum, lr_mult=lr_mult)
+        if config.schedule == "step":
+            self.sched = StepLR(self.opt, config.lr_step or max(1, int(round(0.8 * config.epochs))), config.lr_gamma)
+        elif config.schedule == "cosine":
+            self.sched = CosineLR(self.opt, config.epochs)
+        else:
+            self.sched = None
+        self.target = patches.hr
+        if config.subpixel_target:
+            self.target = F.pixel_unshuffle(patches.hr, config.scale)
+        self.epoch, self.step_in_epoch, self.loss_sum, self.loss_count = 0, 0, 0.0, 0
+        self.history: list[dict] = []
+        self.best = {"epoch": None, "psnr": -math.inf, "ssim": None, "loss": math.inf}
+        self.elapsed = 0.0
+        if resume:
+            self._resume()
+
+    # -------------------------------------------------------------------------------------- state
+    def _meta(self) -> dict:
+        return {"config": self.cfg.to_dict(), "epoch": self.epoch, "step": self.step_in_epoch,
+                "loss_sum": self.loss_sum, "loss_count": self.loss_count, "history": self.history,
+                "best": self.best, "elapsed": self.elapsed, "n_patches": len(self.patches),
+                "sched_epoch": self.sched.epoch if self.sched else None,
+                "rng": {"kind": "numpy.random.default_rng([seed, epoch, 0x5EED])", "seed": self.cfg.seed,
+                        "epoch": self.epoch}}
+
+    def _resume(self) -> None:
+        path = self.out / CHECKPOINT
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+        meta = load_checkpoint(path, self.model, self.opt)
+        saved = TrainConfig.from_dict(meta["config"])
+        mine, theirs = self.cfg.to_dict(), saved.to_dict()
+        diff = {k: (theirs[k], mine[k]) for k in mine if k != "epochs" and mine[k] != theirs[k]}
+        if diff:
+            raise ValueError(f"--resume: the checkpoint in {self.out} was made with other settings "
+                             f"(name: checkpoint vs now) {diff}")
+        if meta["n_patches"] != len(self.patches):
+            raise ValueError(f"--resume: the checkpoint saw {meta['n_patches']} patches, the data now gives "
+                             f"{len(self.patches)}; use the same data")
+        self.epoch, self.step_in_epoch = meta["epoch"], meta["step"]
+        self.loss_sum, self.loss_count = meta["loss_sum"], meta["loss_count"]
+        self.history, self.best, self.elapsed = meta["history"], meta["best"], meta["elapsed"]
+        if self.sched is not None:
+            self.sched.epoch = meta["sched_epoch"]
+            self.opt.lr = meta["optimizer"]["lr"]
+        self._write_log()
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.out / CHECKPOINT, self.model, self.opt, self._meta())
+
+    def _write_log(self) -> None:
+        with atomic_write(self.out / LOG, "w") as f:
+            for row in self.history:
+                f.write(json.dumps(row) + "\n")
+        if self.history:
+            series = {"train loss (MSE on Y/255)": [(h["epoch"], h["loss"]) for h in self.history]}
+            if any(h.get("psnr") is not None for h in self.history):
+                series[f"{self.val_name} PSNR on Y (dB)"] = [(h["epoch"], h["psnr"]) for h in self.history
+                                                             if h.get("psnr") is not None]
+            plot_curves(series, self.out / PLOT)
+
+    # -------------------------------------------------------------------------------------- loop
+    def run(self) -> dict:
+        """Train until ``config.epochs``; returns the best record. Raises :class:`NonFiniteLoss`."""
+        cfg, n = self.cfg, len(self.patches)
+        steps_done = 0
+        while self.epoch < cfg.epochs:
+            order, ops, steps = epoch_plan(n, cfg.batch_size, cfg.seed, self.epoch, cfg.augment)
+            bar = Progress(n, f"epoch {self.epoch + 1}/{cfg.epochs}", stream=self.stream,
+                           start=min(n, self.step_in_epoch * cfg.batch_size))
+            t0 = epoch_t0 = time.perf_counter()
+            while self.step_in_epoch < steps:
+                idx = order[self.step_in_epoch * cfg.batch_size:(self.step_in_epoch + 1) * cfg.batch_size]
+                x, y = self.patches.lr[idx], self.target[idx]
+                if cfg.augment:
+                    x, y = augment_batch(x, y, ops[idx], cfg.scale if cfg.subpixel_target else None)
+                loss = forward_backward(self.model, x, y, cfg.subpixel_target)
+                if not math.isfinite(loss):
+                    bar.close()
+                    raise NonFiniteLoss(
+                        f"non-finite training loss ({loss}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}; "
+                        f"stopped. The best weights so far are in {self.out / BEST} and the last good "
+                        f"checkpoint in {self.out / CHECKPOINT}; try a lower --lr")
+                self.opt.step(self.model.grads)
+                self.loss_sum += loss * len(idx)
+                self.loss_count += len(idx)
+                self.step_in_epoch += 1
+                steps_done += 1
+                if not self.quiet:
+                    bar.update(len(idx), self.loss_sum / self.loss_count)
+                if cfg.checkpoint_every and self.step_in_epoch % cfg.checkpoint_every == 0 \
+                        and self.step_in_epoch < steps:
+                    self.elapsed += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.checkpoint()
+                if self.stop_after_steps is not None and steps_done >= self.stop_after_steps:
+                    return self.best
+            self.elapsed += time.perf_counter() - t0
+            self._end_epoch(bar, time.perf_counter() - epoch_t0)
+        return self.best
+
+    def _end_epoch(self, bar, train_seconds) -> None:
+        row = {"epoch": self.epoch + 1, "loss": self.loss_sum / max(1, self.loss_count), "lr": self.opt.lr}
+        if self.sched is not None:
+            self.sched.step()
+        if self.val_images:
+            tv = time.perf_counter()
+            row.update(validate(self.model, self.val_images))
+            row["val_seconds"] = round(time.perf_counter() - tv, 3)
+            self.elapsed += row["val_seconds"]
+            better = row["psnr"] > self.best["psnr"]
+        else:
+            better = row["loss"] < self.best["loss"]
+        row["train_seconds"] = round(train_seconds, 3)
+        row["elapsed"] = round(self.elapsed, 3)
+        if better:
+            self.best = {"epoch": row["epoch"], "psnr": row.get("psnr", -math.inf), "ssim": row.get("ssim"),
+                         "loss": row["loss"]}
+            self.model.save(self.out / BEST)
+        self.model.save(self.out / LAST)
+        self.history.append(row)
+        self.epoch += 1
+        self.step_in_epoch, self.loss_sum, self.loss_count = 0, 0.0, 0
+        self.checkpoint()
+        self._write_log()
+        if not self.quiet:
+            suffix = (f"{self.val_name} PSNR {row['psnr']:.3f} dB SSIM {row['ssim']:.4f}"
+                      f"{'  (best)' if better else ''}") if "psnr" in row else ""
+            bar.close(suffix)

@@ -125,6 +125,11 @@ def test_load_model_errors(tmp_path):
     junk.write_bytes(b"not a zip at all")
     with pytest.raises(ValueError, match=r"not a model file npespcn can read; accepted formats: npespcn .npz"):
         load_model(junk)
+    broken = ESPCN.paper(2)
+    broken.params["conv2.bias"][5] = np.inf                    # save does not check, load must
+    broken.save(tmp_path / "inf.npz")
+    with pytest.raises(ValueError, match="conv2.bias: parameters contain NaN or infinity"):
+        load_model(tmp_path / "inf.npz")
     plain = tmp_path / "plain.npz"
     np.savez(plain, a=np.zeros(3))
     with pytest.raises(ValueError, match="accepted formats"):

@@ -101,8 +101,9 @@ def _resolve(args):
     return net, net.scale
 
 
-def run(args, stderr=sys.stderr) -> int:
+def run(args, stderr=None) -> int:
     """Upscale every input of the parsed ``args``; returns the exit status."""
+    stderr = sys.stderr if stderr is None else stderr
     from .inference import upscale
     if args.tile is not None and args.tile < 1:
         raise UsageError(f"--tile must be a positive integer, got {args.tile}")

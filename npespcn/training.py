@@ -234,7 +234,7 @@ class Trainer:
             self.target = F.pixel_unshuffle(patches.hr, config.scale)
         self.epoch, self.step_in_epoch, self.loss_sum, self.loss_count = 0, 0, 0.0, 0
         self.history: list[dict] = []
-        self.best = {"epoch": None, "psnr": -math.inf, "ssim": None, "loss": math.inf}
+        self.best = {"epoch": None, "psnr": None, "ssim": None, "loss": None}
         self.elapsed = 0.0
         if resume:
             self._resume()
@@ -333,13 +333,13 @@ class Trainer:
             row.update(validate(self.model, self.val_images))
             row["val_seconds"] = round(time.perf_counter() - tv, 3)
             self.elapsed += row["val_seconds"]
-            better = row["psnr"] > self.best["psnr"]
+            better = self.best["psnr"] is None or row["psnr"] > self.best["psnr"]
         else:
-            better = row["loss"] < self.best["loss"]
+            better = self.best["loss"] is None or row["loss"] < self.best["loss"]
         row["train_seconds"] = round(train_seconds, 3)
         row["elapsed"] = round(self.elapsed, 3)
         if better:
-            self.best = {"epoch": row["epoch"], "psnr": row.get("psnr", -math.inf), "ssim": row.get("ssim"),
+            self.best = {"epoch": row["epoch"], "psnr": row.get("psnr"), "ssim": row.get("ssim"),
                          "loss": row["loss"]}
             self.model.save(self.out / BEST)
         self.model.save(self.out / LAST)

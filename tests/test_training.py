@@ -1,0 +1,242 @@
+"""The trainer: the paper's inverse-shuffle trick, resume (in process and after SIGKILL), logs, plots,
+non-finite losses and the CLI's errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from npespcn import functional as F
+from npespcn.data import PatchSet, augment_batch, build_patches, find_images
+from npespcn.formats import load_model
+from npespcn.model import ESPCN
+from npespcn.training import (BEST, CHECKPOINT, LAST, LOG, PLOT, NonFiniteLoss, Trainer, TrainConfig,
+                              forward_backward, load_checkpoint, load_validation_set, validate)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(layers=[[3, 8], [3, 4]], patch_size=6, stride=4, batch_size=8)
+
+
+def _images(folder: Path, n=4, size=(40, 48), seed=0):
+    """A few smooth random RGB images (smooth so that super-resolution can learn something)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        small = rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
+        img = Image.fromarray(small).resize((size[1], size[0]), Image.BICUBIC)
+        img.save(folder / f"img{k}.png")
+    return folder
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return _images(tmp_path / "train")
+
+
+@pytest.fixture
+def val_dir(tmp_path):
+    return _images(tmp_path / "val", n=2, size=(36, 36), seed=1)
+
+
+def _patches(folder, scale=3):
+    return build_patches(find_images(folder), scale, TINY["patch_size"], TINY["stride"])
+
+
+def _params(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files if not k.startswith("__")}
+
+
+def _assert_same_params(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+# ------------------------------------------------------------------------------------------ the paper's trick
+@pytest.mark.parametrize("arch,scale", [("paper", 3), ("seven", 2), ("paper", 4)])
+def test_inverse_shuffled_target_gives_the_same_loss_and_gradients(arch, scale):
+    rng = np.random.default_rng(scale)
+    model = ESPCN.paper(scale, seed=1) if arch == "paper" else ESPCN.seven(scale, seed=1)
+    x = rng.random((4, 1, 7, 7)).astype(np.float32)
+    y = rng.random((4, 1, 7 * scale, 7 * scale)).astype(np.float32)
+    ops = np.array([0, 3, 5, 6])
+    xa, ya = augment_batch(x, y, ops)
+    loss = forward_backward(model, xa, ya)
+    grads = {k: v.copy() for k, v in model.grads.items()}
+    xb, zb = augment_batch(x, F.pixel_unshuffle(y, scale), ops, subpixel_scale=scale)
+    np.testing.assert_array_equal(xa, xb)
+    loss_sub = forward_backward(model, xb, zb, subpixel_target=True)
+    assert loss_sub == pytest.approx(loss, rel=1e-12)
+    for k, g in model.grads.items():
+        np.testing.assert_array_equal(g, grads[k], err_msg=k)     # the very same numbers
+    # and the loss really is the MSE of the model's output against y
+    ref = np.mean((model.infer(xa).astype(np.float64) - ya) ** 2)
+    assert loss == pytest.approx(ref, rel=1e-6)
+
+
+def test_trick_trains_to_the_same_weights(tmp_path, data_dir):
+    ps = _patches(data_dir)
+    outs = []
+    for sub in (False, True):
+        cfg = TrainConfig(scale=3, epochs=1, subpixel_target=sub, **TINY)
+        Trainer(cfg, ps, None, tmp_path / f"sub{sub}", quiet=True).run()
+        outs.append(_params(tmp_path / f"sub{sub}" / LAST))
+    _assert_same_params(*outs)
+
+
+# ------------------------------------------------------------------------------------------ a run's files
+def test_run_writes_weights_log_plot_and_validation_matches_evaluate(tmp_path, data_dir, val_dir):
+    from npespcn.evaluation import evaluate
+    ps = _patches(data_dir)
+    val = load_validation_set(val_dir, 3)
+    cfg = TrainConfig(scale=3, epochs=3, lr=3e-3, **TINY)
+    best = Trainer(cfg, ps, val, tmp_path / "run", quiet=True).run()
+    out = tmp_path / "run"
+    rows = [json.loads(line) for line in (out / LOG).read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert best["psnr"] == max(r["psnr"] for r in rows)
+    model = load_model(out / BEST)
+    res = evaluate(model, val_dir, 3, bicubic=False)
+    assert res["psnr"] == best["psnr"] and res["ssim"] == best["ssim"]
+    assert validate(model, val)["psnr"] == best["psnr"]
+    with Image.open(out / PLOT) as im:
+        assert im.format == "PNG" and im.size[0] == 640 and im.size[1] == 2 * 180
+    assert load_model(out / LAST).arch["layers"] == [[3, 8], [3, 4]]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]    # no temporary files left
+
+
+def test_resume_in_process_is_bitwise(tmp_path, data_dir):
+    ps = _patches(data_dir)
+    cfg = TrainConfig(scale=3, epochs=3, checkpoint_every=3, **TINY)
+    steps = -(-len(ps) // cfg.batch_size)
+    Trainer(cfg, ps, None, tmp_path / "straight", quiet=True).run()
+    # stop at awkward places (mid-epoch, after a checkpoint, just before an epoch end), then resume
+    t = Trainer(cfg, ps, None, tmp_path / "resumed", quiet=True, stop_after_steps=steps + 4)
+    t.run()
+    for stop in (2, steps - 1):
+        Trainer(cfg, ps, None, tmp_path / "resumed", resume=True, quiet=True, stop_after_steps=stop).run()
+    Trainer(cfg, ps, None, tmp_path / "resumed", resume=True, quiet=True).run()
+    _assert_same_params(_params(tmp_path / "straight" / LAST), _params(tmp_path / "resumed" / LAST))
+    _assert_same_params(_params(tmp_path / "straight" / BEST), _params(tmp_path / "resumed" / BEST))
+    a = [json.loads(x) for x in (tmp_path / "straight" / LOG).read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "resumed" / LOG).read_text().splitlines()]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+def test_checkpoint_restores_optimizer_state(tmp_path, data_dir):
+    ps = _patches(data_dir)
+    cfg = TrainConfig(scale=3, epochs=1, **TINY)
+    t = Trainer(cfg, ps, None, tmp_path / "run", quiet=True)
+    t.run()
+    model = cfg.build_model()
+    other = Trainer(cfg, ps, None, tmp_path / "other", quiet=True)
+    meta = load_checkpoint(tmp_path / "run" / CHECKPOINT, model, other.opt)
+    assert meta["epoch"] == 1 and meta["step"] == 0
+    assert other.opt.steps == t.opt.steps > 0
+    for k, st in t.opt.state.items():
+        for buf, v in st.items():
+            np.testing.assert_array_equal(other.opt.state[k][buf], v)
+
+
+def test_resume_refuses_other_settings(tmp_path, data_dir):
+    ps = _patches(data_dir)
+    Trainer(TrainConfig(scale=3, epochs=1, **TINY), ps, None, tmp_path / "run", quiet=True).run()
+    with pytest.raises(ValueError, match="other settings.*lr"):
+        Trainer(TrainConfig(scale=3, epochs=2, lr=0.5, **TINY), ps, None, tmp_path / "run", resume=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Trainer(TrainConfig(scale=3, **TINY), ps, None, tmp_path / "empty", resume=True)
+
+
+def test_non_finite_loss_stops_and_keeps_the_best(tmp_path, data_dir):
+    ps = _patches(data_dir)
+    t = Trainer(TrainConfig(scale=3, epochs=1, **TINY), ps, None, tmp_path / "run", quiet=True)
+    t.run()
+    before = _params(tmp_path / "run" / BEST)
+    ckpt = (tmp_path / "run" / CHECKPOINT).read_bytes()
+    bad = PatchSet(ps.lr, ps.hr.copy(), 3, ps.sources)
+    bad.hr[:] = np.nan
+    t2 = Trainer(TrainConfig(scale=3, epochs=2, **TINY), bad, None, tmp_path / "run", resume=True, quiet=True)
+    with pytest.raises(NonFiniteLoss, match="non-finite training loss.*epoch 2.*best weights"):
+        t2.run()
+    _assert_same_params(before, _params(tmp_path / "run" / BEST))
+    assert (tmp_path / "run" / CHECKPOINT).read_bytes() == ckpt
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="arch"):
+        TrainConfig(arch="huge")
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=float("nan"))
+
+
+def test_trainer_rejects_patches_of_another_scale(tmp_path, data_dir):
+    with pytest.raises(ValueError, match="x3.*x2"):
+        Trainer(TrainConfig(scale=2, **TINY), _patches(data_dir, 3), None, tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def _cli(args, env_extra=None, **kw):
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env.update(env_extra or {})
+    return subprocess.Popen([sys.executable, "-m", "npespcn.train", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_cli_without_data_says_where_it_looked(tmp_path):
+    env = {"NPESPCN_CACHE": str(tmp_path / "cache"), "NPESPCN_DATA": str(tmp_path / "nothing")}
+    p = _cli(["--scale", "3", "--out", str(tmp_path / "out")], env)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode != 0
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(tmp_path / "nothing") in err and str(tmp_path / "cache" / "T91") in err
+    assert "--download" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_sigkill_then_resume_ends_with_the_same_weights(tmp_path, data_dir):
+    """A run killed with SIGKILL in the middle and resumed ends bitwise equal to an uninterrupted one."""
+    common = ["--scale", "3", "--data", str(data_dir), "--no-val", "--layers", "3x8,3x4",
+              "--patch-size", "6", "--stride", "1", "--batch-size", "8", "--epochs", "3",
+              "--checkpoint-every", "5", "--subpixel-target", "--seed", "3"]
+    straight = _cli(common + ["--out", str(tmp_path / "a")])
+    out, err = straight.communicate(timeout=240)
+    assert straight.returncode == 0, err
+    summary = json.loads(out)                                      # the CLI prints its summary as JSON
+    assert summary["best"]["epoch"] in (1, 2, 3)
+
+    run = _cli(common + ["--out", str(tmp_path / "b")])
+    ckpt = tmp_path / "b" / CHECKPOINT
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(np.random.default_rng().uniform(0.05, 1.0))         # any moment after the first checkpoint
+    assert run.poll() is None, "the run ended before it could be killed; make it longer"
+    run.send_signal(signal.SIGKILL)
+    run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGKILL
+    with np.load(ckpt) as z:
+        meta = json.loads(str(z["meta"]))
+    assert (meta["epoch"], meta["step"]) < (3, 0)                   # really interrupted
+
+    resumed = _cli(common + ["--out", str(tmp_path / "b"), "--resume"])
+    out, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err
+    for name in (LAST, BEST):
+        _assert_same_params(_params(tmp_path / "a" / name), _params(tmp_path / "b" / name))
+    la = [json.loads(x) for x in (tmp_path / "a" / LOG).read_text().splitlines()]
+    lb = [json.loads(x) for x in (tmp_path / "b" / LOG).read_text().splitlines()]
+    assert [(r["epoch"], r["loss"]) for r in la] == [(r["epoch"], r["loss"]) for r in lb]

@@ -9,9 +9,14 @@ whose error is O(h²)·L''' (truncation, ~1e-10 here) plus ~1e-16·|L| / h (roun
 ``max|analytic - numeric| <= 1e-6 * max|numeric|`` per array: four orders above the finite-difference
 error, and far below what a wrong index or a missing term gives (errors of order 1). Inputs of ReLU and
 PReLU are kept at least 0.05 away from their kink at 0, where the derivative does not exist.
+
+The numba kernels run on one thread here: a check makes thousands of calls on tiny arrays, where waking
+the thread pool costs more than the work (on a busy 2-core machine, 7x the time). The parallel paths
+themselves are exercised with the default thread count in ``test_kernels.py``.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
@@ -21,6 +26,14 @@ from npespcn import functional as F
 H = 1e-5
 RTOL = 1e-6
 BACKENDS = ["reference", "numba"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_numba_thread():
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(previous)
 
 
 def numeric_grad(loss, z, idx=None):

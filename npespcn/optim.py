@@ -41,7 +41,8 @@ class Optimizer:
         for k, p in self.params.items():
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
                 raise ValueError(f"parameter {k!r} must be a floating-point NumPy array")
-        if not (isinstance(lr, (int, float)) and lr >= 0 and math.isfinite(lr)):
+        if isinstance(lr, bool) or not (isinstance(lr, (int, float, np.floating, np.integer))
+                                        and lr >= 0 and math.isfinite(lr)):
             raise ValueError(f"learning rate must be a finite number >= 0, got {lr!r}")
         self.lr = float(lr)
         self.initial_lr = float(lr)

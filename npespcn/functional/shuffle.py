@@ -122,6 +122,8 @@ def tf_to_torch_channel_order(x, r):
     weights (C*r*r, ...) or a bias (C*r*r,)).
     """
     Cr2 = x.shape[0]
+    if r < 1 or Cr2 % (r * r):
+        raise ValueError(f"tf_to_torch_channel_order: axis 0 must be divisible by r*r = {r * r}, got {Cr2}")
     C = Cr2 // (r * r)
     return x.reshape(r * r, C, *x.shape[1:]).swapaxes(0, 1).reshape(x.shape)
 

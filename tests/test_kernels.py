@@ -331,3 +331,8 @@ def test_other_kernels_reject_bad_input(backend):
         F.prelu_forward(np.zeros((1, 3, 2, 2)), np.zeros(2), backend)
     with pytest.raises(ValueError, match=r"prediction \(1, 2\) and target \(2, 1\) differ in shape"):
         F.mse_loss(np.zeros((1, 2)), np.zeros((2, 1)), backend)
+
+
+def test_tf_to_torch_channel_order_rejects_a_channel_count_not_divisible_by_r2():
+    with pytest.raises(ValueError, match="divisible by r\\*r = 9, got 10"):
+        F.tf_to_torch_channel_order(np.zeros((10, 2)), 3)

@@ -181,3 +181,12 @@ def test_optimizer_errors():
         StepLR(opt, 0)
     with pytest.raises(ValueError, match=r"T_max must be >= 1, got 0"):
         CosineLR(opt, 0)
+
+
+def test_numpy_scalar_learning_rate_is_accepted_and_bool_refused():
+    p = {"w": np.ones(3, np.float32)}
+    opt = SGD(p, np.float32(0.5))
+    opt.step({"w": np.ones(3, np.float32)})
+    np.testing.assert_array_equal(p["w"], np.full(3, 0.5, np.float32))
+    with pytest.raises(ValueError, match="learning rate"):
+        SGD(p, True)

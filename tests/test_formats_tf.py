@@ -153,8 +153,8 @@ def test_published_graph_reading_agrees_with_an_independent_tf_forward(published
     bs = [nodes[f"b{i}"].attrs["value"] for i in (1, 2, 3)]
     x = np.random.default_rng(2).uniform(0, 1, (1, 11, 13, 1)).astype(np.float32)
     ref = W.tf_espcn_forward(x, ws, bs, 3, act=lambda v: np.maximum(v, 0))
-    model = ESPCN(**read_graphdef(published / "ESPCN_x3.pb")[0]).load_params(read_graphdef(
-        published / "ESPCN_x3.pb")[1])
+    arch, params = read_graphdef(published / "ESPCN_x3.pb")
+    model = ESPCN(**arch).load_params(params)
     np.testing.assert_allclose(model.infer(x.transpose(0, 3, 1, 2)), ref.transpose(0, 3, 1, 2), atol=1e-5)
 
 

@@ -60,12 +60,16 @@ def _build(path, arch: dict, params: dict, overrides: dict):
     return ESPCN(**arch).load_params(params)
 
 
-def read_foreign(path, activation: str | None = None) -> tuple[str, dict, dict] | None:
-    """``(format name, arch, params)`` for a ``.pth`` or ``.pb`` file, ``None`` if it is neither."""
+def read_foreign(path) -> tuple[str, dict, dict] | None:
+    """``(format name, arch, params)`` for a ``.pth`` or ``.pb`` file, ``None`` if it is neither.
+
+    ``params`` are in npespcn's naming and layout (``conv1.weight`` (out, in, k, k), ...); for a ``.pth`` the
+    ``arch`` holds ESPCN-pytorch's default activations.
+    """
     from .tf_graphdef import looks_like_graphdef, read_graphdef
     from .torch_pth import espcn_from_state_dict, is_torch_zip, read_state_dict
     if is_torch_zip(path):
-        arch, params = espcn_from_state_dict(read_state_dict(path), activation=activation)
+        arch, params = espcn_from_state_dict(read_state_dict(path))
         return "PyTorch state_dict", arch, params
     if looks_like_graphdef(path):
         arch, params = read_graphdef(path)
@@ -106,7 +110,7 @@ def load_model(path, **overrides):
     _check_overrides(overrides)
     if is_npespcn_npz(path):
         return load_npz(path, **overrides)
-    found = read_foreign(path, activation=overrides.get("activation"))
+    found = read_foreign(path)
     if found is not None:
         _, arch, params = found
         return _build(path, arch, params, overrides)

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=Path, default=None,
                    help="validation images (default: Set5 next to the data, then the cache's Set5)")
     p.add_argument("--no-val", action="store_true", help="skip validation (best = lowest training loss)")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default 100; with --resume: "
+                   "the checkpoint's, or more to extend the run)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
@@ -60,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the paper's trick: train against the inverse-shuffled target, skip the shuffle")
     p.add_argument("--checkpoint-every", type=int, default=200, help="also checkpoint every N steps (0: off)")
     p.add_argument("--out", type=Path, default=Path("runs") / "espcn", help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.npz with its settings and folders (only --epochs, "
+                        "--data, --val, --checkpoint-every and --quiet may be given again)")
     p.add_argument("--download", action="store_true",
                    help="download T91, Set5 and Set14 into the cache (verified by SHA-256) and exit")
     p.add_argument("--download-url", default=None,
@@ -98,23 +101,36 @@ def _run(args) -> int:
         return 0
 
     from .data import build_patches, find_images
-    from .training import CHECKPOINT, NonFiniteLoss, Trainer, TrainConfig, load_validation_set
+    from .training import (CHECKPOINT, NonFiniteLoss, Trainer, TrainConfig, load_validation_set,
+                           read_checkpoint_meta)
 
-    if args.resume and not (args.out / CHECKPOINT).is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {args.out / CHECKPOINT}")
+    info = {}
+    if args.resume:
+        ckpt = args.out / CHECKPOINT
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+        meta = read_checkpoint_meta(ckpt)
+        cfg = TrainConfig.from_dict(meta["config"])
+        cfg.epochs = args.epochs or cfg.epochs
+        cfg.checkpoint_every = args.checkpoint_every
+        info = meta.get("info") or {}
+        args.data = args.data or (Path(info["data"]) if info.get("data") else None)
+        args.val = args.val or (Path(info["val"]) if info.get("val") else None)
+        args.no_val = args.no_val or info.get("val", "") is None
     data, looked = datasets.find_training_data(args.data)
     if data is None:
         raise FileNotFoundError(
             f"no training images found (looked in: {', '.join(looked)}). Get T91 with "
             f"'python -m npespcn.train --download' (into {datasets.cache_dir()}), or pass --data DIR or set "
             f"NPESPCN_DATA to a folder of PNG/JPEG/BMP images")
-    cfg = TrainConfig(scale=args.scale, arch=args.arch, layers=args.layers, activation=args.activation,
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                      momentum=args.momentum, last_lr_mult=args.last_lr_mult, schedule=args.schedule,
-                      lr_step=args.lr_step, lr_gamma=args.lr_gamma, seed=args.seed, patch_size=args.patch_size,
-                      stride=args.stride, augment=not args.no_augment,
-                      rescale=[float(f) for f in args.rescale.split(",") if f.strip()],
-                      subpixel_target=args.subpixel_target, checkpoint_every=args.checkpoint_every)
+    if not args.resume:
+        cfg = TrainConfig(scale=args.scale, arch=args.arch, layers=args.layers, activation=args.activation,
+                          epochs=args.epochs or 100, batch_size=args.batch_size, lr=args.lr,
+                          optimizer=args.optimizer, momentum=args.momentum, last_lr_mult=args.last_lr_mult,
+                          schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, seed=args.seed,
+                          patch_size=args.patch_size, stride=args.stride, augment=not args.no_augment,
+                          rescale=[float(f) for f in args.rescale.split(",") if f.strip()],
+                          subpixel_target=args.subpixel_target, checkpoint_every=args.checkpoint_every)
     t0 = time.perf_counter()
     patches = build_patches(find_images(data), cfg.scale, cfg.patch_size, cfg.stride, cfg.rescale)
     val_images, val_name = None, "val"
@@ -124,10 +140,14 @@ def _run(args) -> int:
             raise FileNotFoundError(f"no validation set: pass --val DIR (e.g. Set5) or --no-val; "
                                     f"'--download' puts Set5 into {datasets.cache_dir()}")
         val_images, val_name = load_validation_set(val, cfg.scale), Path(val).name
+        info = {"data": str(Path(data).resolve()), "val": str(Path(val).resolve())}
+    else:
+        info = {"data": str(Path(data).resolve()), "val": None}
     print(f"{len(patches)} patches {cfg.patch_size}x{cfg.patch_size} from {len(patches.sources)} images in "
           f"{data} ({time.perf_counter() - t0:.1f} s); validation: {val_name if val_images else 'none'}; "
           f"output: {args.out}", file=sys.stderr)
-    trainer = Trainer(cfg, patches, val_images, args.out, resume=args.resume, quiet=args.quiet, val_name=val_name)
+    trainer = Trainer(cfg, patches, val_images, args.out, resume=args.resume, quiet=args.quiet, val_name=val_name,
+                      info=info)
     try:
         best = trainer.run()
     except NonFiniteLoss as e:

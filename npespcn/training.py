@@ -172,6 +172,15 @@ def save_checkpoint(path, model, optimizer, meta: dict) -> None:
         np.savez(f, **arrays)
 
 
+def read_checkpoint_meta(path) -> dict:
+    """Only the JSON record of a checkpoint (config, position, history, ``info``)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable npespcn checkpoint ({type(e).__name__}: {e})") from None
+
+
 def load_checkpoint(path, model, optimizer) -> dict:
     """Restore what :func:`save_checkpoint` wrote into ``model`` and ``optimizer``; return ``meta``."""
     try:
@@ -202,16 +211,17 @@ class Trainer:
     out_dir : folder for checkpoint, weights, log and plot (created)
     resume : continue from ``out_dir/checkpoint.npz`` (the config must match)
     stream : where the progress bar goes (default stderr); ``quiet`` silences it
+    info : JSON-able dict kept in the checkpoint (the CLI stores the data and validation folders)
     """
 
     def __init__(self, config: TrainConfig, patches: PatchSet, val_images, out_dir, resume: bool = False,
-                 stream=None, quiet: bool = False, val_name: str = "val", stop_after_steps: int | None = None):
+                 stream=None, quiet: bool = False, val_name: str = "val", stop_after_steps: int | None = None, info: dict | None = None):
         if patches.scale != config.scale:
             raise ValueError(f"patches were made for x{patches.scale}, the config trains x{config.scale}")
         self.cfg, self.patches, self.val_images = config, patches, val_images
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.stream, self.quiet, self.val_name = stream, quiet, val_name
+        self.stream, self.quiet, self.val_name, self.info = stream, quiet, val_name, dict(info or {})
         self.stop_after_steps = stop_after_steps        # tests: stop early as if killed
         self.model = config.build_model()
         if config.init_bias_mean:
@@ -245,7 +255,7 @@ class Trainer:
                 "loss_sum": self.loss_sum, "loss_count": self.loss_count, "history": self.history,
                 "best": self.best, "elapsed": self.elapsed, "n_patches": len(self.patches),
                 "sched_epoch": self.sched.epoch if self.sched else None,
-                "rng": {"kind": "numpy.random.default_rng([seed, epoch, 0x5EED])", "seed": self.cfg.seed,
+                "info": self.info, "rng": {"kind": "numpy.random.default_rng([seed, epoch, 0x5EED])", "seed": self.cfg.seed,
                         "epoch": self.epoch}}
 
     def _resume(self) -> None:
@@ -255,7 +265,9 @@ class Trainer:
         meta = load_checkpoint(path, self.model, self.opt)
         saved = TrainConfig.from_dict(meta["config"])
         mine, theirs = self.cfg.to_dict(), saved.to_dict()
-        diff = {k: (theirs[k], mine[k]) for k in mine if k != "epochs" and mine[k] != theirs[k]}
+        # The number of epochs may grow (to extend a run); how often to checkpoint does not change the weights.
+        diff = {k: (theirs[k], mine[k]) for k in mine
+                if k not in ("epochs", "checkpoint_every") and mine[k] != theirs[k]}
         if diff:
             raise ValueError(f"--resume: the checkpoint in {self.out} was made with other settings "
                              f"(name: checkpoint vs now) {diff}")

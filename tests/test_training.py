@@ -232,7 +232,7 @@ def test_cli_sigkill_then_resume_ends_with_the_same_weights(tmp_path, data_dir):
         meta = json.loads(str(z["meta"]))
     assert (meta["epoch"], meta["step"]) < (3, 0)                   # really interrupted
 
-    resumed = _cli(common + ["--out", str(tmp_path / "b"), "--resume"])
+    resumed = _cli(["--out", str(tmp_path / "b"), "--resume"])     # settings and folders from the checkpoint
     out, err = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, err
     for name in (LAST, BEST):

@@ -31,10 +31,10 @@ def _fmt(v: float) -> str:
     return f"{v:.2e}"
 
 
-def render_curves(series: dict, width: int = 640, panel_height: int = 180) -> Image.Image:
+def render_curves(series: dict, width: int = 640, panel_height: int = 180, xlabel: str = "epoch") -> Image.Image:
     """Draw ``series`` (``{"title": [(x, y), ...], ...}``) as stacked line panels.
 
-    Non-finite y values are skipped. Returns an RGB ``PIL.Image`` of ``width`` x ``panels * panel_height``.
+    Non-finite y values are skipped; ``xlabel`` is written under every panel. Returns an RGB ``PIL.Image`` of ``width`` x ``panels * panel_height``.
     """
     if not series:
         raise ValueError("plot_curves needs at least one series")
@@ -72,6 +72,7 @@ def render_curves(series: dict, width: int = 640, panel_height: int = 180) -> Im
             draw.text((4, py - 5), _fmt(yv), fill=(80, 80, 80))
         draw.text((box[0], box[3] + 4), _fmt(xlo), fill=(80, 80, 80))
         draw.text((box[2] - 40, box[3] + 4), _fmt(xhi), fill=(80, 80, 80))
+        draw.text(((box[0] + box[2]) // 2 - 15, box[3] + 4), xlabel, fill=(80, 80, 80))
         xy = [to_px(x, y) for x, y in pts]
         if len(xy) > 1:
             draw.line(xy, fill=colour, width=2)

@@ -9,8 +9,9 @@ The pipeline, for an upscale factor ``r`` (the SR literature's convention, as in
 
 Patches of ``p x p`` LR pixels are cut every ``stride`` pixels; the HR patch aligned to the LR patch at
 ``(i, j)`` is the ``p*r x p*r`` block at ``(r*i, r*j)``. All patches of a dataset live in two contiguous
-float32 arrays, ``lr (N, 1, p, p)`` and ``hr (N, 1, p*r, p*r)``: T91 at x3 with p = 17, stride 13 is about
-22 000 patches, 28 MB.
+float32 arrays, ``lr (N, 1, p, p)`` and ``hr (N, 1, p*r, p*r)``: T91 at x3 with p = 17 gives 2 701 patches
+(31 MB) at stride 13 and 8 726 (101 MB) at stride 7. Patches are gathered with strided views, no Python
+loop per patch.
 
 Augmentation is the dihedral group of the square (8 ops: identity, 3 rotations by 90 degrees, and
 those after a transpose), applied to each (LR, HR) pair with the same op, drawn per patch per epoch.

@@ -24,7 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from .imageio import SUFFIXES, format_for, read_image, write_image
+import numpy as np
+
+from .imageio import SUFFIXES, format_for, read_image, write_image, write_png_rows
 
 PROG = "python -m npespcn.upscale"
 
@@ -104,7 +106,7 @@ def _resolve(args):
 def run(args, stderr=None) -> int:
     """Upscale every input of the parsed ``args``; returns the exit status."""
     stderr = sys.stderr if stderr is None else stderr
-    from .inference import upscale
+    from .inference import upscale, upscale_bands
     if args.tile is not None and args.tile < 1:
         raise UsageError(f"--tile must be a positive integer, got {args.tile}")
     if not 1 <= args.quality <= 100:
@@ -128,20 +130,27 @@ def run(args, stderr=None) -> int:
         try:
             if dst.exists() and not args.overwrite:
                 raise ValueError(f"{dst} exists (pass --overwrite to replace it)")
-            format_for(dst)
+            fmt = format_for(dst)
             image, info = read_image(src)
-            big = upscale(image, scale, net, tile=args.tile, clip=args.clip)
+            icc = info.get("icc_profile")
+            if fmt == "PNG" and image.dtype in (np.uint8, np.uint16):
+                # streamed: one band of rows at a time, the whole result is never in memory
+                shape, dtype, bands = upscale_bands(image, scale, net, tile=args.tile, clip=args.clip)
+                write_png_rows(dst, shape, dtype, bands(), icc_profile=icc)
+            else:
+                big = upscale(image, scale, net, tile=args.tile, clip=args.clip)
+                shape = big.shape
+                write_image(dst, big, quality=args.quality, icc_profile=icc)
+                del big
             del image
-            write_image(dst, big, quality=args.quality, icc_profile=info.get("icc_profile"))
         except (ValueError, TypeError, OSError) as e:
             failed += 1
             print(f"[{i}/{len(files)}] {src}: skipped: {e}", file=stderr)
             continue
         if not args.quiet:
-            h, w = big.shape[:2]
+            h, w = shape[:2]
             print(f"[{i}/{len(files)}] {src} -> {dst} ({w // scale}x{h // scale} -> {w}x{h}, "
                   f"{time.perf_counter() - t0:.1f} s)", file=stderr)
-        del big
     if failed:
         print(f"{PROG}: {failed} of {len(files)} file(s) failed", file=stderr)
     return 1 if failed else 0

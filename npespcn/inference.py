@@ -39,7 +39,7 @@ from .layers import Conv2d
 from .model import ESPCN
 
 DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
-TILE_BUDGET = 48 * 2 ** 20
+TILE_BUDGET = 24 * 2 ** 20
 MIN_TILE = 32
 SERIAL_BELOW = 96 * 96         # tiles with fewer low-resolution pixels (halo included) run on one thread
 _PIL_MODES = {"L": "grey uint8", "RGB": "RGB uint8", "RGBA": "RGBA uint8", "I;16": "grey uint16",
@@ -243,8 +243,9 @@ def _ycc_to_rgb(y, cb, cr):
     return [m[0] * y + m[1] * cb + m[2] * cr for m in _M_INV]
 
 
-def _process_tile(arr, net, r, core, margin, out):
-    """Upscale the tile ``core = (y0, y1, x0, x1)`` of ``arr`` into ``out`` (see module docstring)."""
+def _process_tile(arr, net, r, core, margin, out, top=0):
+    """Upscale the tile ``core = (y0, y1, x0, x1)`` of ``arr`` into ``out``, whose row 0 is high-resolution
+    row ``top`` of the result (see module docstring)."""
     H, W = arr.shape[:2]
     y0, y1, x0, x1 = core
     ey0, ey1, ex0, ex1 = max(0, y0 - margin), min(H, y1 + margin), max(0, x0 - margin), min(W, x1 + margin)
@@ -269,14 +270,14 @@ def _process_tile(arr, net, r, core, margin, out):
         else:
             res = sum(net_planes([g, g, g])) / 3.0
         res = _from_255(res, arr.dtype)
-        out[rows[0]:rows[1], cols[0]:cols[1]] = res if out.ndim == 2 else res[..., None]
+        out[rows[0] - top:rows[1] - top, cols[0]:cols[1]] = res if out.ndim == 2 else res[..., None]
         return
     if net.channels == 3:
         rgb = net_planes([v[..., 0], v[..., 1], v[..., 2]])
     else:
         y, cb, cr = _rgb_to_ycc(v)
         rgb = _ycc_to_rgb(net_planes([y])[0], bicubic(cb), bicubic(cr))
-    dst = out[rows[0]:rows[1], cols[0]:cols[1]]
+    dst = out[rows[0] - top:rows[1] - top, cols[0]:cols[1]]
     for c in range(3):
         dst[..., c] = _from_255(rgb[c], arr.dtype)
     if v.shape[2] == 4:
@@ -325,6 +326,22 @@ def upscale(image, scale: int = 3, model=None, tile: int | None = None, clip: bo
     pil_mode = None
     if not isinstance(image, np.ndarray) and type(image).__module__.startswith("PIL."):
         image, pil_mode = _from_pil(image)
+    shape, dtype, bands = upscale_bands(image, scale, model, tile, clip, progress)
+    out = np.empty(shape, dtype=dtype)
+    for _ in bands(out):                              # each band is written in place into out
+        pass
+    return _to_pil(out, pil_mode) if pil_mode else out
+
+
+def upscale_bands(image, scale: int = 3, model=None, tile: int | None = None, clip: bool = False,
+                  progress=None):
+    """:func:`upscale` one row of tiles at a time, for results too large to hold (e.g. a streamed PNG).
+
+    Checks everything first (same errors as :func:`upscale`, for an array ``image``), then returns
+    ``(shape, dtype, bands)``: the result's shape and dtype, and a function ``bands(out=None)`` whose
+    iterator yields the result's consecutive row bands ``(h_i, r W[, C])`` top to bottom (views of
+    ``out`` when given, else fresh arrays). The bands put together are bitwise :func:`upscale`'s result.
+    """
     arr = check_image(image, clip=clip)
     r = check_scale(scale)
     net = resolve_model(model, r)
@@ -338,11 +355,22 @@ def upscale(image, scale: int = 3, model=None, tile: int | None = None, clip: bo
         raise ValueError(f"the image is {H}x{W} pixels, smaller than the model's {k}x{k} kernel; expected at "
                          f"least {k}x{k}")
     tile = auto_tile(net) if tile is None else tile
-    out = np.empty((r * H, r * W) + arr.shape[2:], dtype=arr.dtype)
+    shape = (r * H, r * W) + arr.shape[2:]
     cores = list(tiles((H, W), tile))
     margin = halo(net)
-    for i, core in enumerate(cores, start=1):
-        _process_tile(arr, net, r, core, margin, out)
-        if progress is not None:
-            progress(i, len(cores))
-    return _to_pil(out, pil_mode) if pil_mode else out
+
+    def bands(out=None):
+        done = 0
+        for y0 in range(0, H, tile):
+            y1 = min(H, y0 + tile)
+            band = (np.empty((r * (y1 - y0),) + shape[1:], arr.dtype) if out is None
+                    else out[r * y0:r * y1])
+            for core in cores:
+                if core[0] == y0:
+                    _process_tile(arr, net, r, core, margin, band, top=r * y0)
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(cores))
+            yield band
+
+    return shape, arr.dtype, bands

@@ -1,0 +1,93 @@
+"""Image files: mode conversions on reading, atomic writing, and the streamed PNG writer (checked by
+decoding with Pillow, an independent PNG reader)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from npespcn import ESPCN
+from npespcn.imageio import png_filter_rows, read_image, write_image, write_png_rows
+from npespcn.inference import upscale, upscale_bands
+
+
+def rand(shape, dtype=np.uint8, seed=0):
+    return np.random.default_rng(seed).integers(0, np.iinfo(dtype).max, size=shape, endpoint=True).astype(dtype)
+
+
+@pytest.mark.parametrize("mode,want_shape,want_dtype", [
+    ("L", (9, 11), np.uint8), ("RGB", (9, 11, 3), np.uint8), ("RGBA", (9, 11, 4), np.uint8),
+    ("1", (9, 11), np.uint8), ("LA", (9, 11, 4), np.uint8), ("CMYK", (9, 11, 3), np.uint8),
+    ("I;16", (9, 11), np.uint16), ("P", (9, 11, 3), np.uint8),
+])
+def test_read_converts_modes_for_upscale(tmp_path, mode, want_shape, want_dtype):
+    src = Image.fromarray(rand((9, 11, 3))).convert(mode) if mode != "I;16" else Image.fromarray(rand((9, 11), np.uint16))
+    path = tmp_path / ("a.tif" if mode in ("CMYK", "LA") else "a.png")
+    src.save(path)
+    arr, info = read_image(path)
+    assert arr.shape == want_shape and arr.dtype == want_dtype
+    assert info["mode"] == src.mode
+
+
+def test_palette_with_transparency_becomes_rgba(tmp_path):
+    im = Image.fromarray(rand((8, 8, 3))).convert("P")
+    im.info["transparency"] = 0
+    im.save(tmp_path / "p.png", transparency=0)
+    arr, _ = read_image(tmp_path / "p.png")
+    assert arr.shape == (8, 8, 4)
+
+
+@pytest.mark.parametrize("shape,dtype,suffix", [((10, 12, 3), np.uint8, ".png"), ((10, 12), np.uint16, ".png"),
+                                                ((10, 12, 4), np.uint8, ".tif"), ((10, 12, 3), np.uint8, ".bmp"),
+                                                ((10, 12), np.float32, ".tiff")])
+def test_write_then_read_is_lossless(tmp_path, shape, dtype, suffix):
+    a = rand(shape, dtype) if dtype != np.float32 else np.random.default_rng(1).random(shape).astype(dtype)
+    write_image(tmp_path / f"x{suffix}", a)
+    b, _ = read_image(tmp_path / f"x{suffix}")
+    np.testing.assert_array_equal(b, a)
+    assert [p.name for p in tmp_path.iterdir()] == [f"x{suffix}"]          # no temporary file left
+
+
+@pytest.mark.parametrize("shape,dtype", [((37, 41), np.uint8), ((37, 41, 3), np.uint8), ((37, 41, 4), np.uint8),
+                                         ((37, 41), np.uint16), ((37, 41, 1), np.uint8)])
+def test_streamed_png_decodes_to_the_same_pixels(tmp_path, shape, dtype):
+    a = rand(shape, dtype, seed=2)
+    a[:12] = a[:12] // 9 * 9                                   # some smooth-ish rows: other filters win
+    write_png_rows(tmp_path / "s.png", a.shape, dtype, [a[:5], a[5:6], a[6:30], a[30:]], chunk_rows=4)
+    with Image.open(tmp_path / "s.png") as im:
+        im.load()
+        b = np.asarray(im)
+    np.testing.assert_array_equal(b, a.reshape(b.shape))
+
+
+def test_png_filters_are_the_standard_ones():
+    # A 3-pixel grey row [10, 20, 60] below [5, 5, 5], residuals from the PNG specification by hand:
+    #   None [10, 20, 60] (sum 90), Sub [10, 10, 40] (60), Up [5, 15, 55] (75),
+    #   Average x - (a + b) // 2 = [8, 13, 48] (69), Paeth [5, 10, 40] (55): Paeth has the smallest sum.
+    f = png_filter_rows(np.array([[10, 20, 60]], np.uint8), np.array([5, 5, 5], np.uint8), 1)
+    assert f[0, 0] == 4 and list(f[0, 1:]) == [5, 10, 40]
+    # a constant row under an identical one: Up gives all zeros (None/Sub/Average cost more)
+    f = png_filter_rows(np.array([[7, 7, 7, 7]], np.uint8), np.array([7, 7, 7, 7], np.uint8), 1)
+    assert list(f[0, 1:]) == [0, 0, 0, 0] and f[0, 0] in (2, 4)
+
+
+def test_streamed_png_is_atomic_on_error(tmp_path):
+    path = tmp_path / "keep.png"
+    path.write_bytes(b"old")
+    a = rand((10, 10, 3))
+    with pytest.raises(ValueError, match="bands hold 5 rows, expected 10"):
+        write_png_rows(path, a.shape, np.uint8, [a[:5]])
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]
+    with pytest.raises(ValueError, match="does not exist"):
+        write_png_rows(tmp_path / "no" / "x.png", a.shape, np.uint8, [a])
+
+
+def test_bands_put_together_are_the_upscaled_image():
+    net = ESPCN.paper(2, seed=1)
+    net.params["conv3.weight"][...] *= 100
+    img = rand((23, 19, 3), seed=3)
+    shape, dtype, bands = upscale_bands(img, 2, net, tile=7)
+    parts = list(bands())
+    assert [p.shape[0] for p in parts] == [14, 14, 14, 4] and shape == (46, 38, 3) and dtype == np.uint8
+    assert np.concatenate(parts).tobytes() == upscale(img, 2, net).tobytes()

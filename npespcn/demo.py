@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 CHART_SHAPE = (360, 480)          # divisible by 2, 3 and 4
 
 
-def zone_plate(size: int, top: float = 0.25) -> np.ndarray:
+def zone_plate(size: int, top: float = 0.16) -> np.ndarray:
     """A circular zone plate (size, size) in [0, 1]: ``0.5 + 0.5 cos(2 pi top rho^2 / (2 R))``.
 
     The local frequency ``top * rho / R`` cycles per pixel grows from 0 at the centre to ``top`` at

@@ -6,6 +6,7 @@ Set5) are the independent check of the protocol: crop, Pillow bicubic degradatio
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,13 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "espcn_x4.npz" in err
     assert main(["--data", str(tmp_path), "--scale", "0"]) == 2
+
+
+SHIPPED_X3 = Path(__file__).resolve().parents[1] / "weights" / "espcn_x3.npz"
+
+
+@pytest.mark.skipif(not SHIPPED_X3.is_file(), reason=f"shipped weights not trained yet: {SHIPPED_X3} is missing")
+def test_shipped_x3_beats_bicubic_on_set5(set5_dir):
+    res = evaluate("espcn", set5_dir, 3)
+    assert res["psnr"] > res["bicubic_psnr"] + 0.3
+    assert res["ssim"] > res["bicubic_ssim"]

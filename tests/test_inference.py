@@ -6,6 +6,8 @@ output is known in closed form (nearest-neighbour upscaling).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -193,3 +195,14 @@ def test_large_image_is_not_refused_and_auto_tiles():
     img = rand_image((700, 40), seed=15)                      # taller than one automatic tile
     net = nearest_model(2)
     np.testing.assert_array_equal(upscale(img, 2, net), np.kron(img, np.ones((2, 2), np.uint8)))
+
+
+SHIPPED_X3 = Path(__file__).resolve().parents[1] / "weights" / "espcn_x3.npz"
+
+
+@pytest.mark.skipif(not SHIPPED_X3.is_file(), reason=f"shipped weights not trained yet: {SHIPPED_X3} is missing")
+def test_default_model_is_the_shipped_x3():
+    from npespcn import load_model, pretrained
+    assert pretrained.shipped_path("espcn", 3).resolve() == SHIPPED_X3.resolve()
+    img = rand_image((14, 16, 3), seed=16)
+    np.testing.assert_array_equal(upscale(img), upscale(img, 3, load_model(SHIPPED_X3)))

@@ -197,7 +197,7 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
         if name.startswith(model.last_layer):
             p[...] = rng.normal(scale=0.05, size=p.shape)
     n = 12 if fast else 32
-    _, lr = _common.degrade(_common.synthetic_chart(r * n), r)
+    _, lr, _ = _common.make_pair(_common.synthetic_chart(r * n), r)
     x = (lr / 255.0)[None, None]
     h = x
     for _, layer in model.named_layers[:-2]:      # everything before the last convolution and the shuffle

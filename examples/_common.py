@@ -72,37 +72,43 @@ def find_image(dataset: str, name: str):
     return path if path.is_file() else None
 
 
-def load_y(path) -> np.ndarray:
-    """Luma Y (H, W) float64 on 16..235 (BT.601 studio range) of an image file."""
+def load_rgb8(path) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3)."""
     with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
-    return rgb_to_y(rgb)
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def synthetic_chart(size: int = 96) -> np.ndarray:
-    """A deterministic test chart (size, size) on 16..235: a zone plate, bars, a disc and a ramp.
+    """A deterministic grey test chart as uint8 RGB (size, size, 3): a zone plate, bars, a disc, a ramp.
 
     Stands in for a photograph when the datasets are absent: it has edges at every angle and detail
     at every frequency, which is what super-resolution is about.
     """
     yy, xx = np.mgrid[0:size, 0:size] / size
-    zone = 0.5 + 0.5 * np.cos(110.0 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2))
-    img = zone.copy()
-    img[: size // 3, : size // 2] = (np.floor(xx[: size // 3, : size // 2] * 16) % 2)
-    disc = (xx - 0.75) ** 2 + (yy - 0.25) ** 2 < 0.03
-    img[disc] = 0.9
+    img = 0.5 + 0.5 * np.cos(110.0 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2))
+    img[: size // 3, : size // 2] = np.floor(xx[: size // 3, : size // 2] * 16) % 2
+    img[(xx - 0.75) ** 2 + (yy - 0.25) ** 2 < 0.03] = 0.9
     img[-size // 5:, :] = xx[-size // 5:, :]
-    return 16.0 + 219.0 * img
+    grey = np.round(16.0 + 219.0 * img).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
-def resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bicubic resize of a float image (H, W) with Pillow (antialiased when shrinking, like MATLAB)."""
-    im = Image.fromarray(np.ascontiguousarray(img, dtype=np.float32))
-    return np.asarray(im.resize((width, height), Image.BICUBIC), dtype=np.float64)
+def make_pair(rgb8: np.ndarray, r: int):
+    """The project's degradation: crop to a multiple of ``r``, Pillow-bicubic shrink of the RGB image.
+
+    Returns
+    -------
+    hr_y : ndarray (r*H, r*W) float64, luma of the cropped HR image on 16..235
+    lr_y : ndarray (H, W) float64, luma of the shrunk image
+    lr_rgb8 : ndarray (H, W, 3) uint8, the shrunk image (for the bicubic baseline)
+    """
+    H, W = rgb8.shape[0] // r, rgb8.shape[1] // r
+    hr = np.ascontiguousarray(rgb8[:r * H, :r * W])
+    lr = np.asarray(Image.fromarray(hr).resize((W, H), Image.BICUBIC))
+    return rgb_to_y(hr), rgb_to_y(lr), lr
 
 
-def degrade(hr: np.ndarray, r: int):
-    """Crop ``hr`` to a multiple of ``r`` and shrink it bicubically: returns ``(hr_cropped, lr)``."""
-    H, W = (hr.shape[0] // r) * r, (hr.shape[1] // r) * r
-    hr = hr[:H, :W]
-    return hr, resize(hr, H // r, W // r)
+def bicubic_y(lr_rgb8: np.ndarray, r: int) -> np.ndarray:
+    """The baseline: luma of the Pillow-bicubic ``r``-times enlargement of an RGB uint8 image."""
+    h, w = lr_rgb8.shape[:2]
+    return rgb_to_y(np.asarray(Image.fromarray(lr_rgb8).resize((w * r, h * r), Image.BICUBIC)))

@@ -1,0 +1,287 @@
+"""The fast convolution: im2col of a few rows at a time into a cache-sized buffer, one BLAS GEMM per chunk,
+and the bias (and, for inference, the activation) applied while the result is scattered back.
+
+Same maths as :mod:`npespcn.functional.conv` (``p = (k - 1) // 2``, ``K = C*k*k``)::
+
+    x     (N, C, H, W)    w2 = w.reshape(F, K)    b (F,)    out (N, F, H, W)
+
+Stack the images' rows: row ``r = n*H + h`` of the batch. A chunk is a run of stacked rows ``[r0, r1)``
+(``CHUNK_PIXELS`` pixels, whole rows, possibly across images); for every chunk::
+
+    cols  (K, P)   cols[(c*k + i)*k + j, (r - r0)*W + w] = xpad[n, c, h + i, w + j]     (P = pixels)
+    tmp   (F, P)   = w2 @ cols                                                        (sgemm)
+    out[n, f, h, w] = act(tmp[f, (r - r0)*W + w] + b[f])
+
+The whole-image im2col of :func:`~npespcn.functional.conv.conv2d_forward_reference` is 25x (5x5) or 9x
+(3x3) the input: 530 MB for the 64-channel layer of a 640×360 frame. A chunk's is 9 MB, read back while
+it is still in cache, and nothing of it is kept. The backward pass recomputes each chunk's columns::
+
+    dT    (F, P)   dT[f, (r - r0)*W + w] = dout[n, f, h, w]          db += sum over the chunk of dT
+    dw2  += dT @ cols.T                                               (F, K)
+    dcols  = w2.T @ dT                                                (K, P), folded into dx by col2im
+
+Size independence (tiled inference must be bitwise equal to untiled): every pixel gets the same bias add
+and activation, and from BLAS the same dot product of a row of ``w2`` with its column of ``cols``.
+OpenBLAS splits a GEMM's work over rows and columns (never over the summed dimension), its K-blocking
+depends only on K, and every column is computed by the same micro-kernel loop. It does switch to other
+kernels for small products ("small matrix" and "direct" sgemm, below ``M*N*K = 28*512*512``); the
+forward pass never calls it on a product that small: the chunk's GEMM is padded with spare columns up
+to :data:`MIN_GEMM_MNK`. The backward pass needs no such guarantee (only determinism, which holds: the
+reductions over chunks and over pixels run in a fixed order, each ``prange`` owns its outputs).
+
+Threads: the chunks are dealt to ``numba.get_num_threads()`` worker threads (``NUMBA_NUM_THREADS``),
+chunk ``c`` to worker ``c % workers``; each runs its chunks start to finish (serial numba loops that
+release the GIL, a single-threaded GEMM, see :mod:`npespcn.functional._blas`). No barrier inside a
+layer, no thread spinning while another is descheduled: that is what keeps it fast on a shared machine.
+If NumPy's BLAS cannot be made single-threaded, one worker runs every chunk and BLAS threads the GEMMs.
+"""
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+from ._blas import AVAILABLE as BLAS_CONTROL
+from ._blas import single_threaded_blas
+from .vecmath import tanh32
+
+CHUNK_PIXELS = 4096
+"""Pixels per chunk: the buffers of a 64-channel 3x3 layer then take about 10 MB (fits the L3 cache)."""
+
+MIN_GEMM_MNK = 1 << 23
+"""Forward GEMMs are padded to at least this M*N*K, above OpenBLAS's small-matrix and direct-sgemm
+thresholds (28*512*512), so every chunk size runs the same kernels."""
+
+ACT_CODES = {"identity": 0, "relu": 1, "tanh": 2, "gelu": 3}
+_TANH_LIBM = 4      # tanh through libm: float64 data (tanh32 rounds to float32)
+
+_OPTS = dict(cache=True, nogil=True, error_model="numpy")
+
+
+# --------------------------------------------------------------------------------------------------
+# numba loops over the rows of one chunk.
+# --------------------------------------------------------------------------------------------------
+@numba.njit(**_OPTS)
+def _im2col_rows(x, k, r0, r1, cols):
+    """``cols[(c*k+i)*k+j, (r-r0)*W + w] = xpad[n, c, h+i, w+j]`` for the stacked rows ``r0 <= r < r1``."""
+    N, C, H, W = x.shape
+    p = (k - 1) // 2
+    kk = k * k
+    for q in range(C * kk):
+        c = q // kk
+        i = (q // k) % k
+        j = q % k
+        w0 = min(max(0, p - j), W)             # columns w < w0 read left of the image: zero
+        w1 = max(min(W, W + p - j), w0)        # columns w >= w1 read right of it: zero
+        for r in range(r0, r1):
+            # Loops over 0-based slices (no offsets in the index) are what LLVM vectorises.
+            dst = cols[q, (r - r0) * W:(r - r0 + 1) * W]
+            hs = r % H + i - p
+            if hs < 0 or hs >= H:
+                for t in range(W):
+                    dst[t] = 0
+                continue
+            src = x[r // H, c, hs, w0 + j - p:w1 + j - p]
+            mid = dst[w0:w1]
+            for t in range(w0):
+                dst[t] = 0
+            for t in range(w1 - w0):
+                mid[t] = src[t]
+            for t in range(w1, W):
+                dst[t] = 0
+
+
+@numba.njit(**_OPTS)
+def _bias_act_rows(tmp, b, act, r0, r1, out):
+    """``out[n, f, h, :] = act(tmp[f, (r-r0)*W : (r-r0+1)*W] + b[f])`` for the stacked rows of the chunk."""
+    N, F, H, W = out.shape
+    for f in range(F):
+        bf = b[f]
+        for r in range(r0, r1):
+            dst = out[r // H, f, r % H]
+            src = tmp[f, (r - r0) * W:(r - r0 + 1) * W]
+            if act == 0:
+                for t in range(W):
+                    dst[t] = src[t] + bf
+            elif act == 1:
+                for t in range(W):
+                    v = src[t] + bf
+                    dst[t] = v if v > 0 else 0
+            elif act == 2:
+                for t in range(W):
+                    dst[t] = tanh32(src[t] + bf)
+            elif act == 3:
+                for t in range(W):
+                    v = src[t] + bf
+                    dst[t] = v * 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+            else:
+                for t in range(W):
+                    dst[t] = math.tanh(src[t] + bf)
+
+
+@numba.njit(**_OPTS)
+def _gather_rows(d, r0, r1, dT, db):
+    """``dT[f, (r-r0)*W + w] = d[n, f, h, w]``; ``db[f] += `` their sum (float64, fixed order)."""
+    N, F, H, W = d.shape
+    for f in range(F):
+        s = 0.0
+        for r in range(r0, r1):
+            src = d[r // H, f, r % H]
+            dst = dT[f, (r - r0) * W:(r - r0 + 1) * W]
+            for t in range(W):
+                dst[t] = src[t]
+            for t in range(W):
+                s += src[t]
+        db[f] += s
+
+
+@numba.njit(**_OPTS)
+def _col2im_rows(dcols, k, r0, r1, dx):
+    """Adjoint of :func:`_im2col_rows`: ``dx[n, c, h+i-p, w+j-p] += dcols[(c*k+i)*k+j, (r-r0)*W + w]``."""
+    N, C, H, W = dx.shape
+    p = (k - 1) // 2
+    for c in range(C):
+        for i in range(k):
+            for j in range(k):
+                w0 = min(max(0, p - j), W)
+                w1 = max(min(W, W + p - j), w0)
+                for r in range(r0, r1):
+                    hs = r % H + i - p
+                    if hs < 0 or hs >= H:
+                        continue
+                    base = (r - r0) * W
+                    src = dcols[(c * k + i) * k + j, base + w0:base + w1]
+                    dst = dx[r // H, c, hs, w0 + j - p:w1 + j - p]
+                    for t in range(w1 - w0):
+                        dst[t] += src[t]
+
+
+# --------------------------------------------------------------------------------------------------
+# Drivers: chunk c goes to worker c % workers; each worker owns its buffers and runs serially.
+# --------------------------------------------------------------------------------------------------
+_pool = None
+_pool_size = 0
+
+
+def _map_workers(fn, workers: int):
+    """``[fn(0), ..., fn(workers - 1)]``, run on a shared thread pool (BLAS single-threaded meanwhile)."""
+    global _pool, _pool_size
+    if workers == 1:
+        return [fn(0)]
+    if _pool is None or _pool_size < workers:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool, _pool_size = ThreadPoolExecutor(workers, thread_name_prefix="npespcn-conv"), workers
+    with single_threaded_blas():
+        return list(_pool.map(fn, range(workers)))
+
+
+def _chunks(N: int, H: int, W: int):
+    rows = max(1, CHUNK_PIXELS // W)
+    return [(r0, min(N * H, r0 + rows)) for r0 in range(0, N * H, rows)]
+
+
+def _workers(n_chunks: int) -> int:
+    """numba's thread count (``NUMBA_NUM_THREADS``), if BLAS can be kept off its own threads."""
+    return max(1, min(numba.get_num_threads(), n_chunks)) if BLAS_CONTROL else 1
+
+
+def conv2d_chunked_forward(x, w, b, activation: str = "identity"):
+    """``act(conv(x, w) + b)`` chunk by chunk (see the module docstring).
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W)
+    w : ndarray (F, C, k, k), k odd
+    b : ndarray (F,)
+    activation : one of :data:`ACT_CODES`
+
+    Returns
+    -------
+    out : ndarray (N, F, H, W), dtype ``result_type(x, w)``
+    """
+    N, C, H, W = x.shape
+    F, _, k, _ = w.shape
+    K = C * k * k
+    dt = np.result_type(x, w)
+    x = np.ascontiguousarray(x, dtype=dt)
+    w2 = np.ascontiguousarray(w.reshape(F, K), dtype=dt)
+    b = np.ascontiguousarray(b, dtype=dt)
+    code = ACT_CODES[activation]
+    if code == 2 and dt != np.float32:
+        code = _TANH_LIBM
+    out = np.empty((N, F, H, W), dtype=dt)
+    chunks = _chunks(N, H, W)
+    workers = _workers(len(chunks))
+    min_cols = -(-MIN_GEMM_MNK // (F * K))
+    cap = max(max(r1 - r0 for r0, r1 in chunks) * W, min_cols)
+
+    def work(wid):
+        colbuf = np.zeros(K * cap, dtype=dt)        # spare columns stay finite (their outputs are dropped)
+        tmpbuf = np.empty(F * cap, dtype=dt)
+        for r0, r1 in chunks[wid::workers]:
+            ncols = max((r1 - r0) * W, min_cols)
+            cols = colbuf[:K * ncols].reshape(K, ncols)
+            tmp = tmpbuf[:F * ncols].reshape(F, ncols)
+            _im2col_rows(x, k, r0, r1, cols)
+            np.dot(w2, cols, out=tmp)
+            _bias_act_rows(tmp, b, code, r0, r1, out)
+
+    _map_workers(work, workers)
+    return out
+
+
+def conv2d_chunked_backward(dout, x, w):
+    """Gradients of :func:`conv2d_chunked_forward` without activation, recomputing im2col per chunk.
+
+    Every worker sums its chunks' ``dw``, ``db`` and ``dx`` into its own arrays; those are added in
+    worker order, so the result is the same on every run with the same ``NUMBA_NUM_THREADS``.
+
+    Parameters
+    ----------
+    dout : ndarray (N, F, H, W)
+    x : ndarray (N, C, H, W), the forward's input
+    w : ndarray (F, C, k, k)
+
+    Returns
+    -------
+    dx (N, C, H, W), dw (F, C, k, k), db (F,), all of ``x``'s dtype
+    """
+    N, C, H, W = x.shape
+    F, _, k, _ = w.shape
+    K = C * k * k
+    dt = x.dtype
+    d = np.ascontiguousarray(dout, dtype=dt)
+    w2t = np.ascontiguousarray(w.reshape(F, K), dtype=dt).T          # (K, F), Fortran order: no copy in BLAS
+    chunks = _chunks(N, H, W)
+    workers = _workers(len(chunks))
+    cap = max(r1 - r0 for r0, r1 in chunks) * W
+
+    def work(wid):
+        dx = np.zeros((N, C, H, W), dtype=dt)
+        dw2 = np.zeros((F, K), dtype=dt)
+        db = np.zeros(F, dtype=np.float64)
+        colbuf = np.empty(K * cap, dtype=dt)
+        dcolbuf = np.empty(K * cap, dtype=dt)
+        dTbuf = np.empty(F * cap, dtype=dt)
+        for r0, r1 in chunks[wid::workers]:
+            ncols = (r1 - r0) * W
+            cols = colbuf[:K * ncols].reshape(K, ncols)
+            dcols = dcolbuf[:K * ncols].reshape(K, ncols)
+            dT = dTbuf[:F * ncols].reshape(F, ncols)
+            _im2col_rows(x, k, r0, r1, cols)
+            _gather_rows(d, r0, r1, dT, db)
+            dw2 += np.dot(dT, cols.T)
+            np.dot(w2t, dT, out=dcols)
+            _col2im_rows(dcols, k, r0, r1, dx)
+        return dx, dw2, db
+
+    parts = _map_workers(work, workers)
+    dx, dw2, db = parts[0]
+    for pdx, pdw2, pdb in parts[1:]:
+        dx += pdx
+        dw2 += pdw2
+        db += pdb
+    return dx, dw2.reshape(w.shape), db.astype(dt)

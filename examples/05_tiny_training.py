@@ -44,26 +44,6 @@ def held_out_image():
     return _common.synthetic_chart(144), "a synthetic chart (Set5 not found; set NPESPCN_DATASETS)"
 
 
-class PatchSampler:
-    """Random aligned patch pairs: LR ``(s, s)`` at ``(u, v)`` and HR ``(r s, r s)`` at ``(r u, r v)``."""
-
-    def __init__(self, pairs, r: int, size: int, seed: int = 0):
-        self.pairs = [(hr / 255.0, lr / 255.0) for hr, lr in pairs]
-        self.r, self.size = r, size
-        self.rng = np.random.default_rng(seed)
-
-    def batch(self, n: int):
-        r, s = self.r, self.size
-        xs, ys = [], []
-        for _ in range(n):
-            hr, lr = self.pairs[self.rng.integers(len(self.pairs))]
-            u = self.rng.integers(lr.shape[0] - s + 1)
-            v = self.rng.integers(lr.shape[1] - s + 1)
-            xs.append(lr[u:u + s, v:v + s])
-            ys.append(hr[r * u:r * (u + s), r * v:r * (v + s)])
-        return (np.stack(xs)[:, None].astype(np.float32), np.stack(ys)[:, None].astype(np.float32))
-
-
 def super_resolve(model, lr_y):
     """ESPCN on a whole luma plane (H, W) on 16..235 -> (rH, rW) on 0..255 (clipped)."""
     return np.clip(model.infer((lr_y / 255.0)[None, None].astype(np.float32))[0, 0] * 255.0, 0, 255)
@@ -78,7 +58,7 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
     # --fast (the tests): a slimmer network, fewer steps. Otherwise the paper's 5x5x64, 3x3x32.
     layers, steps, batch = (((5, 16), (3, 8)), 80, 8) if fast else (((5, 64), (3, 32)), 400, 16)
     images, source = training_images(4 if fast else 16)
-    sampler = PatchSampler([_common.make_pair(im, r)[:2] for im in images], r, patch)
+    sampler = _common.PatchSampler([_common.make_pair(im, r)[:2] for im in images], r, patch)
     test_rgb, test_source = held_out_image()
     hr_y, lr_y, lr_rgb = _common.make_pair(test_rgb, r)
     if fast:                                   # a central 96x96 HR crop keeps the evaluation cheap

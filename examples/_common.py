@@ -112,3 +112,28 @@ def bicubic_y(lr_rgb8: np.ndarray, r: int) -> np.ndarray:
     """The baseline: luma of the Pillow-bicubic ``r``-times enlargement of an RGB uint8 image."""
     h, w = lr_rgb8.shape[:2]
     return rgb_to_y(np.asarray(Image.fromarray(lr_rgb8).resize((w * r, h * r), Image.BICUBIC)))
+
+
+class PatchSampler:
+    """Random aligned training pairs cut from whole images.
+
+    ``pairs`` is a list of ``(hr_y (rH, rW), lr_y (H, W))`` on the 0..255 scale (from :func:`make_pair`);
+    :meth:`batch` returns ``x (n, 1, s, s)`` and ``y (n, 1, r s, r s)``, float32 on 0..1: the LR patch at
+    ``(u, v)`` and the HR patch at ``(r u, r v)``, which covers exactly the same part of the scene.
+    """
+
+    def __init__(self, pairs, r: int, size: int, seed: int = 0):
+        self.pairs = [(hr / 255.0, lr / 255.0) for hr, lr in pairs]
+        self.r, self.size = r, size
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n: int):
+        r, s = self.r, self.size
+        xs, ys = [], []
+        for _ in range(n):
+            hr, lr = self.pairs[self.rng.integers(len(self.pairs))]
+            u = self.rng.integers(lr.shape[0] - s + 1)
+            v = self.rng.integers(lr.shape[1] - s + 1)
+            xs.append(lr[u:u + s, v:v + s])
+            ys.append(hr[r * u:r * (u + s), r * v:r * (v + s)])
+        return (np.stack(xs)[:, None].astype(np.float32), np.stack(ys)[:, None].astype(np.float32))

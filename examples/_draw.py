@@ -208,7 +208,9 @@ def line_plot(series: dict, size=(560, 360), title: str = "", xlabel: str = "", 
         _, yy = px(x0, t)
         draw.line([left - 4, yy, left, yy], fill=INK)
         draw.text((4, yy - 6), f"{10 ** t:.3g}" if logy else f"{t:.3g}", fill=INK, font=fnt)
+    integer_x = bool(np.all(xs_all == np.round(xs_all)))
     for t in np.linspace(x0, x1, 5):
+        t = float(np.round(t)) if integer_x else t
         xx, _ = px(t, y0)
         draw.line([xx, H - bottom, xx, H - bottom + 4], fill=INK)
         draw.text((xx - 8, H - bottom + 6), f"{t:.4g}", fill=INK, font=fnt)

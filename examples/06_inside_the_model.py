@@ -1,0 +1,172 @@
+"""Example 6: a look inside the shipped model.
+
+Loads ``weights/espcn_x3.npz`` (the paper's model, x3, trained by ``npespcn``'s trainer) with
+:func:`npespcn.load_model` and follows one real image (Set5's butterfly) through it::
+
+    x   (1, 1, H, W)       LR luma / 255
+    h1  (1, 64, H, W)      tanh(conv 5x5)        the first-layer filters (64, 1, 5, 5) and their responses
+    h2  (1, 32, H, W)      tanh(conv 3x3)
+    z   (1, 9, H, W)       conv 3x3              the r² = 9 sub-pixel channels, before the shuffle
+    y   (1, 1, 3H, 3W)     PS(z)                 channel i*3 + j fills pixel (i, j) of every 3x3 block
+
+so ``z[0, i*r + j]`` is the model's estimate of the HR image sampled at phase ``(i, j)``, ``hr[i::r, j::r]``.
+Pictures: the filters, the feature maps, the sub-pixel channels next to the HR phases, and bicubic vs
+ESPCN crops. Without the shipped file the script trains the same model for a few seconds instead (and says
+so); without Set5 it uses a synthetic chart.
+
+Run: ``python examples/06_inside_the_model.py [--out DIR] [--fast]``
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import _common
+import _draw
+from npespcn import ESPCN, Adam, load_model
+from npespcn.functional import mse_loss, pixel_shuffle
+from npespcn.metrics import psnr
+
+WEIGHTS = _common.ROOT / "weights" / "espcn_x3.npz"
+
+
+def quick_model(r: int, steps: int):
+    """The fallback: the paper's model trained for ``steps`` Adam steps on T91 (or the chart)."""
+    folder = _common.datasets_dir() / "T91"
+    paths = sorted(folder.glob("*.png"))[:8] if folder.is_dir() else []
+    images = [_common.load_rgb8(p) for p in paths] or [_common.synthetic_chart(192)]
+    sampler = _common.PatchSampler([_common.make_pair(im, r)[:2] for im in images], r, 17)
+    model = ESPCN.paper(r, seed=0)
+    opt = Adam(model.params, lr=3e-3)
+    for _ in range(steps):
+        x, y = sampler.batch(16)
+        _, dy = mse_loss(model.forward(x), y)
+        model.backward(dy)
+        opt.step(model.grads)
+    return model
+
+
+def activations(model, x):
+    """The output of every layer, by name: ``{"conv1": ..., "act1": ..., ..., "shuffle": y}``."""
+    acts, h = {}, x
+    for name, layer in model.named_layers:
+        h = layer.forward(h, train=False)
+        acts[name] = h
+    return acts
+
+
+def maps_grid(maps, title, ncols=8, scale=1, cmap="viridis"):
+    """Feature maps (K, H, W), each scaled to its own range."""
+    cells = [_draw.heatmap(m, scale=scale, cmap=cmap) for m in maps]
+    return _draw.grid(cells, [str(i) for i in range(len(cells))], ncols=ncols, title=title, label_size=9)
+
+
+def main(argv=None, out_dir=None, fast: bool = False) -> dict:
+    if argv is not None:
+        args = _common.parse_args(argv, __doc__.splitlines()[0])
+        out_dir, fast = args.out if args.out is not None else out_dir, args.fast or fast
+    out = _common.out_folder(out_dir)
+    r = 3
+    shipped = WEIGHTS.is_file()
+    if shipped:
+        model = load_model(WEIGHTS)
+        print(f"model: {WEIGHTS} ({model.arch})")
+    else:
+        steps = 20 if fast else 300
+        print(f"model: {WEIGHTS} not found; training the paper's model for {steps} steps instead "
+              f"(the pictures will look rougher than the shipped model's)")
+        model = quick_model(r, steps)
+    if model.scale != r or model.channels != 1:
+        raise ValueError(f"example 6 expects a x{r} luma model, got {model.arch}")
+
+    path = _common.find_image("Set5", "butterfly.png")
+    rgb = _common.load_rgb8(path) if path is not None else _common.synthetic_chart(240)
+    real = path is not None
+    print(f"image: {path if real else 'synthetic chart (Set5 not found; set NPESPCN_DATASETS)'}")
+    hr_y, lr_y, lr_rgb = _common.make_pair(rgb, r)
+    bic = _common.bicubic_y(lr_rgb, r)
+    if fast:                                  # a central 48x48 LR crop: the same pictures, smaller
+        t, l = (lr_y.shape[0] - 48) // 2, (lr_y.shape[1] - 48) // 2
+        lr_y, hr_y = lr_y[t:t + 48, l:l + 48], hr_y[r * t:r * (t + 48), r * l:r * (l + 48)]
+        bic = bic[r * t:r * (t + 48), r * l:r * (l + 48)]
+    H, W = lr_y.shape
+    x = (lr_y / 255.0)[None, None].astype(np.float32)
+
+    # 1. Every layer's output; the shuffle of z is the model's output, exactly.
+    acts = activations(model, x)
+    last = model.last_layer
+    z = acts[last]
+    y = model.infer(x)
+    assert z.shape == (1, r * r, H, W) and y.shape == (1, 1, r * H, r * W)
+    assert np.array_equal(pixel_shuffle(z, r), y)
+    for name, a in acts.items():
+        print(f"  {name:8s} {str(a.shape):20s} range [{a.min():+.3f}, {a.max():+.3f}]")
+    print(f"PS({last} output) == model.infer(x): exact; receptive field {2 * model.receptive_radius + 1}x"
+          f"{2 * model.receptive_radius + 1} LR pixels per {r}x{r} output block")
+
+    # 2. The sub-pixel channels: channel i*r + j against every HR phase (i', j').
+    sr = np.clip(y[0, 0] * 255.0, 0, 255)
+    zc = np.clip(z[0] * 255.0, 0, 255)
+    phases = [hr_y[i::r, j::r] for i in range(r) for j in range(r)]
+    b = model.receptive_radius               # leave out the LR border, where padding distorts
+    err = np.array([[np.mean((zc[m, b:-b, b:-b] - ph[b:-b, b:-b]) ** 2) for ph in phases]
+                    for m in range(r * r)])
+    own = np.diag(err)
+    matched = bool(np.all(np.argmin(err, axis=1) == np.arange(r * r)))
+    print(f"sub-pixel channel m = i*{r} + j vs HR phase hr[i::{r}, j::{r}]: MSE with its own phase "
+          f"{own.mean():.1f}, with the other phases {err[~np.eye(r * r, dtype=bool)].mean():.1f} "
+          f"(mean over channels); every channel closest to its own phase: {matched}")
+
+    # 3. Bicubic vs ESPCN on the whole image (Y, border r).
+    p_bic, p_sr = psnr(hr_y, bic, border=r), psnr(hr_y, sr, border=r)
+    print(f"PSNR on Y, border {r}: bicubic {p_bic:.2f} dB, ESPCN {p_sr:.2f} dB ({p_sr - p_bic:+.2f} dB)")
+    if shipped:
+        # Claims about a trained model; the few-second fallback need not meet them.
+        assert matched, f"a sub-pixel channel is closer to another phase than its own: {err}"
+        if real:
+            assert p_sr > p_bic, "the shipped model does not beat bicubic"
+
+    # 4. Filters: how many are smooth (mean far from 0) vs edge-like (positive and negative lobes).
+    w1 = model.params["conv1.weight"][:, 0]
+    balance = np.abs(w1.sum(axis=(1, 2))) / np.abs(w1).sum(axis=(1, 2))
+    edge_like = int(np.sum(balance < 0.3))
+    print(f"first layer: {w1.shape[0]} filters 5x5; {edge_like} have |sum w| < 0.3 sum |w| "
+          f"(edge/texture detectors), {w1.shape[0] - edge_like} are mostly one sign (smoothing)")
+
+    # Pictures.
+    files = []
+    filt = [_draw.heatmap(f, scale=10, cmap="diverging", symmetric=True) for f in w1]
+    files.append(_draw.save_png(_draw.grid(filt, [str(i) for i in range(len(filt))], ncols=8, label_size=9,
+                                           title="conv1 filters (blue < 0 < red, each to its own max)"),
+                                out / "06_filters.png"))
+    scale = 2 if H <= 64 else 1
+    h1 = acts["act1"][0] if "act1" in acts else acts["prelu1"][0]
+    h2 = acts["act2"][0] if "act2" in acts else acts["prelu2"][0]
+    files.append(_draw.save_png(maps_grid(h1, f"h1 = tanh(conv1(x)): {h1.shape[0]} maps {H}x{W}",
+                                          scale=scale), out / "06_features_h1.png"))
+    files.append(_draw.save_png(maps_grid(h2, f"h2 = tanh(conv2(h1)): {h2.shape[0]} maps {H}x{W}",
+                                          scale=scale), out / "06_features_h2.png"))
+    sub = [_draw.gray(zc[m], scale=scale) for m in range(r * r)]
+    hrp = [_draw.gray(ph, scale=scale) for ph in phases]
+    files.append(_draw.save_png(_draw.hstack([
+        _draw.grid(sub, [f"z[{i}*{r}+{j}]" for i in range(r) for j in range(r)], ncols=r,
+                   title="sub-pixel channels z, before PS"),
+        _draw.grid(hrp, [f"hr[{i}::{r}, {j}::{r}]" for i in range(r) for j in range(r)], ncols=r,
+                   title="HR image at each phase"),
+    ]), out / "06_subpixel_channels.png"))
+    n = min(96, r * H, r * W)
+    t, l = (r * H - n) // 2, (r * W - n) // 2
+    lr_big = np.repeat(np.repeat(lr_y, r, 0), r, 1)
+    crops = [a[t:t + n, l:l + n] for a in (lr_big, bic, sr, hr_y)]
+    files.append(_draw.save_png(_draw.grid([_draw.gray(c, scale=3) for c in crops],
+                                           ["LR (pixels repeated)", f"bicubic {p_bic:.2f} dB",
+                                            f"ESPCN {p_sr:.2f} dB", "HR"], ncols=4),
+                                out / "06_bicubic_vs_espcn.png"))
+    for f in files:
+        print(f"wrote {f}")
+    return {"shipped": shipped, "real_image": real, "shapes": {k: a.shape for k, a in acts.items()},
+            "phase_mse": err, "phase_matched": matched, "psnr_bicubic": p_bic,
+            "psnr_espcn": p_sr, "edge_like_filters": edge_like, "files": [str(f) for f in files]}
+
+
+if __name__ == "__main__":
+    _common.run(main)

@@ -28,7 +28,7 @@ def test_direct_conv_matches_the_loop_definition(N, C, F, k, H, W):
 
 
 def test_numba_and_reference_agree_exactly():
-    x, w, b = conv_case(1, 6, 10, 3, 17, 23, seed=1)        # 10 filters: two blocks of four + two single
+    x, w, b = conv_case(1, 6, 10, 3, 17, 23, seed=1)
     np.testing.assert_array_equal(conv2d_direct_numba(x, w, b), conv2d_direct_reference(x, w, b))
     x, w, b = conv_case(1, 1, 8, 5, 11, 13, seed=2, dtype=np.float64)
     np.testing.assert_array_equal(conv2d_direct_numba(x, w, b), conv2d_direct_reference(x, w, b))

@@ -66,7 +66,10 @@ def main():
             shape = Image.open(dst).size[::-1]
             peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     else_base = locals().get("base_mb")
-    print(json.dumps({"mode": args.mode, "rss_before_mb": else_base and round(else_base, 1), "tile": args.tile, "out_shape": list(shape),
+    who = resource.RUSAGE_SELF if args.mode == "library" else resource.RUSAGE_CHILDREN
+    use = resource.getrusage(who)
+    print(json.dumps({"mode": args.mode, "rss_before_mb": else_base and round(else_base, 1),
+                      "cpu_seconds": round(use.ru_utime + use.ru_stime, 1), "tile": args.tile, "out_shape": list(shape),
                       "seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb, 1)}))
 
 

@@ -66,14 +66,18 @@ def read_image(path):
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
+    # Huge images are what tiling is for: lift Pillow's decompression-bomb limit for this file only.
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(path) as im:
             im.load()                                  # decode now: truncated data fails here
             info = ImageInfo(format=im.format, mode=im.mode, icc_profile=im.info.get("icc_profile"))
             im = _convert(im)
             arr = np.array(im)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     if im.mode.startswith("I"):
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise ValueError(f"{path}: 32-bit integer pixels outside 0..65535 are not supported")

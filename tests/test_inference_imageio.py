@@ -91,3 +91,13 @@ def test_bands_put_together_are_the_upscaled_image():
     parts = list(bands())
     assert [p.shape[0] for p in parts] == [14, 14, 14, 4] and shape == (46, 38, 3) and dtype == np.uint8
     assert np.concatenate(parts).tobytes() == upscale(img, 2, net).tobytes()
+
+
+def test_large_images_are_not_refused_as_decompression_bombs(tmp_path, monkeypatch):
+    Image.fromarray(rand((40, 50, 3))).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)        # make 2000 pixels "huge" for Pillow
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(tmp_path / "big.png")
+    arr, _ = read_image(tmp_path / "big.png")
+    assert arr.shape == (40, 50, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100                       # the limit is restored afterwards

@@ -282,8 +282,9 @@ class Trainer:
         self.loss_sum, self.loss_count = meta["loss_sum"], meta["loss_count"]
         self.history, self.best, self.elapsed = meta["history"], meta["best"], meta["elapsed"]
         if self.sched is not None:
+            # From the schedule rather than the saved rate: the same number unless --epochs grew.
             self.sched.epoch = meta["sched_epoch"]
-            self.opt.lr = meta["optimizer"]["lr"]
+            self.opt.lr = self.sched.lr_at(self.sched.epoch)
         self._write_log()
 
     def checkpoint(self) -> None:

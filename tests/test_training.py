@@ -240,3 +240,17 @@ def test_cli_sigkill_then_resume_ends_with_the_same_weights(tmp_path, data_dir):
     la = [json.loads(x) for x in (tmp_path / "a" / LOG).read_text().splitlines()]
     lb = [json.loads(x) for x in (tmp_path / "b" / LOG).read_text().splitlines()]
     assert [(r["epoch"], r["loss"]) for r in la] == [(r["epoch"], r["loss"]) for r in lb]
+
+
+def test_extending_a_finished_run_continues_the_schedule(tmp_path, data_dir):
+    ps = _patches(data_dir)
+    cfg = TrainConfig(scale=3, epochs=2, schedule="cosine", **TINY)
+    Trainer(cfg, ps, None, tmp_path / "run", quiet=True).run()
+    longer = TrainConfig(scale=3, epochs=4, schedule="cosine", **TINY)
+    t = Trainer(longer, ps, None, tmp_path / "run", resume=True, quiet=True)
+    assert t.epoch == 2
+    assert t.opt.lr == pytest.approx(1e-3 * (1 + np.cos(np.pi * 2 / 4)) / 2)    # cosine over 4 epochs, at 2
+    t.run()
+    rows = [json.loads(x) for x in (tmp_path / "run" / LOG).read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert rows[2]["lr"] == pytest.approx(5e-4) and rows[3]["lr"] == pytest.approx(1e-3 * (1 + np.cos(np.pi * 3 / 4)) / 2)

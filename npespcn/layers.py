@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
+from .functional.conv import conv2d_act_forward
 
 
 class Layer:
@@ -58,6 +59,11 @@ class Conv2d(Layer):
         out, cache = F.conv2d_forward(x, self.params["weight"], self.params["bias"])
         self._cache = cache if train else None
         return out
+
+    def forward_activated(self, x, activation: str):
+        """Inference only: ``activation(self.forward(x))`` as one fused kernel, nothing cached."""
+        self._cache = None
+        return conv2d_act_forward(x, self.params["weight"], self.params["bias"], activation)
 
     def backward(self, dout):
         dx, dw, db = F.conv2d_backward(dout, self._take_cache())

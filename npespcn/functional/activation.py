@@ -26,6 +26,7 @@ import numpy as np
 from scipy.special import erf
 
 from ._backend import resolve
+from .vecmath import tanh32
 
 ACTIVATIONS = ("identity", "relu", "tanh", "gelu")
 """Names accepted by :func:`activation_forward`. PReLU has learned slopes, see :func:`prelu_forward`."""
@@ -89,39 +90,61 @@ def prelu_backward_reference(dout, cache):
 
 
 # --------------------------------------------------------------------------------------------------
-# Fast path: one parallel numba loop over the flattened array per activation.
+# Fast path: one parallel numba loop over the flattened array per activation, each simple enough for
+# LLVM to vectorise (``error_model="numpy"``: no division checks; tanh without libm, see vecmath).
 # --------------------------------------------------------------------------------------------------
-@numba.njit(parallel=True, cache=True, nogil=True)
+_FAST = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
+
+
+@numba.njit(**_FAST)
 def _forward_numba_flat(x, code, y):
-    for t in numba.prange(x.size):
-        v = x[t]
-        if code == 1:
+    n = x.size
+    if code == 1:
+        for t in numba.prange(n):
+            v = x[t]
             y[t] = v if v > 0 else 0
-        elif code == 2:
-            y[t] = math.tanh(v)
-        elif code == 3:
+    elif code == 2:
+        for t in numba.prange(n):
+            y[t] = tanh32(x[t])
+    elif code == 3:
+        for t in numba.prange(n):
+            v = x[t]
             y[t] = v * 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
-        else:
-            y[t] = v
+    elif code == 4:
+        for t in numba.prange(n):
+            y[t] = math.tanh(x[t])
+    else:
+        for t in numba.prange(n):
+            y[t] = x[t]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(**_FAST)
 def _backward_numba_flat(d, x, y, code, dx):
-    for t in numba.prange(d.size):
-        if code == 1:
+    n = d.size
+    if code == 1:
+        for t in numba.prange(n):
             dx[t] = d[t] if x[t] > 0 else 0
-        elif code == 2:
+    elif code == 2 or code == 4:
+        for t in numba.prange(n):
             dx[t] = d[t] * (1 - y[t] * y[t])
-        elif code == 3:
+    elif code == 3:
+        for t in numba.prange(n):
             v = x[t]
             cdf = 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
             pdf = math.exp(-0.5 * v * v) * 0.3989422804014327
             dx[t] = d[t] * (cdf + v * pdf)
-        else:
+    else:
+        for t in numba.prange(n):
             dx[t] = d[t]
 
 
 _CODES = {"identity": 0, "relu": 1, "tanh": 2, "gelu": 3}
+
+
+def _code(name, dtype):
+    """Kernel code of ``name``; float64 tanh goes through libm (code 4), float32 through ``tanh32``."""
+    code = _CODES[name]
+    return 4 if code == 2 and dtype != np.float32 else code
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -196,7 +219,7 @@ def activation_forward(x, name, backend: str | None = None):
     else:
         x = np.ascontiguousarray(x)
         y = np.empty_like(x)
-        _forward_numba_flat(x.reshape(-1), _CODES[name], y.reshape(-1))
+        _forward_numba_flat(x.reshape(-1), _code(name, x.dtype), y.reshape(-1))
     # tanh's derivative needs only the output; the others need the input.
     return y, (name, x, y)
 
@@ -208,7 +231,8 @@ def activation_backward(dout, cache, backend: str | None = None):
         return _backward_reference(dout, x, y, name)
     dout = np.ascontiguousarray(dout, dtype=x.dtype)
     dx = np.empty_like(dout)
-    _backward_numba_flat(dout.reshape(-1), x.reshape(-1), y.reshape(-1), _CODES[name], dx.reshape(-1))
+    _backward_numba_flat(dout.reshape(-1), x.reshape(-1), y.reshape(-1), _code(name, x.dtype),
+                         dx.reshape(-1))
     return dx
 
 

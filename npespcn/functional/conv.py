@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._backend import resolve
+from .activation import activation_forward, check_activation
 from .conv_chunked import conv2d_chunked_backward, conv2d_chunked_forward
 from .im2col import col2im_reference, im2col_reference
 
@@ -166,3 +167,29 @@ def conv2d_backward(dout, cache, backend: str | None = None):
     if resolve(backend) == "reference":
         return conv2d_backward_reference(dout, cache)
     return conv2d_backward_numba(dout, cache)
+
+
+def conv2d_act_forward(x, w, b, activation: str | None = "identity", backend: str | None = None):
+    """Inference only: ``act(conv(x, w) + b)``, fused in the fast path (no cache, one pass less).
+
+    Gives the same numbers as :func:`conv2d_forward` followed by
+    :func:`~npespcn.functional.activation.activation_forward` with the same backend.
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W)
+    w : ndarray (F, C, k, k), k odd
+    b : ndarray (F,)
+    activation : "identity", "relu", "tanh", "gelu" or None (identity)
+
+    Returns
+    -------
+    out : ndarray (N, F, H, W)
+    """
+    name = check_activation(activation)
+    if name == "prelu":
+        raise ValueError("conv2d_act_forward takes parameter-free activations; use prelu_forward for PReLU")
+    if resolve(backend) == "reference":
+        return activation_forward(conv2d_forward_reference(x, w, b)[0], name, "reference")[0]
+    _check_conv_args(x, w, b)
+    return conv2d_chunked_forward(x, w, b, name)

@@ -12,16 +12,17 @@ fixes the scale to its own.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from .cli_common import OneLineParser
+
 PROG = "python -m npespcn.evaluate"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="PSNR/SSIM (Y, BT.601) of ESPCN and bicubic.")
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog=PROG, description="PSNR/SSIM (Y, BT.601) of ESPCN and bicubic.")
     p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of high-resolution images")
     p.add_argument("--scale", nargs="+", type=int, default=None, metavar="R",
                    help="scales (default: 3, or the model file's)")

@@ -18,7 +18,6 @@ calls :func:`main`.)
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_common import OneLineParser
 from .imageio import SUFFIXES, format_for, read_image, write_image, write_png_rows
 
 PROG = "python -m npespcn.upscale"
@@ -75,8 +75,8 @@ def output_path(src: Path, scale: int, out=None, out_dir=None) -> Path:
     return src.with_name(f"{src.stem}_x{scale}{src.suffix}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Super-resolve images with ESPCN (Shi et al., 2016).",
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog=PROG, description="Super-resolve images with ESPCN (Shi et al., 2016).",
                                 epilog="Exit status: 0 all written, 1 some files failed, 2 usage error.")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
     where = p.add_mutually_exclusive_group()

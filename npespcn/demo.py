@@ -8,11 +8,12 @@ the three side by side (bicubic | ESPCN | original) as a PNG.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .cli_common import OneLineParser
 
 CHART_SHAPE = (360, 480)          # divisible by 2, 3 and 4
 
@@ -104,7 +105,7 @@ def run_demo(out="espcn_demo.png", scale: int = 3, model=None, tile=None) -> dic
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m npespcn.demo", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m npespcn.demo", description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out", default="espcn_demo.png", help="output PNG (default: %(default)s)")
     parser.add_argument("--scale", type=int, default=3, help="upscale factor (default: %(default)s)")
     parser.add_argument("--model", default=None, help="shipped name (espcn, espcn7) or model file")

@@ -201,6 +201,7 @@ def test_python_dash_m_runs_and_errors_without_traceback(tmp_path, model_file):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), upscale(a, 2, m))
     bad = _run(["in.png", "--scale", "1.5"], tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "1.5" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_the_package_attribute_survives_the_cli(tmp_path, model_file):

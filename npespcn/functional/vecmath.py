@@ -12,7 +12,7 @@ its convolutions. :func:`tanh32` computes the float32 tanh from plain multiply-a
 The doubling step keeps the *relative* precision of small values (no ``1 - 2/(e + 1)`` cancellation),
 so the float64 result is within about 1e-13 (relative) of the true tanh and its rounding to float32 is
 the correctly rounded value in every case we tested (:mod:`tests.test_fast_kernels`): never further
-than NumPy's own ``np.tanh`` on float32. The sign is restored by a select, so ``tanh32(-0.0) == 0.0``.
+than NumPy's own ``np.tanh`` on float32. The sign is restored by a select, so ``tanh32(-0.0) == 0.0``; NaN gives NaN, ±inf gives ±1.
 
 Callers must compile with ``error_model="numpy"`` (a division that cannot raise) for the loop to be
 vectorised; ``fastmath={"contract"}`` lets LLVM fuse the multiply-adds, which changes nothing of the
@@ -31,7 +31,7 @@ def tanh32(xf):
     """tanh of one float32 or float64 value, returned as float32 (see the module docstring)."""
     x = np.float64(xf)
     ax = abs(x)
-    y = (ax if ax < 9.5 else 9.5) * (2.0 / 64.0)
+    y = (9.5 if ax > 9.5 else ax) * (2.0 / 64.0)   # NaN stays NaN
     a = 1.0 / 39916800.0
     a = a * y + 1.0 / 3628800.0
     a = a * y + 1.0 / 362880.0

@@ -1,0 +1,165 @@
+"""The fast path's own promises, beyond "agrees with the reference" (tests/test_kernels.py checks that):
+
+* size independence: a convolution of a crop equals the crop of the convolution, bitwise, away from the
+  border (tiled inference relies on it), whatever the image width, chunking and thread count;
+* the fused inference kernel gives bitwise the numbers of the unfused training path;
+* the float32 tanh without libm is the correctly rounded tanh;
+* backward is deterministic (bitwise equal on repeated runs);
+* NumPy's BLAS thread count is restored after the worker threads are done.
+"""
+import math
+
+import numba
+import numpy as np
+import pytest
+
+import npespcn.functional as F
+from npespcn.functional import _blas, conv_chunked
+from npespcn.functional.conv import conv2d_act_forward, conv2d_backward_numba, conv2d_forward_numba
+from npespcn.functional.vecmath import tanh32
+from npespcn.model import ESPCN
+
+
+def rand(shape, seed=0, scale=1.0, dtype=np.float32):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+
+
+@numba.njit
+def _tanh32_array(x, y):
+    for t in range(x.size):
+        y[t] = tanh32(x[t])
+
+
+# ------------------------------------------------------------------------------------------------ tanh
+def test_tanh32_is_the_correctly_rounded_tanh():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([np.linspace(-12, 12, 400_001), rng.standard_normal(200_000) * 3,
+                        np.logspace(-38, 1.2, 50_000), -np.logspace(-38, 1.2, 50_000),
+                        [0.0, 9.5, 9.01, 8.9, -9.01, 1e-4, -1e-4]]).astype(np.float32)
+    y = np.empty_like(x)
+    _tanh32_array(x, y)
+    exact = np.tanh(x.astype(np.float64)).astype(np.float32)    # float64 tanh, rounded once
+    assert np.array_equal(y, exact), f"{np.count_nonzero(y != exact)} values not correctly rounded"
+
+
+def test_tanh32_special_values():
+    x = np.array([np.nan, np.inf, -np.inf, -0.0, 20.0, -20.0], np.float32)
+    y = np.empty_like(x)
+    _tanh32_array(x, y)
+    assert np.isnan(y[0])
+    np.testing.assert_array_equal(y[1:], [1, -1, 0, 1, -1])
+
+
+# ------------------------------------------------------------------------------------ size independence
+@pytest.mark.parametrize("C, Fo, k, act", [(1, 64, 5, "tanh"), (64, 32, 3, "tanh"), (32, 9, 3, "identity"),
+                                           (16, 8, 3, "relu")])
+def test_conv_of_a_crop_is_the_crop_of_the_conv_bitwise(C, Fo, k, act):
+    x = rand((2, C, 23, 41), 1)
+    w, b = rand((Fo, C, k, k), 2, 0.2), rand((Fo,), 3, 0.1)
+    full = conv2d_act_forward(x, w, b, act)
+    p = (k - 1) // 2
+    for (h0, h1, w0, w1) in [(3, 20, 5, 36), (0, 23, 0, 41), (6, 13, 9, 16), (2, 9, 30, 41)]:
+        crop = conv2d_act_forward(np.ascontiguousarray(x[:, :, h0:h1, w0:w1]), w, b, act)
+        # pixels whose k x k window lies inside the crop (or the crop touches the image border there)
+        ih0, ih1 = h0 + (p if h0 > 0 else 0), h1 - (p if h1 < 23 else 0)
+        iw0, iw1 = w0 + (p if w0 > 0 else 0), w1 - (p if w1 < 41 else 0)
+        np.testing.assert_array_equal(crop[:, :, ih0 - h0:ih1 - h0, iw0 - w0:iw1 - w0],
+                                      full[:, :, ih0:ih1, iw0:iw1])
+        # and the batch does not matter either
+        one = conv2d_act_forward(np.ascontiguousarray(x[1:, :, h0:h1, w0:w1]), w, b, act)
+        np.testing.assert_array_equal(one, crop[1:])
+
+
+def test_model_inference_of_a_tile_is_bitwise_the_tile_of_the_whole(monkeypatch):
+    m = ESPCN.paper(3)
+    for name, arr in m.params.items():
+        arr[...] = rand(arr.shape, hash(name) % 1000, 0.2)
+    x = np.random.default_rng(4).random((1, 1, 40, 57)).astype(np.float32)
+    full = m.infer(x)
+    r, rad = 3, m.receptive_radius
+    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 64)          # many small chunks in the tile run
+    tile = m.infer(np.ascontiguousarray(x[:, :, 10:30, 12:45]))
+    core = (slice(None), slice(None), slice((10 + rad) * r, (30 - rad) * r), slice((12 + rad) * r, (45 - rad) * r))
+    np.testing.assert_array_equal(tile[:, :, rad * r:(20 - rad) * r, rad * r:(33 - rad) * r], full[core])
+
+
+def test_forward_does_not_depend_on_the_thread_count(monkeypatch):
+    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 40)           # 2 rows per chunk: 45 chunks
+    x, w, b = rand((3, 8, 30, 17), 5), rand((16, 8, 3, 3), 6, 0.3), rand((16,), 7)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = conv2d_act_forward(x, w, b, "tanh")
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = conv2d_act_forward(x, w, b, "tanh")
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, many)
+
+
+# ----------------------------------------------------------------------------------------- fusion
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh", "gelu"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_conv_activation_equals_conv_then_activation_bitwise(act, dtype):
+    x, w, b = rand((2, 4, 9, 13), 8, dtype=dtype), rand((6, 4, 3, 3), 9, 0.5, dtype), rand((6,), 10, dtype=dtype)
+    fused = conv2d_act_forward(x, w, b, act)
+    unfused = F.activation_forward(conv2d_forward_numba(x, w, b)[0], act, "numba")[0]
+    assert fused.dtype == dtype
+    np.testing.assert_array_equal(fused, unfused)
+    ref = conv2d_act_forward(x, w, b, act, backend="reference")
+    np.testing.assert_allclose(fused, ref, rtol=0, atol=(2e-5 if dtype == np.float32 else 1e-12) * np.abs(ref).max())
+
+
+def test_fused_conv_rejects_prelu_and_bad_shapes():
+    x, w, b = rand((1, 2, 5, 5)), rand((3, 2, 3, 3)), rand((3,))
+    with pytest.raises(ValueError, match="parameter-free"):
+        conv2d_act_forward(x, w, b, "prelu")
+    with pytest.raises(ValueError, match="input has 2 channels but the weights expect 4"):
+        conv2d_act_forward(x, rand((3, 4, 3, 3)), b, "tanh")
+
+
+def test_model_infer_equals_forward_bitwise():
+    for m in (ESPCN.paper(2), ESPCN.seven(3), ESPCN.paper(3, activation="prelu")):
+        for name, arr in m.params.items():
+            if name.endswith("weight") and arr.ndim == 4:
+                arr[...] = rand(arr.shape, 11, 0.3)
+        x = np.random.default_rng(12).random((2, 1, 11, 14)).astype(np.float32)
+        np.testing.assert_array_equal(m.infer(x), m.forward(x))
+
+
+# ------------------------------------------------------------------------------------------ backward
+def test_backward_is_deterministic_and_matches_the_reference():
+    x, w, b = rand((5, 6, 21, 19), 13), rand((7, 6, 3, 3), 14, 0.3), rand((7,), 15)
+    d = rand((5, 7, 21, 19), 16)
+    runs = [conv2d_backward_numba(d, conv2d_forward_numba(x, w, b)[1]) for _ in range(2)]
+    for a, c in zip(*runs):
+        np.testing.assert_array_equal(a, c)
+    ref = F.conv.conv2d_backward_reference(d, F.conv.conv2d_forward_reference(x, w, b)[1])
+    for a, r in zip(runs[0], ref):
+        np.testing.assert_allclose(a, r, rtol=0, atol=1e-5 * np.abs(r).max())
+
+
+def test_backward_with_many_chunks_equals_one_chunk(monkeypatch):
+    x, w = rand((3, 4, 12, 10), 17), rand((5, 4, 5, 5), 18, 0.3)
+    d = rand((3, 5, 12, 10), 19)
+    one = conv2d_backward_numba(d, (x, w))
+    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 10)            # one row per chunk
+    many = conv2d_backward_numba(d, (x, w))
+    for a, c in zip(one, many):
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-5 * np.abs(a).max())
+
+
+# ------------------------------------------------------------------------------------------ threads
+@pytest.mark.skipif(not _blas.AVAILABLE, reason="NumPy's BLAS thread count cannot be set here")
+def test_blas_thread_count_is_restored():
+    setter, getter = _blas._FUNCS
+    before = getter()
+    with _blas.single_threaded_blas():
+        assert getter() == 1
+        with _blas.single_threaded_blas():
+            assert getter() == 1
+        assert getter() == 1
+    assert getter() == before
+    conv2d_act_forward(rand((1, 2, 64, 64)), rand((3, 2, 3, 3)), rand((3,)), "tanh")
+    assert getter() == before
+    assert math.isfinite(before)

@@ -29,8 +29,9 @@ from npespcn.metrics import psnr
 WEIGHTS = _common.ROOT / "weights" / "espcn_x3.npz"
 
 
-def quick_model(r: int, steps: int):
-    """The fallback: the paper's model trained for ``steps`` Adam steps on T91 (or the chart)."""
+def quick_model(r: int, steps: int, batch: int):
+    """The fallback: the paper's model trained for ``steps`` Adam steps of ``batch`` patches on T91 (or
+    the chart), as in example 5."""
     folder = _common.datasets_dir() / "T91"
     paths = sorted(folder.glob("*.png"))[:8] if folder.is_dir() else []
     images = [_common.load_rgb8(p) for p in paths] or [_common.synthetic_chart(192)]
@@ -38,7 +39,7 @@ def quick_model(r: int, steps: int):
     model = ESPCN.paper(r, seed=0)
     opt = Adam(model.params, lr=3e-3)
     for _ in range(steps):
-        x, y = sampler.batch(16)
+        x, y = sampler.batch(batch)
         _, dy = mse_loss(model.forward(x), y)
         model.backward(dy)
         opt.step(model.grads)
@@ -71,10 +72,10 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
         model = load_model(WEIGHTS)
         print(f"model: {WEIGHTS} ({model.arch})")
     else:
-        steps = 20 if fast else 300
+        steps, batch = (20, 8) if fast else (300, 16)
         print(f"model: {WEIGHTS} not found; training the paper's model for {steps} steps instead "
               f"(the pictures will look rougher than the shipped model's)")
-        model = quick_model(r, steps)
+        model = quick_model(r, steps, batch)
     if model.scale != r or model.channels != 1:
         raise ValueError(f"example 6 expects a x{r} luma model, got {model.arch}")
 

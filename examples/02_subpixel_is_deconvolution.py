@@ -104,6 +104,7 @@ def deconv_scatter(x, D, r):
         for w in range(W):
             canvas[:, r * h:r * h + rk, r * w:r * w + rk] += np.tensordot(x[:, h, w], D, axes=(0, 0))
             macs += C_in * C * rk * rk
+    assert canvas.shape[1:] == (r * H + 2 * r * p, r * W + 2 * r * p)       # crop r*p per side -> r*H
     return canvas[:, r * p:r * p + r * H, r * p:r * p + r * W], macs
 
 
@@ -161,6 +162,12 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
     out = _common.out_folder(out_dir)
     rng = np.random.default_rng(0)
     results = {"cases": []}
+    print("LR kernel K (C*r*r, C_in, k, k)  ->  deconvolution kernel D (C_in, C, r*k, r*k):\n"
+          "  D[c, o, i + r*(k-1-a), j + r*(k-1-b)] = K[o*r*r + i*r + j, c, a, b]\n"
+          "  LR pixel (h, w) adds x[:, h, w] . D at HR (r*h - r*p, r*w - r*p); the canvas is r*H + 2*r*p "
+          "high, crop r*p per side\n"
+          "  = ConvTranspose2d(C_in, C, r*k, stride=r, padding=r*p), plus the periodic bias "
+          "B[o, Y, X] = b[o*r*r + (Y%r)*r + X%r]\n")
 
     # 1. Random layers of several shapes (float64): both directions of the rearrangement, both
     #    deconvolution forms, exact MAC counts.

@@ -7,7 +7,7 @@ and ``dL/dx`` for the input. A central difference estimates one partial derivati
 
 and a random direction ``v`` checks all of them at once: ``(L(theta + eps v) - L(theta - eps v)) / (2 eps)``
 must equal ``<dL/dtheta, v>``. We compare with the relative error ``|a - n| / max(|a| + |n|, 1e-12)``.
-In float64 a correct backward gives about 1e-8 or less; a wrong one gives about 1. (float32 cannot do
+In float64 a correct backward gives about 1e-8 or less; a wrong one gives an error of order one. (float32 cannot do
 this: its 1e-7 rounding divided by eps swamps the difference, so the check runs a float64 copy.)
 
 Run: ``python examples/04_gradient_check.py [--out DIR] [--fast]``

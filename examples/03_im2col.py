@@ -53,7 +53,14 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
 
     # Step 0: a small labelled image. Entry x[0, c, h, w] = 1 + (c*H + h)*W + w, so 0 can only be padding.
     x = (1 + np.arange(N * C * H * W, dtype=np.float64)).reshape(N, C, H, W)
-    letter = lambda v: "." if v == 0 else f"{string.ascii_lowercase[int(v - 1) // (H * W)]}{int(v - 1) % (H * W) // W}{int(v - 1) % W}"  # noqa: E731
+
+    def letter(v):
+        """Label of an entry: <channel letter><h><w>, or "." for a padding zero."""
+        if v == 0:
+            return "."
+        c, rest = divmod(int(v) - 1, H * W)
+        return f"{string.ascii_lowercase[c]}{rest // W}{rest % W}"
+
     print(f"x: (N, C, H, W) = {x.shape}, entries labelled <channel letter><h><w>; kernel k={k}, padding p={p}")
     for c in range(C):
         print("\n".join("   " + " ".join(letter(v) for v in row) for row in x[0, c]))

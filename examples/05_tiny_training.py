@@ -10,8 +10,9 @@ The whole training loop of ESPCN, written out with the library's pieces::
 
 Training images: the first few of T91 (the paper's training set) when the datasets are present, else a
 synthetic chart. The rate is higher than the paper's (which also trains the last layer ten times slower,
-``Adam(..., lr_mult=model.lr_multipliers(0.1))``) so that a few hundred steps show progress. A held-out image (Set5's butterfly, or the chart) is scored before and after with PSNR
-on Y (border r removed), next to the bicubic baseline. Writes the loss curve and the crops as PNG.
+``Adam(..., lr_mult=model.lr_multipliers(0.1))``) so that a few hundred steps show progress. A held-out
+image (Set5's butterfly, or the chart) is scored before and after with PSNR on Y (border r removed), next
+to the bicubic baseline. Writes the loss curve and the crops as PNG.
 
 Run: ``python examples/05_tiny_training.py [--out DIR] [--fast]``
 """
@@ -121,7 +122,8 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
         print(f"wrote {f}")
     return {"steps": steps, "batch": batch, "losses": losses, "loss_first": first, "loss_last": last,
             "psnr_before": psnr_before, "psnr_after": psnr_after, "psnr_bicubic": psnr_bicubic,
-            "seconds": seconds, "cpu_seconds": cpu, "layers": layers, "source": source, "files": [str(f) for f in files]}
+            "seconds": seconds, "cpu_seconds": cpu, "layers": layers, "source": source,
+            "files": [str(f) for f in files]}
 
 
 if __name__ == "__main__":

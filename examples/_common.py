@@ -54,6 +54,9 @@ def run(main) -> None:
     """
     try:
         main(sys.argv[1:])
+    except BrokenPipeError:           # output piped into e.g. `head`, which has quit: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     except (ValueError, TypeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -6,7 +6,6 @@ prints what it shows, asserts what it claims, writes its pictures as PNG into ``
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ except ImportError:  # pragma: no cover - depends on how the example is started
 import numpy as np
 from PIL import Image
 
+from npespcn.cli_common import OneLineParser
 from npespcn.color import rgb_to_y
 
 DEFAULT_OUT = HERE / "out"
@@ -30,8 +30,9 @@ DEFAULT_OUT = HERE / "out"
 
 # ------------------------------------------------------------------------------------------ command line
 def parse_args(argv, description: str):
-    """The two options every example takes: ``--out DIR`` and ``--fast``."""
-    p = argparse.ArgumentParser(description=description)
+    """The two options every example takes: ``--out DIR`` and ``--fast``. A bad command line is reported
+    in one line (``npespcn.cli_common.OneLineParser``), like the project's other tools."""
+    p = OneLineParser(description=description)
     p.add_argument("--out", metavar="DIR", default=None,
                    help=f"folder for the PNG pictures (default {DEFAULT_OUT})")
     p.add_argument("--fast", action="store_true", help="smaller sizes: runs in a few seconds (used by the tests)")

@@ -201,3 +201,6 @@ def test_cli_runs_and_reports_errors_in_one_line(tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "--out must be a folder" in bad.stderr
     assert "Traceback" not in bad.stderr
+    typo = subprocess.run([sys.executable, script, "--fsat"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert typo.returncode == 2 and typo.stderr.strip().count("\n") == 0 and "--fsat" in typo.stderr

@@ -18,7 +18,8 @@ it is still in cache, and nothing of it is kept. The backward pass recomputes ea
 
     dT    (F, P)   dT[f, (r - r0)*W + w] = dout[n, f, h, w]          db += sum over the chunk of dT
     dw2  += dT @ cols.T                                               (F, K)
-    dcols  = w2.T @ dT                                                (K, P), folded into dx by col2im
+    dx     = conv(dout, w turned by 180 degrees, in/out channels swapped)   (the forward engine), or
+    dcols  = w2.T @ dT  folded into dx by col2im                            (when F > C)
 
 Size independence (tiled inference must be bitwise equal to untiled): every pixel gets the same bias add
 and activation, and from BLAS the same dot product of a row of ``w2`` with its column of ``cols``.
@@ -234,10 +235,19 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity"):
 
 
 def conv2d_chunked_backward(dout, x, w):
-    """Gradients of :func:`conv2d_chunked_forward` without activation, recomputing im2col per chunk.
+    """Gradients of :func:`conv2d_chunked_forward` without activation.
 
-    Every worker sums its chunks' ``dw``, ``db`` and ``dx`` into its own arrays; those are added in
-    worker order, so the result is the same on every run with the same ``NUMBA_NUM_THREADS``.
+    ``dw`` and ``db`` chunk by chunk (im2col recomputed, ``dw2 += dT @ cols.T``); every worker sums its
+    chunks into its own arrays, added in worker order afterwards, so the result is the same on every run
+    with the same ``NUMBA_NUM_THREADS``. ``dx`` is the convolution of ``dout`` with the kernel turned by
+    180 degrees and input/output channels swapped, run by :func:`conv2d_chunked_forward`::
+
+        dx[n, c, h, w] = sum_{f,i,j} w[f, c, k-1-i, k-1-j] * dout_pad[n, f, h+i, w+j]
+
+    (a GEMM with ``F*k*k`` terms per output, where ``dcols = w2.T @ dT`` has only ``F``, and no (K, P)
+    ``dcols`` to write and fold back). Its im2col copies ``F*k*k`` values per pixel, ``dcols`` has
+    ``C*k*k``: so the turned kernel is used when ``F <= C``, ``dcols`` + col2im otherwise (the first
+    layer, C = 1). Both sum each ``dx`` element in a fixed order.
 
     Parameters
     ----------
@@ -254,34 +264,41 @@ def conv2d_chunked_backward(dout, x, w):
     K = C * k * k
     dt = x.dtype
     d = np.ascontiguousarray(dout, dtype=dt)
-    w2t = np.ascontiguousarray(w.reshape(F, K), dtype=dt).T          # (K, F), Fortran order: no copy in BLAS
     chunks = _chunks(N, H, W)
     workers = _workers(len(chunks))
     cap = max(r1 - r0 for r0, r1 in chunks) * W
 
+    turned = F <= C                       # dx by the turned-kernel convolution (else col2im, see above)
+    w2t = np.ascontiguousarray(w.reshape(F, K), dtype=dt).T          # (K, F), Fortran order: no copy in BLAS
+
     def work(wid):
-        dx = np.zeros((N, C, H, W), dtype=dt)
         dw2 = np.zeros((F, K), dtype=dt)
         db = np.zeros(F, dtype=np.float64)
+        dx = None if turned else np.zeros((N, C, H, W), dtype=dt)
         colbuf = np.empty(K * cap, dtype=dt)
-        dcolbuf = np.empty(K * cap, dtype=dt)
         dTbuf = np.empty(F * cap, dtype=dt)
+        dcolbuf = None if turned else np.empty(K * cap, dtype=dt)
         for r0, r1 in chunks[wid::workers]:
             ncols = (r1 - r0) * W
             cols = colbuf[:K * ncols].reshape(K, ncols)
-            dcols = dcolbuf[:K * ncols].reshape(K, ncols)
             dT = dTbuf[:F * ncols].reshape(F, ncols)
             _im2col_rows(x, k, r0, r1, cols)
             _gather_rows(d, r0, r1, dT, db)
             dw2 += np.dot(dT, cols.T)
-            np.dot(w2t, dT, out=dcols)
-            _col2im_rows(dcols, k, r0, r1, dx)
-        return dx, dw2, db
+            if not turned:
+                dcols = dcolbuf[:K * ncols].reshape(K, ncols)
+                np.dot(w2t, dT, out=dcols)
+                _col2im_rows(dcols, k, r0, r1, dx)
+        return dw2, db, dx
 
     parts = _map_workers(work, workers)
-    dx, dw2, db = parts[0]
-    for pdx, pdw2, pdb in parts[1:]:
-        dx += pdx
+    dw2, db, dx = parts[0]
+    for pdw2, pdb, pdx in parts[1:]:
         dw2 += pdw2
         db += pdb
+        if not turned:
+            dx += pdx
+    if turned:
+        w_turned = np.ascontiguousarray(w.astype(dt, copy=False).transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+        dx = conv2d_chunked_forward(d, w_turned, np.zeros(C, dtype=dt))
     return dx, dw2.reshape(w.shape), db.astype(dt)

@@ -30,10 +30,10 @@ def mse_loss_reference(pred, target):
     return loss, (2.0 / pred.size * diff).astype(pred.dtype, copy=False)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _mse_numba(pred, target, scale, dpred):
     acc = 0.0
-    for t in numba.prange(pred.size):
+    for t in range(pred.size):          # serial: a fixed summation order, the same on every run
         d = pred[t] - target[t]
         dpred[t] = scale * d
         acc += np.float64(d) * np.float64(d)

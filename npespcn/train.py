@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated HR rescale factors, e.g. 1,0.9,0.8,0.7,0.6")
     p.add_argument("--subpixel-target", action="store_true",
                    help="the paper's trick: train against the inverse-shuffled target, skip the shuffle")
+    p.add_argument("--loss-border", type=int, default=0,
+                   help="LR pixels on each side of a patch left out of the loss (their outputs see the zero padding)")
     p.add_argument("--checkpoint-every", type=int, default=200, help="also checkpoint every N steps (0: off)")
     p.add_argument("--out", type=Path, default=Path("runs") / "espcn", help="output folder")
     p.add_argument("--resume", action="store_true",
@@ -130,7 +132,8 @@ def _run(args) -> int:
                           schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, seed=args.seed,
                           patch_size=args.patch_size, stride=args.stride, augment=not args.no_augment,
                           rescale=[float(f) for f in args.rescale.split(",") if f.strip()],
-                          subpixel_target=args.subpixel_target, checkpoint_every=args.checkpoint_every)
+                          subpixel_target=args.subpixel_target, checkpoint_every=args.checkpoint_every,
+                          loss_border=args.loss_border)
     t0 = time.perf_counter()
     patches = build_patches(find_images(data), cfg.scale, cfg.patch_size, cfg.stride, cfg.rescale)
     val_images, val_name = None, "val"

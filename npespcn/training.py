@@ -62,6 +62,7 @@ class TrainConfig:
     ``layers``/``activation`` override it. ``schedule`` is "step" (x ``lr_gamma`` at ``lr_step`` epochs;
     ``lr_step = 0`` means at 80 % of the run, the ESPCN-pytorch recipe), "cosine" or "none".
     ``init_bias_mean`` starts the last layer's bias at the mean HR luma of the patches (else 0).
+    ``loss_border`` leaves that many LR pixels on each side of a patch out of the loss.
     """
 
     scale: int = 3
@@ -85,6 +86,7 @@ class TrainConfig:
     subpixel_target: bool = False
     checkpoint_every: int = 0
     init_bias_mean: bool = True
+    loss_border: int = 0
 
     def __post_init__(self):
         if self.arch not in ("paper", "seven"):
@@ -98,6 +100,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.loss_border < 0 or 2 * self.loss_border >= self.patch_size:
+            raise ValueError(f"loss_border must be >= 0 and leave part of a {self.patch_size}-pixel patch, "
+                             f"got {self.loss_border}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0 (0: only at epoch ends), got {self.checkpoint_every}")
         self.rescale = [float(f) for f in self.rescale]
@@ -118,21 +123,39 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------------------ one step
-def forward_backward(model: ESPCN, x: np.ndarray, y: np.ndarray, subpixel_target: bool = False) -> float:
+def _masked_mse(pred, target, b: int):
+    """MSE over ``pred[..., b:-b, b:-b]`` only, and its gradient (zero on the ``b``-pixel frame)."""
+    if b == 0:
+        return F.mse_loss(pred, target)
+    if 2 * b >= min(pred.shape[-2:]):
+        raise ValueError(f"loss border {b} leaves nothing of a {pred.shape[-2]}x{pred.shape[-1]} output")
+    inner = (..., slice(b, -b), slice(b, -b))
+    loss, d_inner = F.mse_loss(np.ascontiguousarray(pred[inner]), np.ascontiguousarray(target[inner]))
+    d = np.zeros_like(pred)
+    d[inner] = d_inner
+    return loss, d
+
+
+def forward_backward(model: ESPCN, x: np.ndarray, y: np.ndarray, subpixel_target: bool = False,
+                     border: int = 0) -> float:
     """Loss of one batch; fills ``model.grads``.
 
     Parameters
     ----------
     x : (B, 1, p, p) float32 LR patches
     y : (B, 1, p*r, p*r) HR patches, or with ``subpixel_target`` their inverse shuffle (B, r*r, p, p)
+    border : int
+        LR pixels on each side left out of the loss (``border * r`` HR pixels): the outputs there
+        depend on the zero padding at the patch's edge, which a whole image mostly does not have.
 
     Returns
     -------
     loss : float, the MSE
     """
+    r = model.scale
     if not subpixel_target:
         pred = model.forward(x)
-        loss, dpred = F.mse_loss(pred, y)
+        loss, dpred = _masked_mse(pred, y, border * r)
         model.backward(dpred)
         return loss
     # The paper's trick: every layer but the periodic shuffle (the others are convolutions and
@@ -141,7 +164,7 @@ def forward_backward(model: ESPCN, x: np.ndarray, y: np.ndarray, subpixel_target
     out = x
     for layer in layers:
         out = layer.forward(out, train=True)
-    loss, d = F.mse_loss(out, y)
+    loss, d = _masked_mse(out, y, border)
     for layer in reversed(layers):
         d = layer.backward(d)
     return loss
@@ -316,7 +339,7 @@ class Trainer:
                 x, y = self.patches.lr[idx], self.target[idx]
                 if cfg.augment:
                     x, y = augment_batch(x, y, ops[idx], cfg.scale if cfg.subpixel_target else None)
-                loss = forward_backward(self.model, x, y, cfg.subpixel_target)
+                loss = forward_backward(self.model, x, y, cfg.subpixel_target, cfg.loss_border)
                 if not math.isfinite(loss):
                     bar.close()
                     raise NonFiniteLoss(

@@ -254,3 +254,33 @@ def test_extending_a_finished_run_continues_the_schedule(tmp_path, data_dir):
     rows = [json.loads(x) for x in (tmp_path / "run" / LOG).read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert rows[2]["lr"] == pytest.approx(5e-4) and rows[3]["lr"] == pytest.approx(1e-3 * (1 + np.cos(np.pi * 3 / 4)) / 2)
+
+
+@pytest.mark.parametrize("sub", [False, True])
+def test_loss_border_leaves_the_frame_out(sub):
+    """With ``border`` the loss is the MSE of the inner part only, and the gradient is that of the MSE
+    of the inner part: the same as a finite-difference-free check through a model whose output frame
+    is replaced by the target (so that it cannot contribute)."""
+    rng = np.random.default_rng(5)
+    r, b = 3, 2
+    model = ESPCN.paper(r, seed=2)
+    x = rng.random((2, 1, 8, 8)).astype(np.float32)
+    y = rng.random((2, 1, 8 * r, 8 * r)).astype(np.float32)
+    target = F.pixel_unshuffle(y, r) if sub else y
+    loss = forward_backward(model, x, target, subpixel_target=sub, border=b)
+    grads = {k: v.copy() for k, v in model.grads.items()}
+    pred = model.infer(x).astype(np.float64)
+    inner = (..., slice(b * r, -b * r), slice(b * r, -b * r))
+    assert loss == pytest.approx(np.mean((pred[inner] - y[inner]) ** 2), rel=1e-5)
+    # reference gradient: full-image loss against a target equal to the prediction on the frame,
+    # rescaled from the full mean to the inner mean
+    y2 = model.forward(x).copy()
+    y2[inner] = y[inner]
+    _, d = F.mse_loss(model.forward(x), y2)
+    full, innr = y2[0, 0].size, y2[0, 0][b * r:-b * r, b * r:-b * r].size
+    model.backward(d * np.float32(full / innr))
+    for k in grads:
+        np.testing.assert_allclose(grads[k], model.grads[k], rtol=1e-4, atol=1e-7, err_msg=k)
+    assert any(np.abs(g).max() > 0 for g in grads.values())
+    with pytest.raises(ValueError, match="loss_border"):
+        TrainConfig(patch_size=8, loss_border=4)

@@ -31,7 +31,8 @@ to :data:`MIN_GEMM_MNK`. The backward pass needs no such guarantee (only determi
 reductions over chunks and over pixels run in a fixed order, each ``prange`` owns its outputs).
 
 Threads: the chunks are dealt to ``numba.get_num_threads()`` worker threads (``NUMBA_NUM_THREADS``),
-chunk ``c`` to worker ``c % workers``; each runs its chunks start to finish (serial numba loops that
+on demand in the forward pass, chunk ``c`` to worker ``c % workers`` in the backward pass (its partial
+sums must not depend on timing); each worker runs its chunks start to finish (serial numba loops that
 release the GIL, a single-threaded GEMM, see :mod:`npespcn.functional._blas`). No barrier inside a
 layer, no thread spinning while another is descheduled: that is what keeps it fast on a shared machine.
 If NumPy's BLAS cannot be made single-threaded, one worker runs every chunk and BLAS threads the GEMMs.
@@ -39,7 +40,8 @@ If NumPy's BLAS cannot be made single-threaded, one worker runs every chunk and 
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
@@ -160,7 +162,9 @@ def _col2im_rows(dcols, k, r0, r1, dx):
 
 
 # --------------------------------------------------------------------------------------------------
-# Drivers: chunk c goes to worker c % workers; each worker owns its buffers and runs serially.
+# Drivers: each worker owns its buffers and runs its chunks serially. Forward: a free worker takes the
+# next chunk (a chunk's pixels do not depend on who computes them). Backward: chunk c goes to worker
+# c % workers, so that every worker's partial sums, hence the result, are the same on every run.
 # --------------------------------------------------------------------------------------------------
 _pool = None
 _pool_size = 0
@@ -171,12 +175,29 @@ def _map_workers(fn, workers: int):
     global _pool, _pool_size
     if workers == 1:
         return [fn(0)]
-    if _pool is None or _pool_size < workers:
+    if _pool is None or _pool_size < workers - 1:
         if _pool is not None:
             _pool.shutdown(wait=False)
-        _pool, _pool_size = ThreadPoolExecutor(workers, thread_name_prefix="npespcn-conv"), workers
+        _pool, _pool_size = ThreadPoolExecutor(workers - 1, thread_name_prefix="npespcn-conv"), workers - 1
     with single_threaded_blas():
-        return list(_pool.map(fn, range(workers)))
+        others = [_pool.submit(fn, wid) for wid in range(1, workers)]
+        try:
+            first = fn(0)                               # the calling thread is worker 0
+        finally:
+            wait(others)                                # never leave a worker running on our buffers
+        return [first] + [f.result() for f in others]
+
+
+def _dealer(n: int):
+    """A thread-safe function returning 0, 1, ..., n - 1 and then None (chunks on demand)."""
+    lock, state = threading.Lock(), [0]
+
+    def deal():
+        with lock:
+            i = state[0]
+            state[0] = i + 1
+        return i if i < n else None
+    return deal
 
 
 def _chunks(N: int, H: int, W: int):
@@ -219,10 +240,13 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity"):
     min_cols = -(-MIN_GEMM_MNK // (F * K))
     cap = max(max(r1 - r0 for r0, r1 in chunks) * W, min_cols)
 
+    deal = _dealer(len(chunks))
+
     def work(wid):
         colbuf = np.zeros(K * cap, dtype=dt)        # spare columns stay finite (their outputs are dropped)
         tmpbuf = np.empty(F * cap, dtype=dt)
-        for r0, r1 in chunks[wid::workers]:
+        while (c := deal()) is not None:            # whoever is free takes the next chunk
+            r0, r1 = chunks[c]
             ncols = max((r1 - r0) * W, min_cols)
             cols = colbuf[:K * ncols].reshape(K, ncols)
             tmp = tmpbuf[:F * ncols].reshape(F, ncols)

@@ -84,7 +84,8 @@ def test_model_inference_of_a_tile_is_bitwise_the_tile_of_the_whole(monkeypatch)
 
 
 def test_forward_does_not_depend_on_the_thread_count(monkeypatch):
-    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 40)           # 2 rows per chunk: 45 chunks
+    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 40)           # 2 rows per chunk: 45 chunks,
+    monkeypatch.setattr(conv_chunked, "MIN_GEMM_MNK", 1)            # however small the GEMM
     x, w, b = rand((3, 8, 30, 17), 5), rand((16, 8, 3, 3), 6, 0.3), rand((16,), 7)
     before = numba.get_num_threads()
     try:

@@ -6,14 +6,14 @@ Same maths as :mod:`npespcn.functional.conv` (``p = (k - 1) // 2``, ``K = C*k*k`
     x     (N, C, H, W)    w2 = w.reshape(F, K)    b (F,)    out (N, F, H, W)
 
 Stack the images' rows: row ``r = n*H + h`` of the batch. A chunk is a run of stacked rows ``[r0, r1)``
-(``CHUNK_PIXELS`` pixels, whole rows, possibly across images); for every chunk::
+(about ``CHUNK_PIXELS`` pixels, whole rows, possibly across images); for every chunk::
 
     cols  (K, P)   cols[(c*k + i)*k + j, (r - r0)*W + w] = xpad[n, c, h + i, w + j]     (P = pixels)
     tmp   (F, P)   = w2 @ cols                                                        (sgemm)
     out[n, f, h, w] = act(tmp[f, (r - r0)*W + w] + b[f])
 
 The whole-image im2col of :func:`~npespcn.functional.conv.conv2d_forward_reference` is 25x (5x5) or 9x
-(3x3) the input: 530 MB for the 64-channel layer of a 640×360 frame. A chunk's is 9 MB, read back while
+(3x3) the input: 530 MB for the 64-channel layer of a 640×360 frame. A chunk's is 5 MB, read back while
 it is still in cache, and nothing of it is kept. The backward pass recomputes each chunk's columns::
 
     dT    (F, P)   dT[f, (r - r0)*W + w] = dout[n, f, h, w]          db += sum over the chunk of dT
@@ -50,8 +50,8 @@ from ._blas import AVAILABLE as BLAS_CONTROL
 from ._blas import single_threaded_blas
 from .vecmath import tanh32
 
-CHUNK_PIXELS = 4096
-"""Pixels per chunk: the buffers of a 64-channel 3x3 layer then take about 10 MB (fits the L3 cache)."""
+CHUNK_PIXELS = 2048
+"""Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
 
 MIN_GEMM_MNK = 1 << 23
 """Forward GEMMs are padded to at least this M*N*K, above OpenBLAS's small-matrix and direct-sgemm
@@ -200,8 +200,9 @@ def _dealer(n: int):
     return deal
 
 
-def _chunks(N: int, H: int, W: int):
-    rows = max(1, CHUNK_PIXELS // W)
+def _chunks(N: int, H: int, W: int, min_pixels: int = 0):
+    """Runs of whole stacked rows, about ``CHUNK_PIXELS`` pixels each (at least ``min_pixels``)."""
+    rows = max(1, CHUNK_PIXELS // W, -(-min_pixels // W))
     return [(r0, min(N * H, r0 + rows)) for r0 in range(0, N * H, rows)]
 
 
@@ -235,9 +236,9 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity"):
     if code == 2 and dt != np.float32:
         code = _TANH_LIBM
     out = np.empty((N, F, H, W), dtype=dt)
-    chunks = _chunks(N, H, W)
-    workers = _workers(len(chunks))
     min_cols = -(-MIN_GEMM_MNK // (F * K))
+    chunks = _chunks(N, H, W, min_cols)                 # padding needed only if the image is smaller
+    workers = _workers(len(chunks))
     cap = max(max(r1 - r0 for r0, r1 in chunks) * W, min_cols)
 
     deal = _dealer(len(chunks))

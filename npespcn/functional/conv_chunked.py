@@ -174,7 +174,8 @@ def _map_workers(fn, workers: int):
     """``[fn(0), ..., fn(workers - 1)]``, run on a shared thread pool (BLAS single-threaded meanwhile)."""
     global _pool, _pool_size
     if workers == 1:
-        return [fn(0)]
+        with single_threaded_blas():                    # NUMBA_NUM_THREADS=1 means one thread in all
+            return [fn(0)]
     if _pool is None or _pool_size < workers - 1:
         if _pool is not None:
             _pool.shutdown(wait=False)
@@ -207,7 +208,9 @@ def _chunks(N: int, H: int, W: int, min_pixels: int = 0):
 
 
 def _workers(n_chunks: int) -> int:
-    """numba's thread count (``NUMBA_NUM_THREADS``), if BLAS can be kept off its own threads."""
+    """numba's thread count (``NUMBA_NUM_THREADS``), if BLAS can be kept off its own threads.
+
+    Without that control, one worker runs every chunk and BLAS threads the GEMMs its own way."""
     return max(1, min(numba.get_num_threads(), n_chunks)) if BLAS_CONTROL else 1
 
 

@@ -164,3 +164,24 @@ def test_blas_thread_count_is_restored():
     conv2d_act_forward(rand((1, 2, 64, 64)), rand((3, 2, 3, 3)), rand((3,)), "tanh")
     assert getter() == before
     assert math.isfinite(before)
+
+
+def test_training_steps_are_bitwise_reproducible(monkeypatch):
+    """Same seed, same data, same thread count: bitwise the same parameters after a few Adam steps."""
+    from npespcn.optim import Adam
+    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 100)          # several chunks, both workers busy
+    rng = np.random.default_rng(20)
+    x = rng.random((6, 1, 13, 11)).astype(np.float32)
+    t = rng.random((6, 1, 39, 33)).astype(np.float32)
+    finals = []
+    for _ in range(2):
+        m = ESPCN.paper(3, seed=5)
+        opt = Adam(m.params, lr=1e-2)
+        for _ in range(3):
+            loss, dy = F.mse_loss(m.forward(x), t)
+            m.backward(dy)
+            opt.step(m.grads)
+        finals.append({k: v.copy() for k, v in m.params.items()})
+    for k in finals[0]:
+        np.testing.assert_array_equal(finals[0][k], finals[1][k], err_msg=k)
+    assert not np.array_equal(finals[0]["conv1.weight"], ESPCN.paper(3, seed=5).params["conv1.weight"])

@@ -26,9 +26,10 @@ and activation, and from BLAS the same dot product of a row of ``w2`` with its c
 OpenBLAS splits a GEMM's work over rows and columns (never over the summed dimension), its K-blocking
 depends only on K, and every column is computed by the same micro-kernel loop. It does switch to other
 kernels for small products ("small matrix" and "direct" sgemm, below ``M*N*K = 28*512*512``); the
-forward pass never calls it on a product that small: the chunk's GEMM is padded with spare columns up
-to :data:`MIN_GEMM_MNK`. The backward pass needs no such guarantee (only determinism, which holds: the
-reductions over chunks and over pixels run in a fixed order, each ``prange`` owns its outputs).
+forward pass never calls it on a product that small: chunks hold at least ``MIN_GEMM_MNK / (F*K)``
+pixels (:data:`MIN_GEMM_MNK`), and an image smaller than that gets spare columns whose outputs are
+dropped. The backward pass needs no such guarantee, only determinism, which holds: every sum over
+chunks and pixels runs in a fixed order.
 
 Threads: the chunks are dealt to ``numba.get_num_threads()`` worker threads (``NUMBA_NUM_THREADS``),
 on demand in the forward pass, chunk ``c`` to worker ``c % workers`` in the backward pass (its partial

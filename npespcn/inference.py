@@ -16,8 +16,8 @@ float64 (:mod:`npespcn.bicubic`), so uint16 and float images keep their precisio
 
 Tiling: the low-resolution image is cut into ``tile`` x ``tile`` tiles; each is processed with a halo of
 ``max(model.receptive_radius, 2)`` pixels (2 is the bicubic's reach) and only its core is kept. The
-convolutions use :mod:`npespcn.directconv`, whose per-pixel arithmetic does not depend on the array size,
-and everything else is elementwise or position-based, so a tiled result is bitwise equal to the untiled
+convolutions (:meth:`ESPCN.infer`, :mod:`npespcn.functional.conv_chunked`) give a pixel the same bits
+whatever the array size, and everything else is elementwise or position-based, so a tiled result is bitwise equal to the untiled
 one (``tile`` >= the image size). ``tile=None`` picks the largest tile that keeps the working memory of
 one tile near :data:`TILE_BUDGET` bytes.
 """
@@ -34,8 +34,6 @@ from . import pretrained
 from .bicubic import HALO as BICUBIC_HALO
 from .bicubic import bicubic_region
 from .color import _M, _M_INV
-from .directconv import conv2d_direct
-from .layers import Conv2d
 from .model import ESPCN
 
 DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
@@ -203,15 +201,12 @@ def _threads(pixels: int):
 
 
 def network(net: ESPCN, x: np.ndarray) -> np.ndarray:
-    """Run ``net`` on ``x`` (N, C, H, W) with the size-independent direct convolution (inference only)."""
+    """Run ``net`` on ``x`` (N, C, H, W) for inference: :meth:`ESPCN.infer`, whose fused chunked
+    convolution gives every pixel the same bits whatever the tile size (see
+    :mod:`npespcn.functional.conv_chunked`)."""
     out = np.ascontiguousarray(x, dtype=net.dtype)
     with _threads(out.shape[0] * out.shape[2] * out.shape[3]):
-        for layer in net.layers:
-            if isinstance(layer, Conv2d):
-                out = conv2d_direct(out, layer.params["weight"], layer.params["bias"])
-            else:
-                out = layer.forward(out, train=False)
-    return out
+        return net.infer(out)
 
 
 def _lr_to_255(crop, dtype):

@@ -23,8 +23,6 @@ import math
 
 import numba
 import numpy as np
-from scipy.special import erf
-
 from ._backend import resolve
 from .vecmath import tanh32
 
@@ -49,6 +47,7 @@ def check_activation(name) -> str:
 # Reference: NumPy array expressions, one line per formula in the table above.
 # --------------------------------------------------------------------------------------------------
 def _forward_reference(x, name):
+    from scipy.special import erf   # imported here: scipy.special costs ~0.2 s at start-up
     if name == "identity":
         return x.copy()
     if name == "relu":
@@ -60,6 +59,7 @@ def _forward_reference(x, name):
 
 
 def _backward_reference(dout, x, y, name):
+    from scipy.special import erf
     if name == "identity":
         return dout.copy()
     if name == "relu":

@@ -210,27 +210,27 @@ def test_cli_without_data_says_where_it_looked(tmp_path):
 def test_cli_sigkill_then_resume_ends_with_the_same_weights(tmp_path, data_dir):
     """A run killed with SIGKILL in the middle and resumed ends bitwise equal to an uninterrupted one."""
     common = ["--scale", "3", "--data", str(data_dir), "--no-val", "--layers", "3x8,3x4",
-              "--patch-size", "6", "--stride", "1", "--batch-size", "8", "--epochs", "3",
+              "--patch-size", "6", "--stride", "1", "--batch-size", "8", "--epochs", "6",
               "--checkpoint-every", "5", "--subpixel-target", "--seed", "3"]
     straight = _cli(common + ["--out", str(tmp_path / "a")])
     out, err = straight.communicate(timeout=240)
     assert straight.returncode == 0, err
     summary = json.loads(out)                                      # the CLI prints its summary as JSON
-    assert summary["best"]["epoch"] in (1, 2, 3)
+    assert summary["best"]["epoch"] in range(1, 7)
 
     run = _cli(common + ["--out", str(tmp_path / "b")])
     ckpt = tmp_path / "b" / CHECKPOINT
     deadline = time.monotonic() + 120
     while not ckpt.exists() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(np.random.default_rng().uniform(0.05, 1.0))         # any moment after the first checkpoint
+    time.sleep(np.random.default_rng().uniform(0.0, 0.15))         # some moment after the first checkpoint
     assert run.poll() is None, "the run ended before it could be killed; make it longer"
     run.send_signal(signal.SIGKILL)
     run.communicate(timeout=60)
     assert run.returncode == -signal.SIGKILL
     with np.load(ckpt) as z:
         meta = json.loads(str(z["meta"]))
-    assert (meta["epoch"], meta["step"]) < (3, 0)                   # really interrupted
+    assert (meta["epoch"], meta["step"]) < (6, 0)                   # really interrupted
 
     resumed = _cli(["--out", str(tmp_path / "b"), "--resume"])     # settings and folders from the checkpoint
     out, err = resumed.communicate(timeout=240)

@@ -7,7 +7,10 @@
 
 A thin layer over :mod:`npespcn.training`: every option maps to a field of
 :class:`~npespcn.training.TrainConfig`. Errors are one line on stderr and a non-zero exit.
-For small patches one thread per process is fastest: ``NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1``.
+Threads: on the idle 2-core development machine one run went 1.5x faster with two threads than with
+one (paper model, x3, 960 vs 660 patches/s), but two one-thread runs side by side did more work in
+total, and on a busy machine two threads were 10-20x *slower* (threads waiting on each other). To
+run several trainings, give each ``NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1``.
 """
 from __future__ import annotations
 

@@ -51,10 +51,7 @@ def tf_depth_to_space(z: np.ndarray, r: int) -> np.ndarray:
 
 
 def main(argv=None, out_dir=None, fast: bool = False) -> dict:
-    if argv is not None:
-        args = _common.parse_args(argv, __doc__.splitlines()[0])
-        out_dir, fast = args.out if args.out is not None else out_dir, args.fast or fast
-    out = _common.out_folder(out_dir)
+    out, fast = _common.setup(argv, out_dir, fast, __doc__)
     C, r, H, W = 2, 2, 2, 3          # non-square, two image channels: every index gets exercised
     z, labels = labelled_input(C, r, H, W)
     M = C * r * r

@@ -156,10 +156,7 @@ def kernel_pictures(r: int = 2, k: int = 3):
 
 # ---------------------------------------------------------------------------------- main
 def main(argv=None, out_dir=None, fast: bool = False) -> dict:
-    if argv is not None:
-        args = _common.parse_args(argv, __doc__.splitlines()[0])
-        out_dir, fast = args.out if args.out is not None else out_dir, args.fast or fast
-    out = _common.out_folder(out_dir)
+    out, fast = _common.setup(argv, out_dir, fast, __doc__)
     rng = np.random.default_rng(0)
     results = {"cases": []}
     print("LR kernel K (C*r*r, C_in, k, k)  ->  deconvolution kernel D (C_in, C, r*k, r*k):\n"

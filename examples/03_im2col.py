@@ -43,10 +43,7 @@ def copies_per_pixel(H: int, W: int, k: int) -> np.ndarray:
 
 
 def main(argv=None, out_dir=None, fast: bool = False) -> dict:
-    if argv is not None:
-        args = _common.parse_args(argv, __doc__.splitlines()[0])
-        out_dir, fast = args.out if args.out is not None else out_dir, args.fast or fast
-    out = _common.out_folder(out_dir)
+    out, fast = _common.setup(argv, out_dir, fast, __doc__)
     rng = np.random.default_rng(0)
     N, C, H, W, k, F = 1, 2, 4, 5, 3, 3
     p = (k - 1) // 2

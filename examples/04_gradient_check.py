@@ -91,10 +91,7 @@ def directional(model, x, y, grads, rng, eps) -> float:
 
 
 def main(argv=None, out_dir=None, fast: bool = False) -> dict:
-    if argv is not None:
-        args = _common.parse_args(argv, __doc__.splitlines()[0])
-        out_dir, fast = args.out if args.out is not None else out_dir, args.fast or fast
-    out = _common.out_folder(out_dir)
+    out, fast = _common.setup(argv, out_dir, fast, __doc__)
     rng = np.random.default_rng(0)
     r = 3
     configs = [("paper, tanh", ESPCN.paper(r, dtype=np.float64, seed=1)),

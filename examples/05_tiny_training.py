@@ -51,10 +51,7 @@ def super_resolve(model, lr_y):
 
 
 def main(argv=None, out_dir=None, fast: bool = False) -> dict:
-    if argv is not None:
-        args = _common.parse_args(argv, __doc__.splitlines()[0])
-        out_dir, fast = args.out if args.out is not None else out_dir, args.fast or fast
-    out = _common.out_folder(out_dir)
+    out, fast = _common.setup(argv, out_dir, fast, __doc__)
     r, patch = 3, 17
     # --fast (the tests): a slimmer network, fewer steps. Otherwise the paper's 5x5x64, 3x3x32.
     layers, steps, batch = (((5, 16), (3, 8)), 80, 8) if fast else (((5, 64), (3, 32)), 400, 16)

@@ -62,10 +62,7 @@ def maps_grid(maps, title, ncols=8, scale=1, cmap="viridis"):
 
 
 def main(argv=None, out_dir=None, fast: bool = False) -> dict:
-    if argv is not None:
-        args = _common.parse_args(argv, __doc__.splitlines()[0])
-        out_dir, fast = args.out if args.out is not None else out_dir, args.fast or fast
-    out = _common.out_folder(out_dir)
+    out, fast = _common.setup(argv, out_dir, fast, __doc__)
     r = 3
     shipped = WEIGHTS.is_file()
     if shipped:

@@ -48,6 +48,14 @@ def out_folder(out_dir) -> Path:
     return path
 
 
+def setup(argv, out_dir, fast: bool, doc: str):
+    """Resolve an example's ``main`` arguments: ``(output folder, fast)``, from ``argv`` when given."""
+    if argv is not None:
+        args = parse_args(argv, doc.splitlines()[0])
+        out_dir, fast = args.out if args.out is not None else out_dir, args.fast or fast
+    return out_folder(out_dir), fast
+
+
 def run(main) -> None:
     """``if __name__ == "__main__": run(main)``: one-line errors on stderr and exit status 1, no traceback.
 

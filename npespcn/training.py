@@ -22,12 +22,14 @@ optimizer state, schedule, position, history), a JSON-lines log ``log.jsonl`` an
 all written atomically into the output folder. Checkpoints can also be written every N steps.
 
 Reproducibility: the order and augmentation of epoch ``e`` are a pure function of ``(seed, e)``
-(:func:`npespcn.data.epoch_plan`), and the kernels are deterministic for a fixed thread count (every
-numba ``prange`` loop writes its own outputs; the only parallel reduction is the MSE's sum, which
-feeds the reported loss, not the gradient), so a run killed at any moment and resumed from its last
+(:func:`npespcn.data.epoch_plan`), and the kernels are deterministic for a fixed thread count: every
+numba ``prange`` loop writes its own outputs, the MSE is summed serially in one fixed order
+(:mod:`npespcn.functional.loss`), and the only parallel reductions, the convolutions' weight and bias
+gradients, deal chunk ``c`` to worker ``c % workers`` and add the workers' partial sums in worker order
+(:mod:`npespcn.functional.conv_chunked`). So a run killed at any moment and resumed from its last
 checkpoint ends with bitwise the same weights as an uninterrupted run with the same seed on the same
-machine. (Checked on the development machine: 1 and 2 threads gave the same weights too; the
-reported loss differed in its last digits.)
+machine and thread count. A different thread count splits those gradient sums differently, so its
+weights may differ in the last bits.
 """
 from __future__ import annotations
 

@@ -84,3 +84,38 @@ def test_format_is_recognised_by_content_not_by_name(tmp_path):
     assert load_model(tmp_path / "really_pth.pb").activation == "tanh"           # ESPCN-pytorch default
     assert load_model(tmp_path / "really_pb.npz").activation == "relu"           # from the graph's Relu
     assert load_model(tmp_path / "really_npz.pth").activation == "gelu"          # from the npz record
+
+
+def _npz_without(path, field):
+    """An npespcn .npz whose architecture record lacks ``field``."""
+    import json
+    model = ESPCN(3, 1, [[3, 4]], seed=0)
+    record = {"format": "npespcn", "version": 1, **model.arch}
+    del record[field]
+    np.savez(path, __npespcn__=np.array(json.dumps(record)), **model.params)
+    return path
+
+
+def test_npz_override_of_a_field_the_file_holds_must_agree(tmp_path):
+    """An .npz goes through the same override check as .pb and .pth: the message names the file's scale."""
+    ESPCN(3, 1, [[3, 4]], seed=0).save(tmp_path / "x3.npz")
+    with pytest.raises(ValueError, match=r"scale=3, but scale=4 was asked for"):
+        load_model(tmp_path / "x3.npz", scale=4)
+    with pytest.raises(ValueError, match=r"layers=\[\[3, 4\]\], but layers"):
+        load_model(tmp_path / "x3.npz", layers=[(5, 4)])
+    assert load_model(tmp_path / "x3.npz", scale=3, layers=[(3, 4)], activation="relu").activation == "relu"
+
+
+@pytest.mark.parametrize("field", ["layers", "scale", "output_activation"])
+def test_npz_record_missing_a_field_is_a_value_error(tmp_path, field):
+    with pytest.raises(ValueError, match=rf"record lacks \['{field}'\]"):
+        load_model(_npz_without(tmp_path / "bad.npz", field))
+
+
+def test_cli_on_an_npz_record_missing_a_field_is_one_line(tmp_path, capsys):
+    bad = _npz_without(tmp_path / "bad.npz", "layers")
+    assert main([str(bad), str(tmp_path / "out.npz")]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("npespcn.convert: error:") and "lacks ['layers']" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.npz").exists()

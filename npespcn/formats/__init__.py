@@ -23,16 +23,16 @@ What each format determines:
   the activations are not stored, so they default to ESPCN-pytorch's (``activation="tanh"``,
   ``output_activation=None``) unless given as keyword overrides.
 
-``overrides`` may be any of ``scale, channels, layers, activation, output_activation``. For ``.pb`` and ``.pth``
-an override of a field the file determines (scale, channels, layers) must agree with the file; activations
-are replaced. No format is ever read with ``pickle``: see :mod:`npespcn.formats.torch_pth` for why a ``.pth``
+``overrides`` may be any of ``scale, channels, layers, activation, output_activation``. For every format an
+override of a field the file determines (scale, channels, layers) must agree with the file; activations are
+replaced. No format is ever read with ``pickle``: see :mod:`npespcn.formats.torch_pth` for why a ``.pth``
 cannot run code here.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .npz import is_npespcn_npz, load_npz, save_npz
+from .npz import is_npespcn_npz, load_npz, read_npz, save_npz
 
 ACCEPTED = ("npespcn .npz; PyTorch state_dict .pth (torch.save zip format, ESPCN-pytorch keys); "
             "TensorFlow frozen GraphDef .pb of an ESPCN (TF-ESPCN / OpenCV dnn_superres)")
@@ -47,7 +47,9 @@ def _check_overrides(overrides: dict) -> None:
 
 
 def _build(path, arch: dict, params: dict, overrides: dict):
-    """Apply ``overrides`` to an ``arch`` read from a foreign file and load ``params`` into a new ESPCN."""
+    """Apply ``overrides`` to an ``arch`` read from a model file and load ``params`` into a new ESPCN.
+
+    The one override path of every format: scale, channels and layers must agree with ``arch``."""
     from ..model import ESPCN
     for key, value in overrides.items():
         if key in FROM_SHAPES:
@@ -109,7 +111,8 @@ def load_model(path, **overrides):
         raise FileNotFoundError(f"model file not found: {path}")
     _check_overrides(overrides)
     if is_npespcn_npz(path):
-        return load_npz(path, **overrides)
+        arch, params = read_npz(path)
+        return _build(path, arch, params, overrides)
     found = read_foreign(path)
     if found is not None:
         _, arch, params = found

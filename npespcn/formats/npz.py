@@ -22,6 +22,7 @@ import numpy as np
 from ..atomic import atomic_write
 
 ARCH_KEY = "__npespcn__"
+ARCH_FIELDS = ("scale", "channels", "layers", "activation", "output_activation")
 
 
 def save_npz(model, path) -> None:
@@ -42,18 +43,35 @@ def is_npespcn_npz(path) -> bool:
         return False
 
 
-def load_npz(path, **overrides):
-    """Build the ESPCN stored in ``path``. ``overrides`` replace architecture fields (rarely needed)."""
-    from ..model import ESPCN
+def read_npz(path) -> tuple[dict, dict]:
+    """``(arch, params)`` stored in ``path``: the architecture record's fields and the named arrays.
+
+    Raises ``ValueError`` for an unreadable file or an architecture record that is not npespcn's or lacks a
+    field.
+    """
     try:
         with np.load(path, allow_pickle=False) as data:
-            arch = json.loads(str(data[ARCH_KEY]))
+            record = json.loads(str(data[ARCH_KEY]))
             params = {k: data[k] for k in data.files if k != ARCH_KEY}
     except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError,
             NotImplementedError, RuntimeError, zlib.error, struct.error) as e:  # corrupt zip headers raise these
         raise ValueError(f"{path}: not a readable npespcn .npz model ({type(e).__name__}: {e})") from None
-    if arch.get("format") != "npespcn":
+    if not isinstance(record, dict) or record.get("format") != "npespcn":
         raise ValueError(f"{path}: the architecture record is not npespcn's")
-    arch = {k: arch[k] for k in ("scale", "channels", "layers", "activation", "output_activation")}
-    arch.update(overrides)
-    return ESPCN(**arch).load_params(params)
+    missing = [k for k in ARCH_FIELDS if k not in record]
+    if missing:
+        raise ValueError(f"{path}: the architecture record lacks {missing}")
+    arch = {k: record[k] for k in ARCH_FIELDS}
+    return arch, params
+
+
+def load_npz(path, **overrides):
+    """Build the ESPCN stored in ``path``.
+
+    ``overrides`` are treated as by :func:`npespcn.formats.load_model`: ``scale``, ``channels`` and ``layers``
+    must agree with the file (``ValueError`` naming what the file holds otherwise); activations are replaced.
+    """
+    from . import _build, _check_overrides
+    _check_overrides(overrides)
+    arch, params = read_npz(path)
+    return _build(path, arch, params, overrides)

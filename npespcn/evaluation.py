@@ -21,9 +21,10 @@ import numpy as np
 from PIL import Image
 
 from .color import rgb_to_y
+from .imageio import SUFFIXES
 from .metrics import psnr, ssim
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = SUFFIXES                    # every format npespcn reads
 
 
 def list_images(folder) -> list[Path]:

@@ -15,33 +15,30 @@ rounding and clipping (integers) or clipping to [0, 1] (floats). Bicubic is Pill
 float64 (:mod:`npespcn.bicubic`), so uint16 and float images keep their precision.
 
 Tiling: the low-resolution image is cut into ``tile`` x ``tile`` tiles; each is processed with a halo of
-``max(model.receptive_radius, 2)`` pixels (2 is the bicubic's reach) and only its core is kept. The
-convolutions (:meth:`ESPCN.infer`, :mod:`npespcn.functional.conv_chunked`) give a pixel the same bits
-whatever the array size, and everything else is elementwise or position-based, so a tiled result is bitwise equal to the untiled
-one (``tile`` >= the image size). ``tile=None`` picks the largest tile that keeps the working memory of
+``max(model.receptive_radius, 2)`` pixels (2 is the bicubic's reach) and only its core is kept. With the
+default numba backend the convolutions (:meth:`ESPCN.infer`, :mod:`npespcn.functional.conv_chunked`) give
+a pixel the same bits whatever the array size, and everything else is elementwise or position-based, so a
+tiled result is bitwise equal to the untiled one (``tile`` >= the image size). (The NumPy reference
+backend, one GEMM per image, agrees only to float rounding.) ``tile=None`` picks the largest tile that keeps the working memory of
 one tile near :data:`TILE_BUDGET` bytes.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 
-import numba
 import numpy as np
 
 from . import pretrained
 from .bicubic import HALO as BICUBIC_HALO
 from .bicubic import bicubic_region
-from .color import _M, _M_INV
+from .color import _M, _M_INV, _OFFSET
 from .model import ESPCN
 
 DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 TILE_BUDGET = 24 * 2 ** 20
 MIN_TILE = 32
-SERIAL_BELOW = 96 * 96         # tiles with fewer low-resolution pixels (halo included) run on one thread
-_PIL_MODES = {"L": "grey uint8", "RGB": "RGB uint8", "RGBA": "RGBA uint8", "I;16": "grey uint16",
-              "F": "grey float32 in [0, 1]"}
+_PIL_MODES = ("L", "RGB", "RGBA", "I;16", "F")
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -97,15 +94,6 @@ def _from_pil(image):
     if mode == "I;16":
         arr = arr.astype(np.uint16)
     return arr, mode
-
-
-def _to_pil(arr, mode):
-    from PIL import Image
-    if mode == "I;16":
-        return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint16))
-    if mode == "F":
-        return Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32))
-    return Image.fromarray(np.ascontiguousarray(arr))          # L, RGB or RGBA from the shape
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -185,28 +173,11 @@ def auto_tile(net: ESPCN, budget: int = TILE_BUDGET) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- compute
-@contextlib.contextmanager
-def _threads(pixels: int):
-    """Run small tiles on one thread: starting the numba thread pool for a few hundred pixels costs more
-    than it saves (and much more on a busy machine). The results do not depend on the thread count."""
-    if pixels >= SERIAL_BELOW:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
-
-
 def network(net: ESPCN, x: np.ndarray) -> np.ndarray:
     """Run ``net`` on ``x`` (N, C, H, W) for inference: :meth:`ESPCN.infer`, whose fused chunked
     convolution gives every pixel the same bits whatever the tile size (see
     :mod:`npespcn.functional.conv_chunked`)."""
-    out = np.ascontiguousarray(x, dtype=net.dtype)
-    with _threads(out.shape[0] * out.shape[2] * out.shape[3]):
-        return net.infer(out)
+    return net.infer(x)
 
 
 def _lr_to_255(crop, dtype):
@@ -230,7 +201,7 @@ def _from_255(v, dtype):
 def _rgb_to_ycc(rgb):
     """Elementwise BT.601 (same numbers as :func:`npespcn.color.rgb_to_ycbcr`, no size-dependent BLAS)."""
     R, G, B = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    return [off + m[0] * R + m[1] * G + m[2] * B for m, off in zip(_M, (16.0, 128.0, 128.0))]
+    return [off + m[0] * R + m[1] * G + m[2] * B for m, off in zip(_M, _OFFSET)]
 
 
 def _ycc_to_rgb(y, cb, cr):
@@ -325,7 +296,10 @@ def upscale(image, scale: int = 3, model=None, tile: int | None = None, clip: bo
     out = np.empty(shape, dtype=dtype)
     for _ in bands(out):                              # each band is written in place into out
         pass
-    return _to_pil(out, pil_mode) if pil_mode else out
+    if pil_mode:
+        from .imageio import to_pil          # imported here: plain-array callers need no PIL
+        return to_pil(out)
+    return out
 
 
 def upscale_bands(image, scale: int = 3, model=None, tile: int | None = None, clip: bool = False,

@@ -55,12 +55,11 @@ def table(results) -> str:
 def run(args) -> int:
     from .evaluation import evaluate, list_images
     from .inference import check_scale, resolve_model
-    from .pretrained import NAMES
+    from .pretrained import DEFAULT
     for d in args.data:
         list_images(d)                                           # fail early on a bad folder
-    is_file_model = args.model is not None and args.model.lower() not in NAMES and not args.bicubic_only
-    if args.scale is None:
-        scales = [resolve_model(args.model, None).scale] if is_file_model else [3]
+    if args.scale is None:                  # a model file knows its scale; shipped names default to 3
+        scales = [3] if args.bicubic_only else [resolve_model(args.model, None).scale]
     else:
         scales = [check_scale(s) for s in args.scale]
     # resolve every model before the long work starts: a missing file fails now, not after an hour
@@ -70,7 +69,7 @@ def run(args) -> int:
         for s in scales:
             res = evaluate(models[s], d, s, tile=args.tile)
             res["data"] = Path(d).name or str(d)
-            res["model"] = None if args.bicubic_only else (args.model or "espcn")
+            res["model"] = None if args.bicubic_only else (args.model or DEFAULT)
             results.append(res)
     if args.json:
         print(json.dumps(results, indent=2))

@@ -80,7 +80,7 @@ def build_parser() -> OneLineParser:
                                 epilog="Exit status: 0 all written, 1 some files failed, 2 usage error.")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("-o", "--out", help="output file (one input only; with --demo: the demo PNG)")
+    where.add_argument("-o", "--out", help="output file (one input only; with --demo: the demo PNG, replaced if it exists)")
     where.add_argument("--out-dir", help="folder for the outputs (same file names)")
     p.add_argument("--scale", type=int, default=None,
                    help="upscale factor (default: the model file's, else 3)")

@@ -88,7 +88,9 @@ def run_demo(out="espcn_demo.png", scale: int = 3, model=None, tile=None) -> dic
     dict ``{"bicubic_psnr", "espcn_psnr", "out", "scale"}``.
     Raises the errors of :func:`npespcn.upscale` (e.g. a missing shipped model, naming the file).
     """
-    from .evaluation import bicubic_upscale8, degrade, score
+    from .color import rgb_to_y
+    from .evaluation import bicubic_upscale8, degrade
+    from .metrics import psnr
     from .imageio import format_for, write_image
     from .inference import check_scale, resolve_model, upscale
     scale = check_scale(scale)
@@ -97,7 +99,8 @@ def run_demo(out="espcn_demo.png", scale: int = 3, model=None, tile=None) -> dic
     hr, lr = degrade(test_chart(), scale)
     bic = bicubic_upscale8(lr, scale)
     sr = upscale(lr, scale, net, tile=tile)
-    p_bic, p_sr = score(hr, bic, scale)[0], score(hr, sr, scale)[0]
+    y_hr = rgb_to_y(hr)
+    p_bic, p_sr = (psnr(y_hr, rgb_to_y(x), border=scale) for x in (bic, sr))
     picture = side_by_side([bic, sr, hr], [f"bicubic x{scale}: {p_bic:.2f} dB",
                                           f"ESPCN x{scale}: {p_sr:.2f} dB", "original"])
     write_image(out, picture)
@@ -114,12 +117,14 @@ def main(argv=None) -> int:
 
 
 def demo_command(out, scale, model, prog="npespcn.upscale", tile=None) -> int:
-    """The CLI face of :func:`run_demo`: prints the PSNRs, or one error line; returns the exit code."""
+    """The CLI face of :func:`run_demo`: prints the PSNRs, or one error line; returns the exit code
+    (0, or 2 for a bad scale, a missing model or an unwritable output, as for the upscale CLI's usage
+    errors). The demo picture is npespcn's own output and is replaced if it exists."""
     try:
         res = run_demo(out, scale, model, tile=tile)
     except (ValueError, TypeError, OSError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1
+        return 2
     print(f"test chart, x{res['scale']}, PSNR on Y: bicubic {res['bicubic_psnr']:.2f} dB, "
           f"ESPCN {res['espcn_psnr']:.2f} dB")
     print(f"wrote {res['out']} (bicubic | ESPCN | original)")

@@ -66,9 +66,3 @@ def available() -> list[str]:
                       if any(p.name == filename(n, s) for n in NAMES for s in SCALES))
     except OSError:                                            # pragma: no cover - unreadable folder
         return []
-
-
-def load_shipped(name: str = DEFAULT, scale: int = 3):
-    """Load the shipped model ``name`` at ``scale`` (an :class:`~npespcn.model.ESPCN`)."""
-    from .formats import load_model
-    return load_model(shipped_path(name, scale))

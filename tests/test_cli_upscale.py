@@ -170,7 +170,7 @@ def test_demo_writes_a_side_by_side_and_prints_both_psnrs(tmp_path, monkeypatch,
 
 def test_demo_without_shipped_weights_fails_clearly(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(pretrained, "weights_dir", lambda: tmp_path)
-    assert main(["--demo", "--out", str(tmp_path / "demo.png")]) != 0
+    assert main(["--demo", "--out", str(tmp_path / "demo.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "espcn_x3.npz" in err
     assert not (tmp_path / "demo.png").exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli_common import OneLineParser
 from .formats import load_model
 from .functional import ACTIVATIONS
 
@@ -32,8 +33,8 @@ def _none_or(name):
     return None if name in ("none", "None") else name
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m npespcn.convert", description=__doc__.split("\n\n")[0])
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m npespcn.convert", description=__doc__.split("\n\n")[0])
     p.add_argument("src", help="model file: .pb (TensorFlow frozen graph), .pth (PyTorch state_dict) or .npz")
     p.add_argument("dst", help="output npespcn .npz")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS),

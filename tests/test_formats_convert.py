@@ -119,3 +119,13 @@ def test_cli_on_an_npz_record_missing_a_field_is_one_line(tmp_path, capsys):
     assert err.startswith("npespcn.convert: error:") and "lacks ['layers']" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("args", [[], ["a.pth"], ["a.pth", "b.npz", "--activation", "nope"],
+                                  ["a.pth", "b.npz", "--scale", "three"]])
+def test_cli_bad_command_line_is_one_line_with_exit_2(capsys, args):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m npespcn.convert: error:") and len(err.strip().splitlines()) == 1

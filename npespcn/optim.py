@@ -62,13 +62,13 @@ class Optimizer:
 
     def step(self, grads) -> None:
         """Update every parameter in place from ``grads`` (same keys as the parameters)."""
-        grads = self._grads(grads)
+        grads = {k: np.asarray(g) for k, g in self._grads(grads).items()}
+        for name, p in self.params.items():             # check everything before changing anything
+            if grads[name].shape != p.shape:
+                raise ValueError(f"gradient {name!r} has shape {grads[name].shape}, parameter has {p.shape}")
         self.steps += 1
         for name, p in self.params.items():
-            g = np.asarray(grads[name])
-            if g.shape != p.shape:
-                raise ValueError(f"gradient {name!r} has shape {g.shape}, parameter has {p.shape}")
-            self._update(name, p, g.astype(p.dtype, copy=False), self.lr * self.lr_mult.get(name, 1.0))
+            self._update(name, p, grads[name].astype(p.dtype, copy=False), self.lr * self.lr_mult.get(name, 1.0))
 
     def _update(self, name, p, g, lr):  # pragma: no cover - interface
         raise NotImplementedError

@@ -190,3 +190,12 @@ def test_numpy_scalar_learning_rate_is_accepted_and_bool_refused():
     np.testing.assert_array_equal(p["w"], np.full(3, 0.5, np.float32))
     with pytest.raises(ValueError, match="learning rate"):
         SGD(p, True)
+
+
+def test_a_bad_gradient_changes_nothing():
+    p = {"a": np.ones(2, np.float32), "b": np.ones(3, np.float32)}
+    opt = Adam(p, 0.1)
+    with pytest.raises(ValueError, match="gradient 'b' has shape"):
+        opt.step({"a": np.ones(2, np.float32), "b": np.ones(4, np.float32)})
+    np.testing.assert_array_equal(p["a"], np.ones(2, np.float32))
+    assert opt.steps == 0 and opt.state["a"] == {}

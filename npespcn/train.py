@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
+
+from .cli_common import OneLineParser
 
 
 def _layers(text: str):
@@ -30,9 +31,9 @@ def _layers(text: str):
         raise argparse.ArgumentTypeError(f"--layers expects KxF pairs like 5x64,3x32, got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m npespcn.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m npespcn.train", description=__doc__.split("\n\n")[0],
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--scale", type=int, default=3, help="upscale factor r")
     p.add_argument("--arch", choices=("paper", "seven"), default="paper",
                    help="paper: 5x5x64, 3x3x32, tanh; seven: 5x5x64, 3x3x64, 3x(3x3x32), relu")

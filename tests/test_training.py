@@ -207,6 +207,15 @@ def test_cli_without_data_says_where_it_looked(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_bad_option_is_one_line(capsys):
+    from npespcn.train import main
+    with pytest.raises(SystemExit) as e:
+        main(["--layers", "5y64"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--layers expects KxF pairs" in err and "usage" not in err
+
+
 def test_cli_sigkill_then_resume_ends_with_the_same_weights(tmp_path, data_dir):
     """A run killed with SIGKILL in the middle and resumed ends bitwise equal to an uninterrupted one."""
     common = ["--scale", "3", "--data", str(data_dir), "--no-val", "--layers", "3x8,3x4",

@@ -361,9 +361,12 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
 _KEY = re.compile(r"^(first_part|last_part)\.(\d+)\.(weight|bias)$")
 
 
-def espcn_from_state_dict(sd: dict, activation: str | None = None,
-                          output_activation: str | None = DEFAULT_OUTPUT_ACTIVATION) -> tuple[dict, dict]:
-    """ESPCN-pytorch keys -> ``(arch, params)`` in npespcn's naming (``conv1.weight``, ...)."""
+def espcn_from_state_dict(sd: dict) -> tuple[dict, dict]:
+    """ESPCN-pytorch keys -> ``(arch, params)`` in npespcn's naming (``conv1.weight``, ...).
+
+    The file stores no activations, so ``arch`` holds ESPCN-pytorch's (:data:`DEFAULT_ACTIVATION`,
+    :data:`DEFAULT_OUTPUT_ACTIVATION`); :func:`npespcn.formats.load_model` replaces them with any override.
+    """
     convs = {}
     for k, v in sd.items():
         m = _KEY.match(k) if isinstance(k, str) else None
@@ -401,6 +404,5 @@ def espcn_from_state_dict(sd: dict, activation: str | None = None,
     if params[f"conv{len(order)}.weight"].shape[2] != 3:
         raise ValueError("last_part.0 must be a 3x3 convolution")
     arch = {"scale": r, "channels": int(channels), "layers": layers,
-            "activation": DEFAULT_ACTIVATION if activation is None else activation,
-            "output_activation": output_activation}
+            "activation": DEFAULT_ACTIVATION, "output_activation": DEFAULT_OUTPUT_ACTIVATION}
     return arch, params

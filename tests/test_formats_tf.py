@@ -2,6 +2,7 @@
 agreement with OpenCV's dnn on the published TF-ESPCN models."""
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import _formats_writers as W
 from npespcn import ESPCN, load_model
 from npespcn.formats.protobuf import ProtobufError, iter_fields, read_varint
-from npespcn.formats.tf_graphdef import parse_graphdef, read_graphdef
+from npespcn.formats.tf_graphdef import decode_tensor, parse_graphdef, read_graphdef
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "opencv_espcn.npz"
 
@@ -50,6 +51,33 @@ def test_parse_graphdef_decodes_names_ops_inputs_and_attributes():
                                                          ("c", "Conv2D", ["x", "k:0"])]
     np.testing.assert_array_equal(nodes[1].attrs["value"], np.arange(6, dtype=np.float32).reshape(1, 2, 3))
     assert nodes[2].attrs == {"padding": "SAME", "strides": [1, 2, 3, 4]}
+
+
+def _double_tensor(shape, payload: bytes) -> bytes:
+    """TensorProto of dtype 2 (DT_DOUBLE), ``shape``, then ``payload`` (the value fields)."""
+    dims = b"".join(W.f_len(2, W.f_varint(1, d)) for d in shape)
+    return W.f_varint(1, 2) + W.f_len(2, dims) + payload
+
+
+def _double_val_unpacked(x: float) -> bytes:
+    """One ``double_val`` (field 6) as wire type I64: key (6 << 3) | 1, then 8 little-endian bytes."""
+    return W.varint(6 << 3 | 1) + struct.pack("<d", x)
+
+
+def test_double_val_is_read_packed_and_unpacked():
+    """proto3 writes repeated doubles packed, but a parser must accept the unpacked I64 form too
+    (protobuf.dev "Packed Repeated Fields"); it used to be skipped, leaving a constant of zeros."""
+    values = [1.5, -2.25, 1e-300]
+    unpacked = _double_tensor([3], b"".join(_double_val_unpacked(v) for v in values))
+    packed = _double_tensor([3], W.f_len(6, struct.pack("<3d", *values)))
+    splat = _double_tensor([2, 2], _double_val_unpacked(0.75))
+    for data in (unpacked, packed):
+        out = decode_tensor(data)
+        assert out.dtype == np.float64
+        np.testing.assert_array_equal(out, values)
+    np.testing.assert_array_equal(decode_tensor(splat), np.full((2, 2), 0.75))
+    with pytest.raises(ProtobufError, match="double_val with wire type 5"):
+        decode_tensor(_double_tensor([1], W.varint(6 << 3 | 5) + b"\0\0\0\0"))
 
 
 # ------------------------------------------------------------------------------------------ conversion

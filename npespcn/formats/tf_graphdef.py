@@ -35,11 +35,12 @@ NHWC), ``Add``/``AddV2``/``BiasAdd`` with a constant bias, ``Relu``/``Tanh``, ``
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .protobuf import (I32, LEN, VARINT, ProtobufError, as_float, as_int64, as_str, iter_fields,
+from .protobuf import (I32, I64, LEN, VARINT, ProtobufError, as_float, as_int64, as_str, iter_fields,
                        packed_floats, packed_varints)
 
 # TensorFlow DataType enum (types.proto) -> NumPy dtype, for the constants an ESPCN graph holds.
@@ -92,6 +93,10 @@ def decode_tensor(buf) -> np.ndarray:
             if len(v) % 8:
                 raise ProtobufError("packed doubles: length is not a multiple of 8")
             values.extend(np.frombuffer(bytes(v), "<f8"))
+        elif f == 6 and w == I64:                      # double_val, one I64 per element (unpacked)
+            values.append(struct.unpack("<d", v)[0])
+        elif f == 6:
+            raise ProtobufError(f"double_val with wire type {w}; expected packed (2) or 64-bit (1)")
         elif f in (7, 10):                             # int_val / int64_val: packed or one varint each
             values.extend(packed_varints(v) if w == LEN else [as_int64(v)])
     if dtype_enum not in TF_DTYPES:

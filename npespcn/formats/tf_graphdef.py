@@ -329,7 +329,7 @@ def _assemble(steps) -> tuple[dict, dict]:
         raise ValueError(f"after DepthToSpace only one activation and the NCHW Transpose are accepted, got "
                          f"{[s[0] for s in after]}")
 
-    params, channels, c_in = {}, None, None
+    params, layers, channels, c_in = {}, [], None, None
     for i, ((_, name, w, b), _) in enumerate(groups, start=1):
         k_h, k_w, cin, cout = w.shape
         if k_h != k_w or k_h % 2 == 0:
@@ -344,6 +344,8 @@ def _assemble(steps) -> tuple[dict, dict]:
             raise ValueError(f"Conv2D {name!r}: bias of shape {b.shape}, expected ({cout},)")
         params[f"conv{i}.weight"] = np.ascontiguousarray(w.transpose(3, 2, 0, 1), dtype=np.float32)
         params[f"conv{i}.bias"] = np.asarray(b, dtype=np.float32)
+        if i < len(groups):                            # hidden layer: [kernel size, filters]
+            layers.append([int(k_h), int(cout)])
         c_in = cout
     last = f"conv{len(groups)}"
     if r < 1 or c_in != channels * r * r:
@@ -355,8 +357,6 @@ def _assemble(steps) -> tuple[dict, dict]:
     from ..functional import tf_to_torch_channel_order
     params[f"{last}.weight"] = np.ascontiguousarray(tf_to_torch_channel_order(params[f"{last}.weight"], r))
     params[f"{last}.bias"] = np.ascontiguousarray(tf_to_torch_channel_order(params[f"{last}.bias"], r))
-    layers = [[int(p.shape[2]), int(p.shape[0])] for k, p in params.items()
-              if k.endswith(".weight") and not k.startswith(last + ".")]
     arch = {"scale": int(r), "channels": int(channels), "layers": layers, "activation": hidden_acts.pop(),
             "output_activation": out_acts[0] if out_acts else None}
     return arch, params

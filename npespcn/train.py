@@ -15,6 +15,7 @@ run several trainings, give each ``NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -65,7 +66,8 @@ def build_parser() -> OneLineParser:
                    help="the paper's trick: train against the inverse-shuffled target, skip the shuffle")
     p.add_argument("--loss-border", type=int, default=0,
                    help="LR pixels on each side of a patch left out of the loss (their outputs see the zero padding)")
-    p.add_argument("--checkpoint-every", type=int, default=200, help="also checkpoint every N steps (0: off)")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="also checkpoint every N steps (0: off; default 200; with --resume: the checkpoint's)")
     p.add_argument("--out", type=Path, default=Path("runs") / "espcn", help="output folder")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.npz with its settings and folders (only --epochs, "
@@ -116,28 +118,31 @@ def _run(args) -> int:
         if not ckpt.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
         meta = read_checkpoint_meta(ckpt)
-        cfg = TrainConfig.from_dict(meta["config"])
-        cfg.epochs = args.epochs or cfg.epochs
-        cfg.checkpoint_every = args.checkpoint_every
+        # replace() runs TrainConfig's checks again on what the command line changes.
+        cfg = dataclasses.replace(
+            TrainConfig.from_dict(meta["config"]),
+            **{name: value for name, value in (("epochs", args.epochs), ("checkpoint_every", args.checkpoint_every))
+               if value is not None})
         info = meta.get("info") or {}
         args.data = args.data or (Path(info["data"]) if info.get("data") else None)
         args.val = args.val or (Path(info["val"]) if info.get("val") else None)
         args.no_val = args.no_val or info.get("val", "") is None
+    else:
+        cfg = TrainConfig(scale=args.scale, arch=args.arch, layers=args.layers, activation=args.activation,
+                          epochs=100 if args.epochs is None else args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          optimizer=args.optimizer, momentum=args.momentum, last_lr_mult=args.last_lr_mult,
+                          schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, seed=args.seed,
+                          patch_size=args.patch_size, stride=args.stride, augment=not args.no_augment,
+                          rescale=[float(f) for f in args.rescale.split(",") if f.strip()],
+                          subpixel_target=args.subpixel_target,
+                          checkpoint_every=200 if args.checkpoint_every is None else args.checkpoint_every,
+                          loss_border=args.loss_border)
     data, looked = datasets.find_training_data(args.data)
     if data is None:
         raise FileNotFoundError(
             f"no training images found (looked in: {', '.join(looked)}). Get T91 with "
             f"'python -m npespcn.train --download' (into {datasets.cache_dir()}), or pass --data DIR or set "
             f"NPESPCN_DATA to a folder of PNG/JPEG/BMP images")
-    if not args.resume:
-        cfg = TrainConfig(scale=args.scale, arch=args.arch, layers=args.layers, activation=args.activation,
-                          epochs=args.epochs or 100, batch_size=args.batch_size, lr=args.lr,
-                          optimizer=args.optimizer, momentum=args.momentum, last_lr_mult=args.last_lr_mult,
-                          schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, seed=args.seed,
-                          patch_size=args.patch_size, stride=args.stride, augment=not args.no_augment,
-                          rescale=[float(f) for f in args.rescale.split(",") if f.strip()],
-                          subpixel_target=args.subpixel_target, checkpoint_every=args.checkpoint_every,
-                          loss_border=args.loss_border)
     t0 = time.perf_counter()
     patches = build_patches(find_images(data), cfg.scale, cfg.patch_size, cfg.stride, cfg.rescale)
     val_images, val_name = None, "val"

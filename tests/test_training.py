@@ -216,6 +216,23 @@ def test_cli_bad_option_is_one_line(capsys):
     assert err.count("\n") == 1 and "--layers expects KxF pairs" in err and "usage" not in err
 
 
+def test_cli_epochs_and_checkpoint_every_are_validated_and_kept_on_resume(tmp_path, data_dir, capsys):
+    from npespcn.train import main
+    from npespcn.training import read_checkpoint_meta
+    common = ["--data", str(data_dir), "--no-val", "--quiet", "--layers", "3x8,3x4", "--patch-size", "6",
+              "--stride", "4", "--batch-size", "8"]
+    out = tmp_path / "run"
+    assert main(common + ["--epochs", "0", "--out", str(out)]) == 1          # not silently 100 epochs
+    assert "epochs must be >= 1, got 0" in capsys.readouterr().err
+    assert main(common + ["--epochs", "1", "--checkpoint-every", "0", "--out", str(out)]) == 0
+    for bad, what in ((["--epochs", "-1"], "epochs"), (["--checkpoint-every", "-3"], "checkpoint_every")):
+        assert main(["--out", str(out), "--resume", *bad]) == 1
+        assert f"{what} must be >= " in capsys.readouterr().err
+    assert main(["--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 0
+    cfg = read_checkpoint_meta(out / CHECKPOINT)["config"]
+    assert (cfg["epochs"], cfg["checkpoint_every"]) == (2, 0)                # the run's 0, not the CLI's 200
+
+
 def test_cli_sigkill_then_resume_ends_with_the_same_weights(tmp_path, data_dir):
     """A run killed with SIGKILL in the middle and resumed ends bitwise equal to an uninterrupted one."""
     common = ["--scale", "3", "--data", str(data_dir), "--no-val", "--layers", "3x8,3x4",

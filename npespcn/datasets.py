@@ -50,11 +50,12 @@ def cache_dir() -> Path:
     return Path(base) / "npespcn"
 
 
-def find_training_data(data=None):
+def find_training_data(data=None, with_images: bool = False):
     """Where the training images are: ``(folder or None, [places looked])``.
 
     ``data`` if given, else ``$NPESPCN_DATA``, else ``<cache>/T91``; the first folder holding at least one
-    PNG/JPEG/BMP image (searched recursively) wins.
+    PNG/JPEG/BMP image (searched recursively) wins. With ``with_images``, returns
+    ``(folder or None, [its images] or None, [places looked])``, so the caller need not walk it again.
     """
     from .data import find_images
     if data is not None:
@@ -64,9 +65,10 @@ def find_training_data(data=None):
     looked = []
     for c in cands:
         looked.append(str(c))
-        if c.is_dir() and find_images(c):
-            return c, looked
-    return None, looked
+        images = find_images(c) if c.is_dir() else []
+        if images:
+            return (c, images, looked) if with_images else (c, looked)
+    return (None, None, looked) if with_images else (None, looked)
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:

@@ -108,7 +108,7 @@ def _run(args) -> int:
             print(f"{name}: {folder}")
         return 0
 
-    from .data import build_patches, find_images
+    from .data import build_patches
     from .training import (CHECKPOINT, NonFiniteLoss, Trainer, TrainConfig, load_validation_set,
                            read_checkpoint_meta)
 
@@ -137,14 +137,14 @@ def _run(args) -> int:
                           subpixel_target=args.subpixel_target,
                           checkpoint_every=200 if args.checkpoint_every is None else args.checkpoint_every,
                           loss_border=args.loss_border)
-    data, looked = datasets.find_training_data(args.data)
+    data, images, looked = datasets.find_training_data(args.data, with_images=True)
     if data is None:
         raise FileNotFoundError(
             f"no training images found (looked in: {', '.join(looked)}). Get T91 with "
             f"'python -m npespcn.train --download' (into {datasets.cache_dir()}), or pass --data DIR or set "
             f"NPESPCN_DATA to a folder of PNG/JPEG/BMP images")
     t0 = time.perf_counter()
-    patches = build_patches(find_images(data), cfg.scale, cfg.patch_size, cfg.stride, cfg.rescale)
+    patches = build_patches(images, cfg.scale, cfg.patch_size, cfg.stride, cfg.rescale)
     val_images, val_name = None, "val"
     if not args.no_val:
         val = args.val or _default_val(data)

@@ -98,6 +98,8 @@ def test_download_all_into_the_cache(server, tmp_path, monkeypatch):
     # the trainer finds T91 there
     monkeypatch.delenv("NPESPCN_DATA", raising=False)
     assert datasets.find_training_data() == (tmp_path / "cache" / "T91", [str(tmp_path / "cache" / "T91")])
+    folder, images, looked = datasets.find_training_data(with_images=True)   # the list, not walked twice
+    assert folder == tmp_path / "cache" / "T91" and len(images) == 91 and looked == [str(folder)]
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "truncate"])

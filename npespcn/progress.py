@@ -35,10 +35,12 @@ class Progress:
     refresh : redraws per second at most (terminal mode)
     log_every : seconds between plain lines (non-terminal mode)
     clock : callable returning seconds (tests pass a fake)
+    disabled : count but never write (``--quiet``), so callers need no guards
     """
 
     def __init__(self, total: int, desc: str = "", stream=None, width: int = 20, refresh: float = 10.0,
-                 log_every: float = 30.0, start: int = 0, clock=time.monotonic):
+                 log_every: float = 30.0, start: int = 0, clock=time.monotonic,
+                 disabled: bool = False):
         if total < 0 or start < 0:
             raise ValueError(f"total and start must be >= 0, got {total}, {start}")
         self.total, self.desc, self.width = int(total), desc, int(width)
@@ -48,7 +50,7 @@ class Progress:
         self.done = self.start = int(start)
         self.t0 = self._last = clock()
         self.loss = float("nan")
-        self._closed = False
+        self._closed = self.disabled = bool(disabled)
 
     @property
     def rate(self) -> float:
@@ -75,6 +77,8 @@ class Progress:
         self.done = min(self.total, self.done + int(n))
         if loss is not None:
             self.loss = float(loss)
+        if self.disabled:
+            return
         now = self.clock()
         if self.tty and now - self._last >= 1.0 / self.refresh:
             self.stream.write("\r" + self.line())

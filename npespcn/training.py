@@ -338,7 +338,7 @@ class Trainer:
         while self.epoch < cfg.epochs:
             order, ops, steps = epoch_plan(n, cfg.batch_size, cfg.seed, self.epoch, cfg.augment)
             bar = Progress(n, f"epoch {self.epoch + 1}/{cfg.epochs}", stream=self.stream,
-                           start=min(n, self.step_in_epoch * cfg.batch_size))
+                           start=min(n, self.step_in_epoch * cfg.batch_size), disabled=self.quiet)
             t0 = epoch_t0 = time.perf_counter()
             while self.step_in_epoch < steps:
                 idx = order[self.step_in_epoch * cfg.batch_size:(self.step_in_epoch + 1) * cfg.batch_size]
@@ -357,8 +357,7 @@ class Trainer:
                 self.loss_count += len(idx)
                 self.step_in_epoch += 1
                 steps_done += 1
-                if not self.quiet:
-                    bar.update(len(idx), self.loss_sum / self.loss_count)
+                bar.update(len(idx), self.loss_sum / self.loss_count)
                 if cfg.checkpoint_every and self.step_in_epoch % cfg.checkpoint_every == 0 \
                         and self.step_in_epoch < steps:
                     self.elapsed += time.perf_counter() - t0
@@ -394,7 +393,6 @@ class Trainer:
         self.step_in_epoch, self.loss_sum, self.loss_count = 0, 0.0, 0
         self.checkpoint()
         self._write_log()
-        if not self.quiet:
-            suffix = (f"{self.val_name} PSNR {row['psnr']:.3f} dB SSIM {row['ssim']:.4f}"
-                      f"{'  (best)' if better else ''}") if "psnr" in row else ""
-            bar.close(suffix)
+        suffix = (f"{self.val_name} PSNR {row['psnr']:.3f} dB SSIM {row['ssim']:.4f}"
+                  f"{'  (best)' if better else ''}") if "psnr" in row else ""
+        bar.close(suffix)

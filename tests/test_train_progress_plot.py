@@ -47,6 +47,15 @@ def test_plain_lines_when_not_a_terminal():
     assert len(lines) == 2 and lines[1].endswith("Set5 PSNR 30.000 dB")
 
 
+def test_disabled_bar_counts_but_writes_nothing():
+    clock, out = _Clock(), _TTY()
+    bar = Progress(100, "epoch 1/1", stream=out, log_every=0, refresh=1e9, clock=clock, disabled=True)
+    clock.t += 1
+    bar.update(40, loss=0.5)
+    bar.close("suffix")
+    assert out.getvalue() == "" and bar.done == 40
+
+
 def test_eta_from_rate_and_resumed_start():
     clock = _Clock()
     bar = Progress(1000, stream=io.StringIO(), start=400, clock=clock)

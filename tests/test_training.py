@@ -172,6 +172,18 @@ def test_non_finite_loss_stops_and_keeps_the_best(tmp_path, data_dir):
     assert (tmp_path / "run" / CHECKPOINT).read_bytes() == ckpt
 
 
+def test_quiet_non_finite_loss_writes_no_progress(tmp_path, data_dir):
+    import io
+    ps = _patches(data_dir)
+    bad = PatchSet(ps.lr, ps.hr.copy(), 3, ps.sources)
+    bad.hr[:] = np.nan
+    stream = io.StringIO()
+    t = Trainer(TrainConfig(scale=3, epochs=1, **TINY), bad, None, tmp_path / "run", stream=stream, quiet=True)
+    with pytest.raises(NonFiniteLoss):
+        t.run()
+    assert stream.getvalue() == ""                  # the bar is not closed onto the stream in quiet mode
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="arch"):
         TrainConfig(arch="huge")

@@ -24,7 +24,7 @@ import math
 import numba
 import numpy as np
 from ._backend import resolve
-from .vecmath import tanh32
+from .vecmath import activation_code, gelu, gelu_grad, tanh32
 
 ACTIVATIONS = ("identity", "relu", "tanh", "gelu")
 """Names accepted by :func:`activation_forward`. PReLU has learned slopes, see :func:`prelu_forward`."""
@@ -102,21 +102,20 @@ _FAST = dict(cache=True, nogil=True, error_model="numpy")
 def _forward_numba_flat(x, code, y):
     n = x.size
     if code == 1:
-        for t in numba.prange(n):
+        for t in range(n):
             v = x[t]
             y[t] = v if v > 0 else 0
     elif code == 2:
-        for t in numba.prange(n):
+        for t in range(n):
             y[t] = tanh32(x[t])
     elif code == 3:
-        for t in numba.prange(n):
-            v = x[t]
-            y[t] = v * 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+        for t in range(n):
+            y[t] = gelu(x[t])
     elif code == 4:
-        for t in numba.prange(n):
+        for t in range(n):
             y[t] = math.tanh(x[t])
     else:
-        for t in numba.prange(n):
+        for t in range(n):
             y[t] = x[t]
 
 
@@ -124,36 +123,24 @@ def _forward_numba_flat(x, code, y):
 def _backward_numba_flat(d, x, y, code, dx):
     n = d.size
     if code == 1:
-        for t in numba.prange(n):
+        for t in range(n):
             dx[t] = d[t] if x[t] > 0 else 0
     elif code == 2 or code == 4:
-        for t in numba.prange(n):
+        for t in range(n):
             dx[t] = d[t] * (1 - y[t] * y[t])
     elif code == 3:
-        for t in numba.prange(n):
-            v = x[t]
-            cdf = 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
-            pdf = math.exp(-0.5 * v * v) * 0.3989422804014327
-            dx[t] = d[t] * (cdf + v * pdf)
+        for t in range(n):
+            dx[t] = d[t] * gelu_grad(x[t])
     else:
-        for t in numba.prange(n):
+        for t in range(n):
             dx[t] = d[t]
 
 
-_CODES = {"identity": 0, "relu": 1, "tanh": 2, "gelu": 3}
-
-
-def _code(name, dtype):
-    """Kernel code of ``name``; float64 tanh goes through libm (code 4), float32 through ``tanh32``."""
-    code = _CODES[name]
-    return 4 if code == 2 and dtype != np.float32 else code
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(**_FAST)
 def _prelu_forward_numba(x, a, y):
     N, C, H, W = x.shape
     shared = a.size == 1
-    for nc in numba.prange(N * C):
+    for nc in range(N * C):
         n = nc // C
         c = nc % C
         s = a[0] if shared else a[c]
@@ -163,11 +150,11 @@ def _prelu_forward_numba(x, a, y):
                 y[n, c, h, w] = v if v > 0 else s * v
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(**_FAST)
 def _prelu_backward_numba(d, x, a, dx, da_per_channel):
     N, C, H, W = x.shape
     shared = a.size == 1
-    for c in numba.prange(C):
+    for c in range(C):
         s = a[0] if shared else a[c]
         acc = 0.0
         for n in range(N):
@@ -221,7 +208,7 @@ def activation_forward(x, name, backend: str | None = None):
     else:
         x = np.ascontiguousarray(x)
         y = np.empty_like(x)
-        _forward_numba_flat(x.reshape(-1), _code(name, x.dtype), y.reshape(-1))
+        _forward_numba_flat(x.reshape(-1), activation_code(name, x.dtype), y.reshape(-1))
     # tanh's derivative needs only the output; the others need the input.
     return y, (name, x, y)
 
@@ -233,7 +220,7 @@ def activation_backward(dout, cache, backend: str | None = None):
         return _backward_reference(dout, x, y, name)
     dout = np.ascontiguousarray(dout, dtype=x.dtype)
     dx = np.empty_like(dout)
-    _backward_numba_flat(dout.reshape(-1), x.reshape(-1), y.reshape(-1), _code(name, x.dtype),
+    _backward_numba_flat(dout.reshape(-1), x.reshape(-1), y.reshape(-1), activation_code(name, x.dtype),
                          dx.reshape(-1))
     return dx
 

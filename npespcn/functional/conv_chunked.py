@@ -49,7 +49,7 @@ import numpy as np
 
 from ._blas import AVAILABLE as BLAS_CONTROL
 from ._blas import single_threaded_blas
-from .vecmath import tanh32
+from .vecmath import activation_code, gelu, tanh32
 
 CHUNK_PIXELS = 2048
 """Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
@@ -58,8 +58,6 @@ MIN_GEMM_MNK = 1 << 23
 """Forward GEMMs are padded to at least this M*N*K, above OpenBLAS's small-matrix and direct-sgemm
 thresholds (28*512*512), so every chunk size runs the same kernels."""
 
-ACT_CODES = {"identity": 0, "relu": 1, "tanh": 2, "gelu": 3}
-_TANH_LIBM = 4      # tanh through libm: float64 data (tanh32 rounds to float32)
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -118,8 +116,7 @@ def _bias_act_rows(tmp, b, act, r0, r1, out):
                     dst[t] = tanh32(src[t] + bf)
             elif act == 3:
                 for t in range(W):
-                    v = src[t] + bf
-                    dst[t] = v * 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+                    dst[t] = gelu(src[t] + bf)
             else:
                 for t in range(W):
                     dst[t] = math.tanh(src[t] + bf)
@@ -223,7 +220,7 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity"):
     x : ndarray (N, C, H, W)
     w : ndarray (F, C, k, k), k odd
     b : ndarray (F,)
-    activation : one of :data:`ACT_CODES`
+    activation : one of :data:`~npespcn.functional.vecmath.ACT_CODES`
 
     Returns
     -------
@@ -236,9 +233,7 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity"):
     x = np.ascontiguousarray(x, dtype=dt)
     w2 = np.ascontiguousarray(w.reshape(F, K), dtype=dt)
     b = np.ascontiguousarray(b, dtype=dt)
-    code = ACT_CODES[activation]
-    if code == 2 and dt != np.float32:
-        code = _TANH_LIBM
+    code = activation_code(activation, dt)
     out = np.empty((N, F, H, W), dtype=dt)
     min_cols = -(-MIN_GEMM_MNK // (F * K))
     chunks = _chunks(N, H, W, min_cols)                 # padding needed only if the image is smaller

@@ -68,7 +68,7 @@ def _shuffle_numba(x, r, out):
     N, C, Hr, Wr = out.shape
     H = Hr // r
     W = Wr // r
-    for nc in numba.prange(N * C):
+    for nc in range(N * C):
         n = nc // C
         c = nc % C
         for h in range(H):
@@ -83,7 +83,7 @@ def _unshuffle_numba(x, r, out):
     N, C, Hr, Wr = x.shape
     H = Hr // r
     W = Wr // r
-    for nc in numba.prange(N * C):
+    for nc in range(N * C):
         n = nc // C
         c = nc % C
         for h in range(H):

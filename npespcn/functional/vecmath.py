@@ -20,6 +20,8 @@ above bound.
 """
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -53,3 +55,33 @@ def tanh32(xf):
     t = a / (a + 2.0)
     return np.float32(-t if x < 0 else t)
 
+
+
+# ------------------------------------------------------------------------------------------------------
+# The activation codes shared by every fast kernel that applies an activation (the element-wise kernels in
+# activation.py and the fused conv + bias + activation in conv_chunked.py), and the formulas they share.
+# ------------------------------------------------------------------------------------------------------
+ACT_CODES = {"identity": 0, "relu": 1, "tanh": 2, "gelu": 3}
+TANH_LIBM = 4
+"""Code of tanh through libm, used for float64 data (:func:`tanh32` rounds to float32)."""
+
+
+def activation_code(name: str, dtype) -> int:
+    """The kernel code of activation ``name`` for data of ``dtype``."""
+    code = ACT_CODES[name]
+    return TANH_LIBM if code == ACT_CODES["tanh"] and np.dtype(dtype) != np.float32 else code
+
+
+_EXACT = dict(cache=True, nogil=True, inline="always", error_model="numpy")   # no fastmath: exact formulas
+
+
+@numba.njit(**_EXACT)
+def gelu(v):
+    """``v * Phi(v)``, ``Phi(v) = (1 + erf(v / sqrt 2)) / 2`` (exact GELU)."""
+    return v * 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+
+
+@numba.njit(**_EXACT)
+def gelu_grad(v):
+    """``Phi(v) + v * phi(v)``, ``phi(v) = exp(-v**2 / 2) / sqrt(2 pi)``."""
+    return 0.5 * (1.0 + math.erf(v * 0.7071067811865476)) + v * math.exp(-0.5 * v * v) * 0.3989422804014327

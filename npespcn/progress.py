@@ -9,13 +9,14 @@ When the stream is not a terminal (a log file, a pipe, CI) it prints plain lines
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 
 
 def format_seconds(s: float) -> str:
     """``75.2 -> '1:15'``, ``3725 -> '1:02:05'``; ``'?'`` when unknown."""
-    if s != s or s in (float("inf"), float("-inf")) or s < 0:
+    if not math.isfinite(s) or s < 0:
         return "?"
     s = int(round(s))
     h, rem = divmod(s, 3600)
@@ -60,7 +61,7 @@ class Progress:
 
     def eta(self) -> float:
         r = self.rate
-        return (self.total - self.done) / r if r and r == r and r > 0 else float("nan")
+        return (self.total - self.done) / r if math.isfinite(r) and r > 0 else float("nan")
 
     def line(self) -> str:
         frac = self.done / self.total if self.total else 1.0

@@ -114,10 +114,7 @@ def _run(args) -> int:
 
     info = {}
     if args.resume:
-        ckpt = args.out / CHECKPOINT
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
-        meta = read_checkpoint_meta(ckpt)
+        meta = read_checkpoint_meta(args.out / CHECKPOINT)        # FileNotFoundError if there is none
         # replace() runs TrainConfig's checks again on what the command line changes.
         cfg = dataclasses.replace(
             TrainConfig.from_dict(meta["config"]),
@@ -151,7 +148,7 @@ def _run(args) -> int:
         if val is None:
             raise FileNotFoundError(f"no validation set: pass --val DIR (e.g. Set5) or --no-val; "
                                     f"'--download' puts Set5 into {datasets.cache_dir()}")
-        val_images, val_name = load_validation_set(val, cfg.scale), Path(val).name
+        val_images, val_name = load_validation_set(val), Path(val).name
         info = {"data": str(Path(data).resolve()), "val": str(Path(val).resolve())}
     else:
         info = {"data": str(Path(data).resolve()), "val": None}

@@ -177,7 +177,7 @@ def forward_backward(model: ESPCN, x: np.ndarray, y: np.ndarray, subpixel_target
 
 
 # ------------------------------------------------------------------------------------------ validation
-def load_validation_set(folder, scale: int) -> list:
+def load_validation_set(folder) -> list:
     """The HR images of ``folder`` for :func:`validate`: a list of ``(name, uint8 RGB (H, W, 3))``."""
     from .evaluation import list_images, load_rgb8
     return [(p.name, load_rgb8(p)) for p in list_images(folder)]
@@ -205,28 +205,35 @@ def save_checkpoint(path, model, optimizer, meta: dict) -> None:
         np.savez(f, **arrays)
 
 
-def read_checkpoint_meta(path) -> dict:
-    """Only the JSON record of a checkpoint (config, position, history, ``info``)."""
+def _read_checkpoint(path, read):
+    """``read(z)`` on the open checkpoint ``z``; ``FileNotFoundError`` if there is none, ``ValueError`` if
+    it is not a readable npespcn checkpoint."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (nothing to resume)")
     try:
         with np.load(path, allow_pickle=False) as z:
-            return json.loads(str(z["meta"]))
+            return read(z)
     except (OSError, ValueError, KeyError, EOFError) as e:
         raise ValueError(f"{path}: not a readable npespcn checkpoint ({type(e).__name__}: {e})") from None
+
+
+def read_checkpoint_meta(path) -> dict:
+    """Only the JSON record of a checkpoint (config, position, history, ``info``)."""
+    return _read_checkpoint(path, lambda z: json.loads(str(z["meta"])))
 
 
 def load_checkpoint(path, model, optimizer) -> dict:
     """Restore what :func:`save_checkpoint` wrote into ``model`` and ``optimizer``; return ``meta``."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            params = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
-            state = {k: {} for k in optimizer.params}
-            for k in z.files:
-                if k.startswith("opt/"):
-                    name, buf = k[len("opt/"):].rsplit("/", 1)
-                    state.setdefault(name, {})[buf] = z[k]
-    except (OSError, ValueError, KeyError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable npespcn checkpoint ({type(e).__name__}: {e})") from None
+    def read(z):
+        params = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
+        state = {k: {} for k in optimizer.params}
+        for k in z.files:
+            if k.startswith("opt/"):
+                name, buf = k[len("opt/"):].rsplit("/", 1)
+                state.setdefault(name, {})[buf] = z[k]
+        return json.loads(str(z["meta"])), params, state
+
+    meta, params, state = _read_checkpoint(path, read)
     model.load_params(params)
     optimizer.load_state_dict({**meta["optimizer"], "state": state})
     return meta
@@ -288,14 +295,10 @@ class Trainer:
                 "loss_sum": self.loss_sum, "loss_count": self.loss_count, "history": self.history,
                 "best": self.best, "elapsed": self.elapsed, "n_patches": len(self.patches),
                 "sched_epoch": self.sched.epoch if self.sched else None,
-                "info": self.info, "rng": {"kind": "numpy.random.default_rng([seed, epoch, 0x5EED])", "seed": self.cfg.seed,
-                        "epoch": self.epoch}}
+                "info": self.info}
 
     def _resume(self) -> None:
-        path = self.out / CHECKPOINT
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-        meta = load_checkpoint(path, self.model, self.opt)
+        meta = load_checkpoint(self.out / CHECKPOINT, self.model, self.opt)
         saved = TrainConfig.from_dict(meta["config"])
         mine, theirs = self.cfg.to_dict(), saved.to_dict()
         # The number of epochs may grow (to extend a run); how often to checkpoint does not change the weights.

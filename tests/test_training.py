@@ -97,7 +97,7 @@ def test_trick_trains_to_the_same_weights(tmp_path, data_dir):
 def test_run_writes_weights_log_plot_and_validation_matches_evaluate(tmp_path, data_dir, val_dir):
     from npespcn.evaluation import evaluate
     ps = _patches(data_dir)
-    val = load_validation_set(val_dir, 3)
+    val = load_validation_set(val_dir)
     cfg = TrainConfig(scale=3, epochs=3, lr=3e-3, **TINY)
     best = Trainer(cfg, ps, val, tmp_path / "run", quiet=True).run()
     out = tmp_path / "run"
@@ -155,6 +155,19 @@ def test_resume_refuses_other_settings(tmp_path, data_dir):
         Trainer(TrainConfig(scale=3, epochs=2, lr=0.5, **TINY), ps, None, tmp_path / "run", resume=True)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         Trainer(TrainConfig(scale=3, **TINY), ps, None, tmp_path / "empty", resume=True)
+
+
+def test_checkpoint_readers_share_their_errors(tmp_path):
+    from npespcn.training import read_checkpoint_meta
+    model = TrainConfig(scale=3, **TINY).build_model()
+    from npespcn.optim import Adam
+    opt = Adam(model.params, 1e-3)
+    for read in (read_checkpoint_meta, lambda p: load_checkpoint(p, model, opt)):
+        with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+            read(tmp_path / "missing.npz")
+        (tmp_path / "bad.npz").write_bytes(b"not a zip")
+        with pytest.raises(ValueError, match="not a readable npespcn checkpoint"):
+            read(tmp_path / "bad.npz")
 
 
 def test_non_finite_loss_stops_and_keeps_the_best(tmp_path, data_dir):

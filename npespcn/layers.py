@@ -81,8 +81,6 @@ class Activation(Layer):
     def __init__(self, name: str):
         super().__init__()
         self.name = F.check_activation(name)
-        if self.name == "prelu":
-            raise ValueError("use the PReLU layer for learned slopes")
 
     def forward(self, x, train=True):
         out, cache = F.activation_forward(x, self.name)

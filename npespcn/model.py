@@ -69,10 +69,9 @@ class ESPCN:
             raise ValueError(f"channels must be a positive integer, got {channels!r}")
         self.scale, self.channels = int(scale), int(channels)
         self.hidden = _check_layers(layers)
-        self.activation = check_activation(activation)
-        self.output_activation = None if output_activation is None else check_activation(output_activation)
-        if self.output_activation == "prelu":
-            raise ValueError("output_activation must be parameter-free (tanh, relu, gelu or identity)")
+        self.activation = check_activation(activation, allow_prelu=True)
+        self.output_activation = (None if output_activation is None
+                                  else check_activation(output_activation, what="output_activation"))
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")

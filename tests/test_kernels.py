@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy.signal import correlate2d
 
+from npespcn.functional.conv import conv2d_act_forward
 from npespcn import functional as F
 from npespcn.functional.activation import (_backward_reference, prelu_backward_numba,
                                            prelu_backward_reference, prelu_forward_numba,
@@ -336,3 +337,12 @@ def test_other_kernels_reject_bad_input(backend):
 def test_tf_to_torch_channel_order_rejects_a_channel_count_not_divisible_by_r2():
     with pytest.raises(ValueError, match="divisible by r\\*r = 9, got 10"):
         F.tf_to_torch_channel_order(np.zeros((10, 2)), 3)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: F.activation_forward(np.zeros(3), "prelu"),
+    lambda: conv2d_act_forward(np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 3, 3)), np.zeros(1), "prelu"),
+])
+def test_prelu_is_refused_where_no_slopes_exist(call):
+    with pytest.raises(ValueError, match="must be parameter-free .* prelu has learned slopes"):
+        call()

@@ -33,13 +33,21 @@ _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def check_activation(name) -> str:
-    """Return ``name`` normalised (None -> "identity"), or raise ValueError naming the accepted names."""
+def check_activation(name, allow_prelu: bool = False, what: str = "activation") -> str:
+    """Return ``name`` normalised (None -> "identity"), or raise ValueError naming the accepted names.
+
+    PReLU has learned slopes, so only places that own parameters (a model's hidden layers) pass
+    ``allow_prelu=True``; everywhere else it is refused with a message saying so. ``what`` names the
+    argument in the messages.
+    """
     if name is None:
         return "identity"
-    if not isinstance(name, str) or name.lower() not in ACTIVATIONS + ("prelu",):
-        raise ValueError(f"unknown activation {name!r}; expected one of "
-                         f"{', '.join(ACTIVATIONS + ('prelu',))} or None")
+    accepted = ACTIVATIONS + ("prelu",) if allow_prelu else ACTIVATIONS
+    if isinstance(name, str) and name.lower() == "prelu" and not allow_prelu:
+        raise ValueError(f"{what} must be parameter-free (one of {', '.join(ACTIVATIONS)}): prelu has learned "
+                         f"slopes (use the PReLU layer / prelu_forward)")
+    if not isinstance(name, str) or name.lower() not in accepted:
+        raise ValueError(f"unknown {what} {name!r}; expected one of {', '.join(accepted)} or None")
     return name.lower()
 
 
@@ -201,8 +209,6 @@ def activation_forward(x, name, backend: str | None = None):
     name : str or None ("identity")
     """
     name = check_activation(name)
-    if name == "prelu":
-        raise ValueError("prelu has learned slopes: use prelu_forward(x, a)")
     if resolve(backend) == "reference":
         y = _forward_reference(x, name)
     else:

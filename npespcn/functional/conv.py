@@ -187,8 +187,6 @@ def conv2d_act_forward(x, w, b, activation: str | None = "identity", backend: st
     out : ndarray (N, F, H, W)
     """
     name = check_activation(activation)
-    if name == "prelu":
-        raise ValueError("conv2d_act_forward takes parameter-free activations; use prelu_forward for PReLU")
     if resolve(backend) == "reference":
         return activation_forward(conv2d_forward_reference(x, w, b)[0], name, "reference")[0]
     _check_conv_args(x, w, b)

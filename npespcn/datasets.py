@@ -25,12 +25,12 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from ._datasets_manifest import MANIFEST
+from .atomic import atomic_write
 
 DATASETS = tuple(MANIFEST)
 DEFAULT_URL = None
@@ -80,38 +80,36 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
 
 
 def _fetch(url: str, dest: Path, sha256: str, size: int, timeout: float) -> None:
-    """GET ``url`` into ``dest`` (atomically), verifying ``size`` and ``sha256``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    """GET ``url`` into ``dest`` (atomically), verifying ``size`` and ``sha256``.
+
+    Every check raises inside :func:`~npespcn.atomic.atomic_write`, so a failed download keeps nothing."""
     h, got = hashlib.sha256(), 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:
-                    while True:
-                        block = resp.read(1 << 16)
-                        if not block:
-                            break
-                        f.write(block)
-                        h.update(block)
-                        got += len(block)
-            except http.client.IncompleteRead as e:
-                got += len(e.partial)
-                raise DownloadError(f"{url}: truncated download ({got} of {size} bytes)") from None
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-                raise DownloadError(f"{url}: download failed ({e})") from None
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_write(dest) as f:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                while True:
+                    block = resp.read(1 << 16)
+                    if not block:
+                        break
+                    f.write(block)
+                    h.update(block)
+                    got += len(block)
+        except http.client.IncompleteRead as e:
+            got += len(e.partial)
+            raise DownloadError(f"{url}: truncated download ({got} of {size} bytes)") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            raise DownloadError(f"{url}: download failed ({e})") from None
         if got != size:
             kind = "truncated" if got < size else "corrupted (too long)"
             raise DownloadError(f"{url}: {kind} download: {got} bytes, expected {size}")
         digest = h.hexdigest()
         if digest != sha256:
             raise DownloadError(f"{url}: corrupted download: SHA-256 {digest}, expected {sha256}")
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+
+def _is_good(path: Path, sha256: str, size: int) -> bool:
+    """``path`` is a file of the manifest's size and SHA-256."""
+    return path.is_file() and path.stat().st_size == size and sha256_file(path) == sha256
 
 
 def download(name: str, url: str | None = None, root=None, timeout: float = 60.0, log=None) -> Path:
@@ -142,7 +140,7 @@ def download(name: str, url: str | None = None, root=None, timeout: float = 60.0
     files = MANIFEST[name]
     for i, (fname, (sha, size)) in enumerate(sorted(files.items()), start=1):
         dest = folder / fname
-        if dest.is_file() and dest.stat().st_size == size and sha256_file(dest) == sha:
+        if _is_good(dest, sha, size):
             continue
         _fetch(f"{url}/{name}/{fname}", dest, sha, size, timeout)
         if log:
@@ -155,8 +153,7 @@ def verify(name: str, root=None) -> list[str]:
     folder = Path(root if root is not None else cache_dir()) / name
     bad = []
     for fname, (sha, size) in sorted(MANIFEST[name].items()):
-        p = folder / fname
-        if not p.is_file() or p.stat().st_size != size or sha256_file(p) != sha:
+        if not _is_good(folder / fname, sha, size):
             bad.append(fname)
     return bad
 

@@ -33,13 +33,14 @@ import numpy as np
 from PIL import Image
 
 from .color import rgb_to_y
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+from .evaluation import IMAGE_SUFFIXES, degrade
+from .evaluation import load_rgb8 as load_rgb          # the evaluation's reader: training sees what it scores
+from .inference import check_scale
 
 
 # ------------------------------------------------------------------------------------------ files
 def find_images(root) -> list[Path]:
-    """All PNG/JPEG/BMP files under ``root`` (searched recursively), sorted by path.
+    """All image files under ``root`` (:data:`IMAGE_SUFFIXES`, searched recursively), sorted by path.
 
     Raises ``FileNotFoundError`` when ``root`` is not a folder. Hidden files and folders are skipped.
     """
@@ -55,30 +56,16 @@ def find_images(root) -> list[Path]:
     return sorted(found)
 
 
-def load_rgb(path) -> np.ndarray:
-    """Read an image file as RGB uint8 ``(H, W, 3)``; grey becomes R = G = B, alpha is dropped."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-
-
 # ------------------------------------------------------------------------------------------ pairs
-def check_scale(scale) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    return int(scale)
-
-
 def crop_to_multiple(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop ``img`` (H, W, ...) at the top-left so that both sides are multiples of ``scale``."""
-    scale = check_scale(scale)
-    h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
-    if h == 0 or w == 0:
-        raise ValueError(f"image of {img.shape[0]}x{img.shape[1]} is smaller than the scale {scale}")
-    return img[:h, :w]
+    """Crop an RGB uint8 ``img`` (H, W, 3) at the top-left so that both sides are multiples of ``scale``
+    (:func:`npespcn.evaluation.degrade`'s crop)."""
+    return degrade(img, check_scale(scale))[0]
 
 
 def bicubic_downscale(hr_rgb: np.ndarray, scale: int) -> np.ndarray:
-    """Pillow's bicubic resize of an RGB uint8 (r*h, r*w, 3) image to (h, w, 3) uint8."""
+    """Pillow's bicubic resize of an RGB uint8 (r*h, r*w, 3) image to (h, w, 3) uint8
+    (:func:`npespcn.evaluation.degrade`'s LR)."""
     scale = check_scale(scale)
     hr_rgb = np.asarray(hr_rgb)
     if hr_rgb.dtype != np.uint8 or hr_rgb.ndim != 3 or hr_rgb.shape[2] != 3:
@@ -86,8 +73,7 @@ def bicubic_downscale(hr_rgb: np.ndarray, scale: int) -> np.ndarray:
     H, W = hr_rgb.shape[:2]
     if H % scale or W % scale:
         raise ValueError(f"HR size {H}x{W} is not a multiple of the scale {scale}; crop it first")
-    im = Image.fromarray(hr_rgb, "RGB").resize((W // scale, H // scale), Image.BICUBIC)
-    return np.asarray(im, dtype=np.uint8)
+    return degrade(hr_rgb, scale)[1]
 
 
 def make_pair(rgb: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +89,7 @@ def make_pair(rgb: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     lr_y : float32 (H // r, W // r), Y / 255 of the bicubic-downscaled image
     hr_y : float32 (r * (H // r), r * (W // r)), Y / 255 of the cropped HR image
     """
-    hr = crop_to_multiple(rgb, scale)
-    lr = bicubic_downscale(hr, scale)
+    hr, lr = degrade(rgb, check_scale(scale))           # exactly the evaluation protocol's pair
     return (rgb_to_y(lr) / 255.0).astype(np.float32), (rgb_to_y(hr) / 255.0).astype(np.float32)
 
 

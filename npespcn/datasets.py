@@ -54,7 +54,7 @@ def find_training_data(data=None, with_images: bool = False):
     """Where the training images are: ``(folder or None, [places looked])``.
 
     ``data`` if given, else ``$NPESPCN_DATA``, else ``<cache>/T91``; the first folder holding at least one
-    PNG/JPEG/BMP image (searched recursively) wins. With ``with_images``, returns
+    image (PNG/JPEG/BMP/TIFF, searched recursively) wins. With ``with_images``, returns
     ``(folder or None, [its images] or None, [places looked])``, so the caller need not walk it again.
     """
     from .data import find_images

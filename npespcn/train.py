@@ -139,7 +139,7 @@ def _run(args) -> int:
         raise FileNotFoundError(
             f"no training images found (looked in: {', '.join(looked)}). Get T91 with "
             f"'python -m npespcn.train --download' (into {datasets.cache_dir()}), or pass --data DIR or set "
-            f"NPESPCN_DATA to a folder of PNG/JPEG/BMP images")
+            f"NPESPCN_DATA to a folder of PNG/JPEG/BMP/TIFF images")
     t0 = time.perf_counter()
     patches = build_patches(images, cfg.scale, cfg.patch_size, cfg.stride, cfg.rescale)
     val_images, val_name = None, "val"

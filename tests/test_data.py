@@ -37,6 +37,20 @@ def test_find_images_recursive_suffixes_sorted_hidden(tmp_path, rng):
     assert got == ["a/c.JPG", "a/deep/d.bmp", "b.png", "e.jpeg"]
 
 
+def test_training_reads_the_formats_and_pairs_of_the_evaluation(tmp_path, rng):
+    from npespcn import evaluation
+    img = rng.integers(0, 256, (20, 23, 3), dtype=np.uint8)
+    for rel in ("a.tif", "b.TIFF", "c.png"):                       # TIFF was missed by training only
+        _save(tmp_path / rel, img)
+    got = find_images(tmp_path)
+    assert [p.name for p in got] == [p.name for p in evaluation.list_images(tmp_path)] == ["a.tif", "b.TIFF", "c.png"]
+    hr, lr = evaluation.degrade(load_rgb(got[0]), 3)
+    lr_y, hr_y = make_pair(load_rgb(got[0]), 3)
+    from npespcn.color import rgb_to_y
+    np.testing.assert_array_equal(lr_y, (rgb_to_y(lr) / 255.0).astype(np.float32))
+    np.testing.assert_array_equal(hr_y, (rgb_to_y(hr) / 255.0).astype(np.float32))
+
+
 def test_find_images_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         find_images(tmp_path / "nowhere")

@@ -49,6 +49,8 @@ import numpy as np
 
 from ._blas import AVAILABLE as BLAS_CONTROL
 from ._blas import single_threaded_blas
+from .im2col import col2im_rows as _col2im_rows
+from .im2col import im2col_rows as _im2col_rows
 from .vecmath import activation_code, gelu, tanh32
 
 CHUNK_PIXELS = 2048
@@ -65,36 +67,6 @@ _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 # --------------------------------------------------------------------------------------------------
 # numba loops over the rows of one chunk.
 # --------------------------------------------------------------------------------------------------
-@numba.njit(**_OPTS)
-def _im2col_rows(x, k, r0, r1, cols):
-    """``cols[(c*k+i)*k+j, (r-r0)*W + w] = xpad[n, c, h+i, w+j]`` for the stacked rows ``r0 <= r < r1``."""
-    N, C, H, W = x.shape
-    p = (k - 1) // 2
-    kk = k * k
-    for q in range(C * kk):
-        c = q // kk
-        i = (q // k) % k
-        j = q % k
-        w0 = min(max(0, p - j), W)             # columns w < w0 read left of the image: zero
-        w1 = max(min(W, W + p - j), w0)        # columns w >= w1 read right of it: zero
-        for r in range(r0, r1):
-            # Loops over 0-based slices (no offsets in the index) are what LLVM vectorises.
-            dst = cols[q, (r - r0) * W:(r - r0 + 1) * W]
-            hs = r % H + i - p
-            if hs < 0 or hs >= H:
-                for t in range(W):
-                    dst[t] = 0
-                continue
-            src = x[r // H, c, hs, w0 + j - p:w1 + j - p]
-            mid = dst[w0:w1]
-            for t in range(w0):
-                dst[t] = 0
-            for t in range(w1 - w0):
-                mid[t] = src[t]
-            for t in range(w1, W):
-                dst[t] = 0
-
-
 @numba.njit(**_OPTS)
 def _bias_act_rows(tmp, b, act, r0, r1, out):
     """``out[n, f, h, :] = act(tmp[f, (r-r0)*W : (r-r0+1)*W] + b[f])`` for the stacked rows of the chunk."""
@@ -136,27 +108,6 @@ def _gather_rows(d, r0, r1, dT, db):
             for t in range(W):
                 s += src[t]
         db[f] += s
-
-
-@numba.njit(**_OPTS)
-def _col2im_rows(dcols, k, r0, r1, dx):
-    """Adjoint of :func:`_im2col_rows`: ``dx[n, c, h+i-p, w+j-p] += dcols[(c*k+i)*k+j, (r-r0)*W + w]``."""
-    N, C, H, W = dx.shape
-    p = (k - 1) // 2
-    for c in range(C):
-        for i in range(k):
-            for j in range(k):
-                w0 = min(max(0, p - j), W)
-                w1 = max(min(W, W + p - j), w0)
-                for r in range(r0, r1):
-                    hs = r % H + i - p
-                    if hs < 0 or hs >= H:
-                        continue
-                    base = (r - r0) * W
-                    src = dcols[(c * k + i) * k + j, base + w0:base + w1]
-                    dst = dx[r // H, c, hs, w0 + j - p:w1 + j - p]
-                    for t in range(w1 - w0):
-                        dst[t] += src[t]
 
 
 # --------------------------------------------------------------------------------------------------

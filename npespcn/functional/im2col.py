@@ -88,75 +88,86 @@ def col2im_reference(cols: np.ndarray, shape: tuple, k: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# Fast path: numba, parallel over (image, channel); the innermost loop runs along a row so that both
-# the reads and the writes are contiguous, and the padding is handled by clipping the row range
-# instead of materialising a padded copy.
+# Fast path: numba loops over a band of rows, so that the chunked convolution
+# (:mod:`npespcn.functional.conv_chunked`) can unfold a few rows at a time into a cache-sized buffer.
+# The batch's rows are stacked, ``r = n*H + h``; a band is ``r0 <= r < r1`` and its columns are
+# ``cols[(c*k+i)*k+j, (r-r0)*W + w]``. The innermost loops run along a row over 0-based slices, so
+# reads and writes are contiguous and LLVM vectorises them; the padding is handled by clipping the
+# row range instead of materialising a padded copy.
 # --------------------------------------------------------------------------------------------------
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _im2col_numba(x, k, cols):
-    N, C, H, W = x.shape
-    p = (k - 1) // 2
-    for nc in numba.prange(N * C):
-        n = nc // C
-        c = nc % C
-        for i in range(k):
-            for j in range(k):
-                row = (c * k + i) * k + j
-                w0 = max(0, p - j)             # first w whose source column w + j - p is >= 0
-                w1 = min(W, W + p - j)         # one past the last w whose source column is < W
-                for h in range(H):
-                    hs = h + i - p
-                    base = h * W
-                    if hs < 0 or hs >= H:
-                        for w in range(W):
-                            cols[n, row, base + w] = 0
-                        continue
-                    for w in range(w0):
-                        cols[n, row, base + w] = 0
-                    for w in range(w0, w1):
-                        cols[n, row, base + w] = x[n, c, hs, w + j - p]
-                    for w in range(w1, W):
-                        cols[n, row, base + w] = 0
+_OPTS = dict(cache=True, nogil=True, error_model="numpy")
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _col2im_numba(cols, k, x):
+@numba.njit(**_OPTS)
+def im2col_rows(x, k, r0, r1, cols):
+    """``cols[(c*k+i)*k+j, (r-r0)*W + w] = xpad[n, c, h+i, w+j]`` for the stacked rows ``r0 <= r < r1``."""
     N, C, H, W = x.shape
     p = (k - 1) // 2
-    for nc in numba.prange(N * C):
-        n = nc // C
-        c = nc % C
-        for h in range(H):
-            for w in range(W):
-                x[n, c, h, w] = 0
+    kk = k * k
+    for q in range(C * kk):
+        c = q // kk
+        i = (q // k) % k
+        j = q % k
+        w0 = min(max(0, p - j), W)             # columns w < w0 read left of the image: zero
+        w1 = max(min(W, W + p - j), w0)        # columns w >= w1 read right of it: zero
+        for r in range(r0, r1):
+            # Loops over 0-based slices (no offsets in the index) are what LLVM vectorises.
+            dst = cols[q, (r - r0) * W:(r - r0 + 1) * W]
+            hs = r % H + i - p
+            if hs < 0 or hs >= H:
+                for t in range(W):
+                    dst[t] = 0
+                continue
+            src = x[r // H, c, hs, w0 + j - p:w1 + j - p]
+            mid = dst[w0:w1]
+            for t in range(w0):
+                dst[t] = 0
+            for t in range(w1 - w0):
+                mid[t] = src[t]
+            for t in range(w1, W):
+                dst[t] = 0
+
+
+@numba.njit(**_OPTS)
+def col2im_rows(dcols, k, r0, r1, dx):
+    """Adjoint of :func:`im2col_rows`: ``dx[n, c, h+i-p, w+j-p] += dcols[(c*k+i)*k+j, (r-r0)*W + w]``."""
+    N, C, H, W = dx.shape
+    p = (k - 1) // 2
+    for c in range(C):
         for i in range(k):
             for j in range(k):
-                row = (c * k + i) * k + j
-                w0 = max(0, p - j)
-                w1 = min(W, W + p - j)
-                for h in range(H):
-                    hs = h + i - p
+                w0 = min(max(0, p - j), W)
+                w1 = max(min(W, W + p - j), w0)
+                for r in range(r0, r1):
+                    hs = r % H + i - p
                     if hs < 0 or hs >= H:
                         continue
-                    base = h * W
-                    for w in range(w0, w1):
-                        x[n, c, hs, w + j - p] += cols[n, row, base + w]
+                    base = (r - r0) * W
+                    src = dcols[(c * k + i) * k + j, base + w0:base + w1]
+                    dst = dx[r // H, c, hs, w0 + j - p:w1 + j - p]
+                    for t in range(w1 - w0):
+                        dst[t] += src[t]
 
 
 def im2col_numba(x: np.ndarray, k: int) -> np.ndarray:
-    """Same contract as :func:`im2col_reference`; numba-compiled, parallel over (image, channel)."""
+    """Same contract as :func:`im2col_reference`; numba-compiled, one band of rows per image."""
     k = _check_kernel(k)
     N, C, H, W = x.shape
+    x = np.ascontiguousarray(x)
     cols = np.empty((N, C * k * k, H * W), dtype=x.dtype)
-    _im2col_numba(np.ascontiguousarray(x), k, cols)
+    for n in range(N):                      # image n is the band of stacked rows n*H .. (n+1)*H
+        im2col_rows(x, k, n * H, (n + 1) * H, cols[n])
     return cols
 
 
 def col2im_numba(cols: np.ndarray, shape: tuple, k: int) -> np.ndarray:
-    """Same contract as :func:`col2im_reference`; numba-compiled, parallel over (image, channel)."""
+    """Same contract as :func:`col2im_reference`; numba-compiled, one band of rows per image."""
     k = _check_kernel(k)
-    x = np.empty(tuple(shape), dtype=cols.dtype)
-    _col2im_numba(np.ascontiguousarray(cols), k, x)
+    N, C, H, W = shape
+    cols = np.ascontiguousarray(cols)
+    x = np.zeros(tuple(shape), dtype=cols.dtype)
+    for n in range(N):
+        col2im_rows(cols[n], k, n * H, (n + 1) * H, x)
     return x
 
 

@@ -14,7 +14,6 @@ The model is just that list of layers (``model.layers``); ``forward`` runs it fr
 """
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -24,7 +23,6 @@ from .layers import Activation, Conv2d, PixelShuffle, PReLU
 
 PAPER_LAYERS = ((5, 64), (3, 32))
 SEVEN_LAYERS = ((5, 64), (3, 64), (3, 32), (3, 32), (3, 32))
-FORMAT_VERSION = 1
 
 
 def _check_layers(layers):
@@ -180,14 +178,6 @@ class ESPCN:
             mine[k][...] = v
         return self
 
-    def astype(self, dtype) -> "ESPCN":
-        """A copy of this model with parameters in ``dtype`` (float64 for gradient checks)."""
-        other = type(self)(**self.arch, dtype=dtype)
-        return other.load_params(self.params)
-
-    def copy(self) -> "ESPCN":
-        return self.astype(self.dtype)
-
     # ---------------------------------------------------------------------------------- compute
     def _check_input(self, x):
         if not isinstance(x, np.ndarray):
@@ -263,7 +253,3 @@ class ESPCN:
         """Write npespcn's ``.npz`` (parameters + architecture), atomically; see :mod:`npespcn.formats.npz`."""
         from .formats.npz import save_npz
         save_npz(self, path)
-
-
-def arch_to_json(arch: dict) -> str:
-    return json.dumps({"format": "npespcn", "version": FORMAT_VERSION, **arch}, sort_keys=True)

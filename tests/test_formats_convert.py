@@ -129,3 +129,22 @@ def test_cli_bad_command_line_is_one_line_with_exit_2(capsys, args):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m npespcn.convert: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_npz_of_a_newer_format_version_is_refused(tmp_path):
+    import json
+
+    import numpy as np
+
+    from npespcn import ESPCN, load_model
+    from npespcn.formats.npz import ARCH_KEY
+    path = tmp_path / "m.npz"
+    ESPCN.paper(2).save(path)
+    with np.load(path) as d:
+        arrays = {k: d[k] for k in d.files}
+    record = json.loads(str(arrays[ARCH_KEY]))
+    record["version"] = 2
+    arrays[ARCH_KEY] = np.array(json.dumps(record))
+    np.savez(tmp_path / "v2.npz", **arrays)
+    with pytest.raises(ValueError, match="format version 2; this npespcn reads version 1"):
+        load_model(tmp_path / "v2.npz")

@@ -23,11 +23,17 @@ from ..atomic import atomic_write
 
 ARCH_KEY = "__npespcn__"
 ARCH_FIELDS = ("scale", "channels", "layers", "activation", "output_activation")
+FORMAT_VERSION = 1
+"""Version of the architecture record; a file of a newer version is refused rather than misread."""
+
+
+def arch_to_json(arch: dict) -> str:
+    """The architecture record stored under ``__npespcn__``."""
+    return json.dumps({"format": "npespcn", "version": FORMAT_VERSION, **arch}, sort_keys=True)
 
 
 def save_npz(model, path) -> None:
     """Write ``model`` to ``path`` atomically (the extension is kept as given)."""
-    from ..model import arch_to_json
     arrays = {k: np.asarray(v, dtype=np.float32) for k, v in model.params.items()}
     arrays[ARCH_KEY] = np.array(arch_to_json(model.arch))
     with atomic_write(path) as f:
@@ -58,6 +64,9 @@ def read_npz(path) -> tuple[dict, dict]:
         raise ValueError(f"{path}: not a readable npespcn .npz model ({type(e).__name__}: {e})") from None
     if not isinstance(record, dict) or record.get("format") != "npespcn":
         raise ValueError(f"{path}: the architecture record is not npespcn's")
+    if record.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: npespcn .npz format version {record.get('version')!r}; this npespcn reads "
+                         f"version {FORMAT_VERSION} (a newer npespcn wrote it?)")
     missing = [k for k in ARCH_FIELDS if k not in record]
     if missing:
         raise ValueError(f"{path}: the architecture record lacks {missing}")

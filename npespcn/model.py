@@ -196,32 +196,38 @@ class ESPCN:
             raise ValueError("ESPCN input contains NaN or infinity; expected finite values")
         return x
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, shuffle: bool = True) -> np.ndarray:
         """Run the model and keep what :meth:`backward` needs.
 
         Parameters
         ----------
         x : ndarray (N, C, H, W), cast to the model's dtype
+        shuffle : bool
+            False skips the periodic shuffle (the paper's training trick: compare the sub-pixel channels
+            with the inverse-shuffled target; every other layer is a convolution or element-wise, so the
+            loss and all gradients are unchanged). :meth:`backward` then skips it too.
 
         Returns
         -------
-        y : ndarray (N, C, r*H, r*W)
+        y : ndarray (N, C, r*H, r*W), or (N, C*r*r, H, W) with ``shuffle=False``
         """
         out = self._check_input(x)
-        for layer in self.layers:
+        self._trained = [layer for layer in self.layers if shuffle or not isinstance(layer, PixelShuffle)]
+        for layer in self._trained:
             out = layer.forward(out, train=True)
         self._out_shape = out.shape
         return out
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        """Backpropagate ``dy = dL/dy`` (N, C, r*H, r*W); fills :attr:`grads` and returns ``dL/dx``."""
+        """Backpropagate ``dy = dL/dy`` (the shape :meth:`forward` returned); fills :attr:`grads` and
+        returns ``dL/dx``."""
         if getattr(self, "_out_shape", None) is None:
             raise RuntimeError("ESPCN.backward called without a forward first")
         dy = np.asarray(dy)
         if dy.shape != self._out_shape:
             raise ValueError(f"backward expects dy of the output's shape {self._out_shape}, got {dy.shape}")
         d = dy.astype(self.dtype, copy=False)
-        for layer in reversed(self.layers):
+        for layer in reversed(self._trained):
             d = layer.backward(d)
         self._out_shape = None
         return d

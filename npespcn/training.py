@@ -159,20 +159,9 @@ def forward_backward(model: ESPCN, x: np.ndarray, y: np.ndarray, subpixel_target
     loss : float, the MSE
     """
     r = model.scale
-    if not subpixel_target:
-        pred = model.forward(x)
-        loss, dpred = _masked_mse(pred, y, border * r)
-        model.backward(dpred)
-        return loss
-    # The paper's trick: every layer but the periodic shuffle (the others are convolutions and
-    # element-wise activations, which do not care where the sub-pixel channels end up).
-    layers = [layer for name, layer in model.named_layers if name != "shuffle"]
-    out = x
-    for layer in layers:
-        out = layer.forward(out, train=True)
-    loss, d = _masked_mse(out, y, border)
-    for layer in reversed(layers):
-        d = layer.backward(d)
+    pred = model.forward(x, shuffle=not subpixel_target)     # the paper's trick skips the shuffle
+    loss, dpred = _masked_mse(pred, y, border if subpixel_target else border * r)
+    model.backward(dpred)
     return loss
 
 

@@ -262,3 +262,20 @@ def test_constructor_rejects_bad_architecture():
         ESPCN(channels=2.5)
     with pytest.raises(ValueError, match=r"dtype must be float32 or float64, got float16"):
         ESPCN(dtype=np.float16)
+
+
+def test_forward_without_the_shuffle_gives_the_same_gradients():
+    """The paper's trick at model level: sub-pixel channels vs the inverse-shuffled target."""
+    from npespcn.functional import pixel_shuffle, pixel_unshuffle
+    rng = np.random.default_rng(3)
+    m = ESPCN(3, 1, ((3, 6),), "tanh", output_activation="tanh", seed=2, dtype=np.float64)
+    x, t = rng.random((2, 1, 5, 4)), rng.random((2, 1, 15, 12))
+    y = m.forward(x)
+    m.backward(2 * (y - t))
+    g_full = {k: v.copy() for k, v in m.grads.items()}
+    z = m.forward(x, shuffle=False)
+    assert z.shape == (2, 9, 5, 4)
+    np.testing.assert_array_equal(pixel_shuffle(z, 3), y)
+    m.backward(2 * (z - pixel_unshuffle(t, 3)))
+    for k, g in m.grads.items():
+        np.testing.assert_allclose(g, g_full[k], rtol=1e-12, atol=1e-15)

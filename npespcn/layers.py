@@ -14,6 +14,7 @@ import numpy as np
 
 from . import functional as F
 from .functional.conv import conv2d_act_forward
+from .functional.im2col import check_kernel
 
 
 class Layer:
@@ -45,9 +46,7 @@ class Conv2d(Layer):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dtype=np.float32):
         super().__init__()
-        if not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel size must be a positive odd integer (same padding keeps the size), "
-                             f"got {kernel_size!r}")
+        kernel_size = check_kernel(kernel_size)
         if int(in_channels) < 1 or int(out_channels) < 1:
             raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}")
         self.in_channels, self.out_channels, self.kernel_size = int(in_channels), int(out_channels), int(kernel_size)

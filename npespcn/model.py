@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from .functional import check_activation
+from .functional.im2col import check_kernel
 from .layers import Activation, Conv2d, PixelShuffle, PReLU
 
 PAPER_LAYERS = ((5, 64), (3, 32))
@@ -31,8 +32,7 @@ def _check_layers(layers):
     except (TypeError, ValueError):
         raise ValueError(f"layers must be a sequence of (kernel, filters) pairs, got {layers!r}") from None
     for k, f in out:
-        if k < 1 or k % 2 == 0:
-            raise ValueError(f"every kernel size must be a positive odd integer, got {k} in {layers!r}")
+        check_kernel(k)
         if f < 1:
             raise ValueError(f"every filter count must be positive, got {f} in {layers!r}")
     return out

@@ -27,9 +27,10 @@ import numpy as np
 from ._backend import resolve
 
 
-def _check_kernel(k: int) -> int:
+def check_kernel(k) -> int:
+    """Return ``k`` as an int, or raise ValueError unless it is a positive odd integer."""
     if not isinstance(k, (int, np.integer)) or k < 1 or k % 2 == 0:
-        raise ValueError(f"kernel size must be a positive odd integer (same padding), got {k!r}")
+        raise ValueError(f"kernel size must be a positive odd integer, got {k!r} (\"same\" padding needs an odd kernel)")
     return int(k)
 
 
@@ -49,7 +50,7 @@ def im2col_reference(x: np.ndarray, k: int) -> np.ndarray:
     cols : ndarray, shape (N, C*k*k, H*W)
         ``cols[n, (c*k + i)*k + j, h*W + w] = xpad[n, c, h + i, w + j]``.
     """
-    k = _check_kernel(k)
+    k = check_kernel(k)
     N, C, H, W = x.shape
     p = (k - 1) // 2
     xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
@@ -76,7 +77,7 @@ def col2im_reference(cols: np.ndarray, shape: tuple, k: int) -> np.ndarray:
         ``x[n, c, h, w] = sum over (i, j) of cols[n, (c*k+i)*k+j, (h-i+p)*W + (w-j+p)]`` for the in-range
         terms; the padding border is dropped.
     """
-    k = _check_kernel(k)
+    k = check_kernel(k)
     N, C, H, W = shape
     p = (k - 1) // 2
     cols6 = cols.reshape(N, C, k, k, H, W)
@@ -151,7 +152,7 @@ def col2im_rows(dcols, k, r0, r1, dx):
 
 def im2col_numba(x: np.ndarray, k: int) -> np.ndarray:
     """Same contract as :func:`im2col_reference`; numba-compiled, one band of rows per image."""
-    k = _check_kernel(k)
+    k = check_kernel(k)
     N, C, H, W = x.shape
     x = np.ascontiguousarray(x)
     cols = np.empty((N, C * k * k, H * W), dtype=x.dtype)
@@ -162,7 +163,7 @@ def im2col_numba(x: np.ndarray, k: int) -> np.ndarray:
 
 def col2im_numba(cols: np.ndarray, shape: tuple, k: int) -> np.ndarray:
     """Same contract as :func:`col2im_reference`; numba-compiled, one band of rows per image."""
-    k = _check_kernel(k)
+    k = check_kernel(k)
     N, C, H, W = shape
     cols = np.ascontiguousarray(cols)
     x = np.zeros(tuple(shape), dtype=cols.dtype)

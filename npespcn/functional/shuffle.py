@@ -25,13 +25,20 @@ import numpy as np
 from ._backend import resolve
 
 
-def _check_shuffle(x, r):
+def _check_shuffle(x, r, inverse: bool = False):
+    """Return ``r`` as an int after checking ``x`` can be shuffled (or, ``inverse``, unshuffled) by it."""
     if not isinstance(r, (int, np.integer)) or r < 1:
         raise ValueError(f"upscale factor r must be a positive integer, got {r!r}")
     if not isinstance(x, np.ndarray) or x.ndim != 4:
         raise ValueError(f"pixel shuffle expects a 4-D (N, C, H, W) array, got "
                          f"{'shape ' + str(x.shape) if isinstance(x, np.ndarray) else type(x).__name__}")
-    return int(r)
+    r = int(r)
+    N, C, H, W = x.shape
+    if inverse and (H % r or W % r):
+        raise ValueError(f"pixel unshuffle by {r} needs height and width divisible by {r}, got {H}x{W}")
+    if not inverse and C % (r * r):
+        raise ValueError(f"pixel shuffle by {r} needs a channel count divisible by {r * r}, got {C}")
+    return r
 
 
 # --------------------------------------------------------------------------------------------------
@@ -42,18 +49,14 @@ def pixel_shuffle_reference(x, r):
     """Periodic shuffle ``(N, C*r*r, H, W) -> (N, C, H*r, W*r)`` (formula in the module docstring)."""
     r = _check_shuffle(x, r)
     N, Cr2, H, W = x.shape
-    if Cr2 % (r * r):
-        raise ValueError(f"pixel shuffle by {r} needs a channel count divisible by {r * r}, got {Cr2}")
     C = Cr2 // (r * r)
     return x.reshape(N, C, r, r, H, W).transpose(0, 1, 4, 2, 5, 3).reshape(N, C, H * r, W * r)
 
 
 def pixel_unshuffle_reference(x, r):
     """Inverse periodic shuffle ``(N, C, H*r, W*r) -> (N, C*r*r, H, W)``."""
-    r = _check_shuffle(x, r)
+    r = _check_shuffle(x, r, inverse=True)
     N, C, Hr, Wr = x.shape
-    if Hr % r or Wr % r:
-        raise ValueError(f"pixel unshuffle by {r} needs height and width divisible by {r}, got {Hr}x{Wr}")
     H, W = Hr // r, Wr // r
     return x.reshape(N, C, H, r, W, r).transpose(0, 1, 3, 5, 2, 4).reshape(N, C * r * r, H, W)
 
@@ -97,8 +100,6 @@ def pixel_shuffle_numba(x, r):
     """Same contract as :func:`pixel_shuffle_reference`, fast."""
     r = _check_shuffle(x, r)
     N, Cr2, H, W = x.shape
-    if Cr2 % (r * r):
-        raise ValueError(f"pixel shuffle by {r} needs a channel count divisible by {r * r}, got {Cr2}")
     out = np.empty((N, Cr2 // (r * r), H * r, W * r), dtype=x.dtype)
     _shuffle_numba(np.ascontiguousarray(x), r, out)
     return out
@@ -106,10 +107,8 @@ def pixel_shuffle_numba(x, r):
 
 def pixel_unshuffle_numba(x, r):
     """Same contract as :func:`pixel_unshuffle_reference`, fast."""
-    r = _check_shuffle(x, r)
+    r = _check_shuffle(x, r, inverse=True)
     N, C, Hr, Wr = x.shape
-    if Hr % r or Wr % r:
-        raise ValueError(f"pixel unshuffle by {r} needs height and width divisible by {r}, got {Hr}x{Wr}")
     out = np.empty((N, C * r * r, Hr // r, Wr // r), dtype=x.dtype)
     _unshuffle_numba(np.ascontiguousarray(x), r, out)
     return out

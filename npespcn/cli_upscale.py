@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli_common import OneLineParser
-from .imageio import SUFFIXES, format_for, read_image, write_image, write_png_rows
+from .imageio import format_for, image_files, read_image, write_image, write_png_rows
 
 PROG = "python -m npespcn.upscale"
 
@@ -49,9 +49,8 @@ def expand_inputs(patterns) -> list[Path]:
     for pat in patterns:
         p = Path(pat)
         if p.is_dir():
-            for q in sorted(p.iterdir()):
-                if q.is_file() and q.suffix.lower() in SUFFIXES:
-                    add(q)
+            for q in image_files(p):
+                add(q)
         elif p.exists():
             add(p)
         elif glob.has_magic(pat):

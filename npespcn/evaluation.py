@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .color import rgb_to_y
-from .imageio import SUFFIXES
+from .imageio import SUFFIXES, image_files
 from .metrics import psnr, ssim
 
 IMAGE_SUFFIXES = SUFFIXES                    # every format npespcn reads
@@ -32,7 +32,7 @@ def list_images(folder) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"expected a folder of images, got {folder} (not a directory)")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return files

@@ -28,6 +28,18 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif"
 SUFFIXES = tuple(FORMATS)
 
 
+def image_files(folder) -> list:
+    """The files of ``folder`` whose suffix npespcn reads (:data:`SUFFIXES`), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+
+
+def _check_folder(path: Path) -> None:
+    """ValueError when the folder ``path`` would be written into does not exist."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: the folder {folder} does not exist")
+
+
 class ImageInfo(dict):
     """What :func:`read_image` learnt about a file: ``format`` (e.g. "PNG"), ``mode``, ``icc_profile``."""
 
@@ -120,9 +132,7 @@ def write_image(path, image, quality: int = 95, icc_profile=None) -> None:
     """
     path = Path(path)
     fmt = format_for(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(f"cannot write {path}: the folder {folder} does not exist")
+    _check_folder(path)
     im = image if isinstance(image, Image.Image) else to_pil(image)
     if fmt == "JPEG" and im.mode not in ("L", "RGB"):
         raise ValueError(f"{path}: JPEG holds 8-bit grey or RGB only, not {im.mode}; write PNG or TIFF instead")
@@ -203,9 +213,7 @@ def write_png_rows(path, shape, dtype, bands, icc_profile=None, chunk_rows: int 
     colour = {1: 0, 3: 2, 4: 6}.get(C)
     if colour is None:
         raise ValueError(f"{path}: PNG holds 1, 3 or 4 channels, not {C}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(f"cannot write {path}: the folder {folder} does not exist")
+    _check_folder(path)
     bpp = C * dtype.itemsize
     stride = W * bpp
     with atomic_write(path) as f:

@@ -16,6 +16,7 @@ import pytest
 import npespcn.functional as F
 from npespcn.functional import _blas, conv_chunked
 from npespcn.functional.conv import conv2d_act_forward, conv2d_backward_numba, conv2d_forward_numba
+from npespcn.functional.im2col import im2col_reference
 from npespcn.functional.vecmath import tanh32
 from npespcn.model import ESPCN
 
@@ -143,11 +144,57 @@ def test_backward_is_deterministic_and_matches_the_reference():
 def test_backward_with_many_chunks_equals_one_chunk(monkeypatch):
     x, w = rand((3, 4, 12, 10), 17), rand((5, 4, 5, 5), 18, 0.3)
     d = rand((3, 5, 12, 10), 19)
-    one = conv2d_backward_numba(d, (x, w))
+    one = conv2d_backward_numba(d, (x, w, None))                    # None: im2col redone in the backward
     monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 10)            # one row per chunk
-    many = conv2d_backward_numba(d, (x, w))
+    many = conv2d_backward_numba(d, (x, w, None))
     for a, c in zip(one, many):
         np.testing.assert_allclose(a, c, rtol=0, atol=1e-5 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("chunk_pixels", [10, 2048])
+def test_backward_from_kept_columns_equals_recomputed(monkeypatch, chunk_pixels):
+    """The columns the forward keeps are im2col's, and the backward gives the same gradients from them."""
+    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", chunk_pixels)
+    x, w, b = rand((3, 4, 12, 10), 21), rand((5, 4, 3, 3), 22, 0.3), rand((5,), 23)
+    d = rand((3, 5, 12, 10), 24)
+    out, cache = conv2d_forward_numba(x, w, b)
+    chunks, kept = cache[2].chunks, cache[2].arrays
+    cols = im2col_reference(x, 3).transpose(1, 0, 2).reshape(36, -1)   # (K, N*H*W)
+    for (r0, r1), c in zip(chunks, kept):
+        np.testing.assert_array_equal(c[:, :(r1 - r0) * 10], cols[:, r0 * 10:r1 * 10])
+    redone = conv2d_backward_numba(d, cache[:2] + (None,))
+    from_kept = conv2d_backward_numba(d, cache)
+    for a, c in zip(from_kept, redone):
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-5 * np.abs(a).max())
+    # The backward handed the arrays back; the next forward reuses them, and the old cache still works.
+    assert cache[2].arrays is None
+    out2, cache2 = conv2d_forward_numba(x * 2, w, b)
+    assert any(a is k for a in cache2[2].arrays for k in kept)
+    again = conv2d_backward_numba(d, cache)
+    for a, c in zip(again, redone):
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-5 * np.abs(a).max())
+
+
+def test_columns_over_the_memory_limit_are_not_kept(monkeypatch):
+    monkeypatch.setattr(conv_chunked, "KEEP_COLS_BYTES", 1000)
+    x, w, b = rand((2, 4, 12, 10), 25), rand((5, 4, 3, 3), 26, 0.3), rand((5,), 27)
+    out, cache = conv2d_forward_numba(x, w, b)
+    assert cache[2] is None
+    np.testing.assert_array_equal(out, conv2d_forward_numba(x, w, b)[0])
+
+
+@pytest.mark.parametrize("N,H,W,min_pixels,workers", [(16, 17, 17, 0, 2), (16, 17, 17, 0, 1), (1, 5, 640, 0, 2),
+                                                        (3, 100, 7, 1500, 2), (1, 1, 3, 5000, 2)])
+def test_chunks_cover_every_row_once_in_balanced_runs(monkeypatch, N, H, W, min_pixels, workers):
+    chunks = conv_chunked._chunks(N, H, W, min_pixels, workers)
+    assert chunks[0][0] == 0 and chunks[-1][1] == N * H
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+    rows = [r1 - r0 for r0, r1 in chunks]
+    assert max(rows) - min(rows[:-1] or rows) == 0                    # equal, the last may be shorter
+    if len(chunks) > 1:
+        assert min(rows[:-1]) * W >= min_pixels
+    if N * H >= 4 and N * H * W >= 2 * conv_chunked.CHUNK_PIXELS:
+        assert len(chunks) % workers == 0
 
 
 # ------------------------------------------------------------------------------------------ threads

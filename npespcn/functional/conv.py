@@ -137,19 +137,25 @@ def conv2d_backward_reference(dout, cache):
 
 # --------------------------------------------------------------------------------------------------
 # Fast path: im2col of a few rows at a time, one GEMM per chunk, chunks spread over worker threads
-# (see npespcn.functional.conv_chunked). The cache keeps the input, not its 9x-25x larger columns.
+# (see npespcn.functional.conv_chunked). The cache keeps the input and, if not too large, the columns.
 # --------------------------------------------------------------------------------------------------
 def conv2d_forward_numba(x, w, b):
-    """Same contract as :func:`conv2d_forward_reference`, fast; the cache is ``(x, w)``."""
+    """Same contract as :func:`conv2d_forward_reference`, fast; the cache is ``(x, w, cols)``, the
+    chunks' columns when they fit in :data:`~npespcn.functional.conv_chunked.KEEP_COLS_BYTES` (else None)."""
     _check_conv_args(x, w, b)
     x = np.ascontiguousarray(x, dtype=np.result_type(x, w))
-    return conv2d_chunked_forward(x, w, b), (x, w)
+    out, cols = conv2d_chunked_forward(x, w, b, keep_cols=True)
+    return out, (x, w, cols)
 
 
 def conv2d_backward_numba(dout, cache):
-    """Same contract as :func:`conv2d_backward_reference`, fast (recomputes im2col chunk by chunk)."""
-    x, w = cache
-    return conv2d_chunked_backward(dout, x, w)
+    """Same contract as :func:`conv2d_backward_reference`, fast (im2col redone chunk by chunk if the
+    forward did not keep the columns)."""
+    x, w, cols = cache
+    grads = conv2d_chunked_backward(dout, x, w, cols)
+    if cols is not None:
+        cols.release()                                  # the next forward reuses the arrays
+    return grads
 
 
 # --------------------------------------------------------------------------------------------------

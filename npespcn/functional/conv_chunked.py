@@ -14,10 +14,12 @@ Stack the images' rows: row ``r = n*H + h`` of the batch. A chunk is a run of st
 
 The whole-image im2col of :func:`~npespcn.functional.conv.conv2d_forward_reference` is 25x (5x5) or 9x
 (3x3) the input: 530 MB for the 64-channel layer of a 640×360 frame. A chunk's is 5 MB, read back while
-it is still in cache, and nothing of it is kept. The backward pass recomputes each chunk's columns::
+it is still in cache. In training the chunks' columns are kept for the backward pass when they fit in
+:data:`KEEP_COLS_BYTES` (a batch of 16 17x17 patches: 11 MB for the 64-channel layer), and unfolded
+again chunk by chunk otherwise::
 
     dT    (F, P)   dT[f, (r - r0)*W + w] = dout[n, f, h, w]          db += sum over the chunk of dT
-    dw2  += dT @ cols.T                                               (F, K)
+    dw2  += dT @ cols.T                                               (F, K), as (cols @ dT.T).T
     dx     = conv(dout, w turned by 180 degrees, in/out channels swapped)   (the forward engine), or
     dcols  = w2.T @ dT  folded into dx by col2im                            (when F > C)
 
@@ -55,6 +57,9 @@ from .vecmath import activation_code, gelu, tanh32
 
 CHUNK_PIXELS = 2048
 """Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
+
+KEEP_COLS_BYTES = 256 << 20
+"""Training: a layer's columns are kept for the backward pass up to this size (else unfolded again)."""
 
 MIN_GEMM_MNK = 1 << 23
 """Forward GEMMs are padded to at least this M*N*K, above OpenBLAS's small-matrix and direct-sgemm
@@ -150,20 +155,61 @@ def _dealer(n: int):
     return deal
 
 
-def _chunks(N: int, H: int, W: int, min_pixels: int = 0):
-    """Runs of whole stacked rows, about ``CHUNK_PIXELS`` pixels each (at least ``min_pixels``)."""
-    rows = max(1, CHUNK_PIXELS // W, -(-min_pixels // W))
-    return [(r0, min(N * H, r0 + rows)) for r0 in range(0, N * H, rows)]
+# Kept columns are handed back by the backward pass and reused by the next forward of the same shape:
+# a fresh 5 MB array per chunk and step costs more in page faults than the backward saves.
+_spare_cols: dict = {}
+_spare_lock = threading.Lock()
+_SPARE_PER_SHAPE = 8
 
 
-def _workers(n_chunks: int) -> int:
+def _take_cols(shape, dt):
+    with _spare_lock:
+        spare = _spare_cols.get((shape, dt.str))
+        if spare:
+            return spare.pop()
+    return np.empty(shape, dtype=dt)
+
+
+class KeptColumns:
+    """The columns a training forward pass kept: ``chunks`` (row ranges) and ``arrays``, one (K, n) array
+    per chunk (``n`` its pixels, or more if spare columns were added). :meth:`release` hands the arrays
+    back for reuse; a backward pass given released columns unfolds the input again."""
+
+    __slots__ = ("chunks", "arrays")
+
+    def __init__(self, chunks, arrays):
+        self.chunks, self.arrays = chunks, arrays
+
+    def release(self) -> None:
+        arrays, self.arrays = self.arrays, None
+        with _spare_lock:
+            for a in arrays or ():
+                spare = _spare_cols.setdefault((a.shape, a.dtype.str), [])
+                if len(spare) < _SPARE_PER_SHAPE:
+                    spare.append(a)
+
+
+def _chunks(N: int, H: int, W: int, min_pixels: int = 0, workers: int = 1):
+    """Runs of whole stacked rows, about ``CHUNK_PIXELS`` pixels each (at least ``min_pixels``).
+
+    The chunks are of equal size (give or take a row) and, when there are enough rows, their number is a
+    multiple of ``workers``: three chunks on two threads would take as long as four."""
+    R = N * H
+    min_rows = max(1, -(-min_pixels // W))
+    n = -(-R // max(min_rows, CHUNK_PIXELS // W))
+    n = max(1, min(-(-n // workers) * workers, R // min_rows))
+    rows = -(-R // n)
+    return [(r0, min(R, r0 + rows)) for r0 in range(0, R, rows)]
+
+
+def _max_workers() -> int:
     """numba's thread count (``NUMBA_NUM_THREADS``), if BLAS can be kept off its own threads.
 
     Without that control, one worker runs every chunk and BLAS threads the GEMMs its own way."""
-    return max(1, min(numba.get_num_threads(), n_chunks)) if BLAS_CONTROL else 1
+    return max(1, numba.get_num_threads()) if BLAS_CONTROL else 1
 
 
-def conv2d_chunked_forward(x, w, b, activation: str = "identity"):
+def conv2d_chunked_forward(x, w, b, activation: str = "identity", keep_cols: bool = False):
     """``act(conv(x, w) + b)`` chunk by chunk (see the module docstring).
 
     Parameters
@@ -172,10 +218,14 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity"):
     w : ndarray (F, C, k, k), k odd
     b : ndarray (F,)
     activation : one of :data:`~npespcn.functional.vecmath.ACT_CODES`
+    keep_cols : bool
+        Training: keep every chunk's columns and return them too, so that the
+        backward pass need not unfold the input again, if it takes at most :data:`KEEP_COLS_BYTES`.
 
     Returns
     -------
     out : ndarray (N, F, H, W), dtype ``result_type(x, w)``
+    cols : :class:`KeptColumns` or None, only with ``keep_cols``
     """
     N, C, H, W = x.shape
     F, _, k, _ = w.shape
@@ -187,34 +237,42 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity"):
     code = activation_code(activation, dt)
     out = np.empty((N, F, H, W), dtype=dt)
     min_cols = -(-MIN_GEMM_MNK // (F * K))
-    chunks = _chunks(N, H, W, min_cols)                 # padding needed only if the image is smaller
-    workers = _workers(len(chunks))
+    chunks = _chunks(N, H, W, min_cols, _max_workers())  # padding needed only if the image is smaller
+    workers = min(_max_workers(), len(chunks))
     cap = max(max(r1 - r0 for r0, r1 in chunks) * W, min_cols)
+    sizes = [max((r1 - r0) * W, min_cols) for r0, r1 in chunks]
+    keep = keep_cols and K * sum(sizes) * np.dtype(dt).itemsize <= KEEP_COLS_BYTES
+    kept = [_take_cols((K, n), np.dtype(dt)) for n in sizes] if keep else None   # one array per chunk
+    for c, (r0, r1) in enumerate(chunks if keep else ()):
+        kept[c][:, (r1 - r0) * W:] = 0                  # spare columns stay finite (their outputs are dropped)
 
     deal = _dealer(len(chunks))
 
     def work(wid):
-        colbuf = np.zeros(K * cap, dtype=dt)        # spare columns stay finite (their outputs are dropped)
+        colbuf = None if keep else np.zeros(K * cap, dtype=dt)   # spare columns stay finite (dropped)
         tmpbuf = np.empty(F * cap, dtype=dt)
         while (c := deal()) is not None:            # whoever is free takes the next chunk
             r0, r1 = chunks[c]
-            ncols = max((r1 - r0) * W, min_cols)
-            cols = colbuf[:K * ncols].reshape(K, ncols)
+            ncols = sizes[c]
+            cols = kept[c] if keep else colbuf[:K * ncols].reshape(K, ncols)
             tmp = tmpbuf[:F * ncols].reshape(F, ncols)
             _im2col_rows(x, k, r0, r1, cols)
             np.dot(w2, cols, out=tmp)
             _bias_act_rows(tmp, b, code, r0, r1, out)
 
     _map_workers(work, workers)
+    if keep_cols:
+        return out, (KeptColumns(chunks, kept) if keep else None)
     return out
 
 
-def conv2d_chunked_backward(dout, x, w):
+def conv2d_chunked_backward(dout, x, w, cols=None):
     """Gradients of :func:`conv2d_chunked_forward` without activation.
 
-    ``dw`` and ``db`` chunk by chunk (im2col recomputed, ``dw2 += dT @ cols.T``); every worker sums its
-    chunks into its own arrays, added in worker order afterwards, so the result is the same on every run
-    with the same ``NUMBA_NUM_THREADS``. ``dx`` is the convolution of ``dout`` with the kernel turned by
+    ``dw`` and ``db`` chunk by chunk (``dw2 += dT @ cols.T``, the columns taken from ``cols`` when the
+    forward kept them, else unfolded again); every worker sums its chunks into its own arrays, added in
+    worker order afterwards, so the result is the same on every run with the same
+    ``NUMBA_NUM_THREADS``. ``dx`` is the convolution of ``dout`` with the kernel turned by
     180 degrees and input/output channels swapped, run by :func:`conv2d_chunked_forward`::
 
         dx[n, c, h, w] = sum_{f,i,j} w[f, c, k-1-i, k-1-j] * dout_pad[n, f, h+i, w+j]
@@ -229,6 +287,7 @@ def conv2d_chunked_backward(dout, x, w):
     dout : ndarray (N, F, H, W)
     x : ndarray (N, C, H, W), the forward's input
     w : ndarray (F, C, k, k)
+    cols : :class:`KeptColumns` from the forward (``keep_cols``), or None
 
     Returns
     -------
@@ -239,41 +298,47 @@ def conv2d_chunked_backward(dout, x, w):
     K = C * k * k
     dt = x.dtype
     d = np.ascontiguousarray(dout, dtype=dt)
-    chunks = _chunks(N, H, W)
-    workers = _workers(len(chunks))
+    if cols is not None and cols.arrays is None:       # released: unfold again
+        cols = None
+    chunks = _chunks(N, H, W, 0, _max_workers()) if cols is None else cols.chunks
+    workers = min(_max_workers(), len(chunks))
     cap = max(r1 - r0 for r0, r1 in chunks) * W
 
     turned = F <= C                       # dx by the turned-kernel convolution (else col2im, see above)
     w2t = np.ascontiguousarray(w.reshape(F, K), dtype=dt).T          # (K, F), Fortran order: no copy in BLAS
 
     def work(wid):
-        dw2 = np.zeros((F, K), dtype=dt)
+        dw2t = np.zeros((K, F), dtype=dt)
         db = np.zeros(F, dtype=np.float64)
         dx = None if turned else np.zeros((N, C, H, W), dtype=dt)
-        colbuf = np.empty(K * cap, dtype=dt)
+        colbuf = np.empty(K * cap, dtype=dt) if cols is None else None
         dTbuf = np.empty(F * cap, dtype=dt)
         dcolbuf = None if turned else np.empty(K * cap, dtype=dt)
-        for r0, r1 in chunks[wid::workers]:
+        for c in range(wid, len(chunks), workers):
+            r0, r1 = chunks[c]
             ncols = (r1 - r0) * W
-            cols = colbuf[:K * ncols].reshape(K, ncols)
             dT = dTbuf[:F * ncols].reshape(F, ncols)
-            _im2col_rows(x, k, r0, r1, cols)
+            if cols is None:
+                chunk_cols = colbuf[:K * ncols].reshape(K, ncols)
+                _im2col_rows(x, k, r0, r1, chunk_cols)
+            else:
+                chunk_cols = cols.arrays[c][:, :ncols]      # without the forward's spare columns
             _gather_rows(d, r0, r1, dT, db)
-            dw2 += np.dot(dT, cols.T)
+            dw2t += np.dot(chunk_cols, dT.T)             # (K, F): faster in BLAS than dT @ cols.T
             if not turned:
                 dcols = dcolbuf[:K * ncols].reshape(K, ncols)
                 np.dot(w2t, dT, out=dcols)
                 _col2im_rows(dcols, k, r0, r1, dx)
-        return dw2, db, dx
+        return dw2t, db, dx
 
     parts = _map_workers(work, workers)
-    dw2, db, dx = parts[0]
-    for pdw2, pdb, pdx in parts[1:]:
-        dw2 += pdw2
+    dw2t, db, dx = parts[0]
+    for pdw2t, pdb, pdx in parts[1:]:
+        dw2t += pdw2t
         db += pdb
         if not turned:
             dx += pdx
     if turned:
         w_turned = np.ascontiguousarray(w.astype(dt, copy=False).transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
         dx = conv2d_chunked_forward(d, w_turned, np.zeros(C, dtype=dt))
-    return dx, dw2.reshape(w.shape), db.astype(dt)
+    return dx, np.ascontiguousarray(dw2t.T).reshape(w.shape), db.astype(dt)

@@ -13,7 +13,9 @@ train-64       the same with a batch of 64 32x32 patches
 =============  =================================================================================
 
 Every implementation present is timed in the same run, in alternation (the order rotates every
-repeat), after two warm-up calls; the table gives the median, the ratio to npespcn (> 1: npespcn is
+repeat), after two warm-up calls. Each turn makes one untimed call (another library's OpenMP threads
+may still be busy-waiting from its turn) and then ``INNER`` timed calls; the table gives the median
+over all timed calls, the ratio to npespcn (> 1: npespcn is
 faster) and the achieved GFLOP/s (2 x multiply-adds of the forward pass; a training step counts 3 x
 the forward: forward, input gradient, weight gradient). PyTorch and OpenCV are used when they are
 installed and skipped with a note otherwise. OpenCV runs the published TF model
@@ -172,6 +174,10 @@ def runners(case, threads, notes):
 
 
 # ---------------------------------------------------------------------------------------------- timing
+INNER = 3
+"""Timed calls per turn (after one untimed call); the median is over ``repeats * INNER`` calls."""
+
+
 def time_case(case, threads, repeats, notes):
     run = runners(case, threads, notes)
     for f in run.values():                                    # warm-up: JIT caches, allocators, threads
@@ -181,9 +187,13 @@ def time_case(case, threads, repeats, notes):
     for rep in range(repeats):
         k = rep % len(names)
         for name in names[k:] + names[:k]:                    # rotate the order every repeat
-            t0 = time.perf_counter()
+            # One untimed call first: another library's threads may still be spinning after its turn
+            # (OpenMP keeps its workers busy-waiting for a while), which would be charged to this one.
             run[name]()
-            times[name].append(time.perf_counter() - t0)
+            for _ in range(INNER):
+                t0 = time.perf_counter()
+                run[name]()
+                times[name].append(time.perf_counter() - t0)
     return {n: float(np.median(v)) for n, v in times.items()}, {n: v for n, v in times.items()}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from .functional.conv import conv2d_act_forward
+from .functional.conv import conv2d_act_backward, conv2d_act_forward, conv2d_act_train_forward
 from .functional.im2col import check_kernel
 
 
@@ -53,9 +53,16 @@ class Conv2d(Layer):
         shape = (self.out_channels, self.in_channels, self.kernel_size, self.kernel_size)
         self.params = {"weight": np.zeros(shape, dtype), "bias": np.zeros(self.out_channels, dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self._fused = False
 
-    def forward(self, x, train=True):
-        out, cache = F.conv2d_forward(x, self.params["weight"], self.params["bias"])
+    def forward(self, x, train=True, activation: str | None = None):
+        """``conv(x) + bias``; with ``activation`` (training, see :meth:`ESPCN.forward`) the activation
+        is applied in the same pass and :meth:`backward` then takes the gradient of its output."""
+        if activation is None:
+            out, cache = F.conv2d_forward(x, self.params["weight"], self.params["bias"])
+        else:
+            out, cache = conv2d_act_train_forward(x, self.params["weight"], self.params["bias"], activation)
+        self._fused = activation is not None
         self._cache = cache if train else None
         return out
 
@@ -65,7 +72,8 @@ class Conv2d(Layer):
         return conv2d_act_forward(x, self.params["weight"], self.params["bias"], activation)
 
     def backward(self, dout):
-        dx, dw, db = F.conv2d_backward(dout, self._take_cache())
+        backward = conv2d_act_backward if self._fused else F.conv2d_backward
+        dx, dw, db = backward(dout, self._take_cache())
         self._set_grad("weight", dw)
         self._set_grad("bias", db)
         return dx

@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 
-from .functional import check_activation
+from .functional import ACTIVATIONS, check_activation
+from .functional.conv import FUSED_TRAIN_ACTIVATIONS
 from .functional.im2col import check_kernel
 from .layers import Activation, Conv2d, PixelShuffle, PReLU
 
@@ -212,11 +213,27 @@ class ESPCN:
         y : ndarray (N, C, r*H, r*W), or (N, C*r*r, H, W) with ``shuffle=False``
         """
         out = self._check_input(x)
-        self._trained = [layer for layer in self.layers if shuffle or not isinstance(layer, PixelShuffle)]
-        for layer in self._trained:
-            out = layer.forward(out, train=True)
+        layers = [layer for layer in self.layers if shuffle or not isinstance(layer, PixelShuffle)]
+        self._trained = []                  # the layers run, in order; a fused activation is its conv's
+        for layer, act in self._fusions(layers, FUSED_TRAIN_ACTIVATIONS):
+            out = layer.forward(out, train=True) if act is None else layer.forward(out, True, act)
+            self._trained.append(layer)
         self._out_shape = out.shape
         return out
+
+    @staticmethod
+    def _fusions(layers, fusable):
+        """``(layer, activation name or None)`` in order: a Conv2d followed by an Activation in ``fusable``
+        comes as one pair (the Activation is run inside the convolution's pass), everything else alone."""
+        i = 0
+        while i < len(layers):
+            layer, after = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, Conv2d) and isinstance(after, Activation) and after.name in fusable:
+                yield layer, after.name
+                i += 2
+            else:
+                yield layer, None
+                i += 1
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """Backpropagate ``dy = dL/dy`` (the shape :meth:`forward` returned); fills :attr:`grads` and
@@ -239,13 +256,8 @@ class ESPCN:
         the same numbers as :meth:`forward`, one pass less over memory.
         """
         out = self._check_input(x)
-        layers, i = self.layers, 0
-        while i < len(layers):
-            layer, after = layers[i], layers[i + 1] if i + 1 < len(layers) else None
-            if isinstance(layer, Conv2d) and isinstance(after, Activation):
-                out, i = layer.forward_activated(out, after.name), i + 2
-            else:
-                out, i = layer.forward(out, train=False), i + 1
+        for layer, act in self._fusions(self.layers, ACTIVATIONS):
+            out = layer.forward(out, train=False) if act is None else layer.forward_activated(out, act)
         return out
 
     __call__ = infer

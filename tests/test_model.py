@@ -279,3 +279,39 @@ def test_forward_without_the_shuffle_gives_the_same_gradients():
     m.backward(2 * (z - pixel_unshuffle(t, 3)))
     for k, g in m.grads.items():
         np.testing.assert_allclose(g, g_full[k], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("activation,output_activation", [("tanh", None), ("relu", "tanh"), ("identity", "relu"),
+                                                          ("gelu", None), ("prelu", None)])
+def test_fused_training_pass_equals_layer_by_layer(backend, activation, output_activation):
+    """ESPCN.forward runs a conv and its activation as one pass (identity/relu/tanh); outputs, input
+    gradient and parameter gradients are bitwise those of running every layer on its own."""
+    model = ESPCN(3, 1, [(5, 8), (3, 4)], activation, seed=2, output_activation=output_activation)
+    for arr in model.params.values():
+        arr += np.random.default_rng(3).normal(0, 0.3, arr.shape).astype(arr.dtype)
+    x = np.random.default_rng(4).random((3, 1, 9, 7), dtype=np.float32) - 0.3
+    target = np.random.default_rng(5).random((3, 1, 27, 21), dtype=np.float32)
+    with use_backend(backend):
+        y = model.forward(x)
+        dy = mse_loss(y, target)[1]
+        dx = model.backward(dy)
+        fused = {k: g.copy() for k, g in model.grads.items()}
+        out = x
+        for layer in model.layers:
+            out = layer.forward(out, train=True)
+        d = dy
+        for layer in reversed(model.layers):
+            d = layer.backward(d)
+    np.testing.assert_array_equal(y, out)
+    np.testing.assert_array_equal(dx, d)
+    for k, g in model.grads.items():
+        np.testing.assert_array_equal(fused[k], g, err_msg=k)
+    assert any(np.abs(g).max() > 0 for g in fused.values())
+
+
+def test_fused_training_convolution_refuses_activations_it_cannot_differentiate_from_the_output():
+    from npespcn.functional.conv import conv2d_act_train_forward
+    x, w, b = np.ones((1, 2, 4, 4), np.float32), np.ones((3, 2, 3, 3), np.float32), np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="gelu"):
+        conv2d_act_train_forward(x, w, b, "gelu")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._backend import resolve
-from .activation import activation_forward, check_activation
+from .activation import activation_backward, activation_forward, check_activation
 from .conv_chunked import conv2d_chunked_backward, conv2d_chunked_forward
 from .im2col import col2im_reference, im2col_reference
 
@@ -173,6 +173,47 @@ def conv2d_backward(dout, cache, backend: str | None = None):
     if resolve(backend) == "reference":
         return conv2d_backward_reference(dout, cache)
     return conv2d_backward_numba(dout, cache)
+
+
+FUSED_TRAIN_ACTIVATIONS = ("identity", "relu", "tanh")
+"""Activations whose derivative is a function of their output (``relu: y > 0``, ``tanh: 1 - y**2``),
+so that a training forward fused with the convolution needs to keep only the output."""
+
+
+def conv2d_act_train_forward(x, w, b, activation: str, backend: str | None = None):
+    """Training: ``y = act(conv(x, w) + b)`` in one pass, and a cache for :func:`conv2d_act_backward`.
+
+    ``activation`` is one of :data:`FUSED_TRAIN_ACTIVATIONS`. Same numbers as :func:`conv2d_forward`
+    followed by :func:`~npespcn.functional.activation.activation_forward`.
+
+    Returns
+    -------
+    y : ndarray (N, F, H, W)
+    cache : ``(conv cache, activation, y)``
+    """
+    name = check_activation(activation)
+    if name not in FUSED_TRAIN_ACTIVATIONS:
+        raise ValueError(f"a fused training convolution takes one of {FUSED_TRAIN_ACTIVATIONS}, got {name!r}")
+    if resolve(backend) == "reference":
+        z, conv_cache = conv2d_forward_reference(x, w, b)
+        y = activation_forward(z, name, "reference")[0]
+        return y, (conv_cache, name, y)
+    _check_conv_args(x, w, b)
+    x = np.ascontiguousarray(x, dtype=np.result_type(x, w))
+    y, cols = conv2d_chunked_forward(x, w, b, name, keep_cols=True)
+    return y, ((x, w, cols), name, y)
+
+
+def conv2d_act_backward(dy, cache, backend: str | None = None):
+    """Backward of :func:`conv2d_act_train_forward`: returns ``(dx, dw, db)``.
+
+    ``dz = dy * act'(z)`` from the output alone (``act'`` is 1, ``y > 0`` or ``1 - y**2``), then
+    :func:`conv2d_backward`.
+    """
+    conv_cache, name, y = cache
+    # For these activations the output decides the derivative: y > 0 exactly where z > 0.
+    dz = activation_backward(dy, (name, y, y), backend)
+    return conv2d_backward(dz, conv_cache, backend)
 
 
 def conv2d_act_forward(x, w, b, activation: str | None = "identity", backend: str | None = None):

@@ -209,7 +209,8 @@ def _max_workers() -> int:
     return max(1, numba.get_num_threads()) if BLAS_CONTROL else 1
 
 
-def conv2d_chunked_forward(x, w, b, activation: str = "identity", keep_cols: bool = False):
+def conv2d_chunked_forward(x, w, b, activation: str = "identity", keep_cols: bool = False,
+                           size_independent: bool = True):
     """``act(conv(x, w) + b)`` chunk by chunk (see the module docstring).
 
     Parameters
@@ -221,6 +222,10 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", keep_cols: boo
     keep_cols : bool
         Training: keep every chunk's columns and return them too, so that the
         backward pass need not unfold the input again, if it takes at most :data:`KEEP_COLS_BYTES`.
+    size_independent : bool
+        Pad every GEMM to :data:`MIN_GEMM_MNK` (the default), so that a pixel's value does not depend on
+        the image size; False (the backward pass's input gradient) lets small images use small GEMMs,
+        and so more threads.
 
     Returns
     -------
@@ -236,7 +241,7 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", keep_cols: boo
     b = np.ascontiguousarray(b, dtype=dt)
     code = activation_code(activation, dt)
     out = np.empty((N, F, H, W), dtype=dt)
-    min_cols = -(-MIN_GEMM_MNK // (F * K))
+    min_cols = -(-MIN_GEMM_MNK // (F * K)) if size_independent else 0
     chunks = _chunks(N, H, W, min_cols, _max_workers())  # padding needed only if the image is smaller
     workers = min(_max_workers(), len(chunks))
     cap = max(max(r1 - r0 for r0, r1 in chunks) * W, min_cols)
@@ -340,5 +345,5 @@ def conv2d_chunked_backward(dout, x, w, cols=None):
             dx += pdx
     if turned:
         w_turned = np.ascontiguousarray(w.astype(dt, copy=False).transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-        dx = conv2d_chunked_forward(d, w_turned, np.zeros(C, dtype=dt))
+        dx = conv2d_chunked_forward(d, w_turned, np.zeros(C, dtype=dt), size_independent=False)
     return dx, np.ascontiguousarray(dw2t.T).reshape(w.shape), db.astype(dt)

@@ -19,14 +19,15 @@ Tiling: the low-resolution image is cut into ``tile`` x ``tile`` tiles; each is 
 default numba backend the convolutions (:meth:`ESPCN.infer`, :mod:`npespcn.functional.conv_chunked`) give
 a pixel the same bits whatever the array size, and everything else is elementwise or position-based, so a
 tiled result is bitwise equal to the untiled one (``tile`` >= the image size). (The NumPy reference
-backend, one GEMM per image, agrees only to float rounding.) ``tile=None`` picks the largest tile that keeps the working memory of
-one tile near :data:`TILE_BUDGET` bytes.
+backend, one GEMM per image, agrees only to float rounding.) ``tile=None`` picks the largest tile that keeps the
+working memory of one tile near :data:`TILE_BUDGET` bytes, then evens the tiles out (:func:`balanced`).
 """
 from __future__ import annotations
 
 import math
 import os
 
+import numba
 import numpy as np
 
 from . import pretrained
@@ -38,6 +39,9 @@ from .model import ESPCN
 DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 TILE_BUDGET = 24 * 2 ** 20
 MIN_TILE = 32
+FUSED_UINT8 = True
+"""uint8 RGB results: colour conversion and rounding in one numba pass (:func:`_ycc_to_rgb_uint8`);
+False runs the NumPy expressions (the same bits; tests compare the two)."""
 _PIL_MODES = ("L", "RGB", "RGBA", "I;16", "F")
 
 
@@ -209,6 +213,26 @@ def _ycc_to_rgb(y, cb, cr):
     return [m[0] * y + m[1] * cb + m[2] * cr for m in _M_INV]
 
 
+@numba.njit(cache=True, nogil=True)
+def _ycc_to_rgb_uint8(ynet, cb, cr, m_inv, dst):
+    """The last step for uint8 RGB, in one pass: ``dst[..., c] = clip(rint(m_inv[c] . (Y - 16, Cb - 128,
+    Cr - 128)), 0, 255)`` with ``Y = float64(ynet) * 255``. The same operations in the same order as
+    :func:`_ycc_to_rgb` + :func:`_from_255` (no fused multiply-adds), so the same bits, without their dozen
+    float64 temporaries of the whole tile.
+
+    ynet (h, w) float32 network output; cb, cr (h, w) float64 on 0..255; dst (h, w, >= 3) uint8.
+    """
+    h, w = cb.shape
+    for i in range(h):
+        for j in range(w):
+            y = np.float64(ynet[i, j]) * 255.0 - 16.0
+            b = cb[i, j] - 128.0
+            r = cr[i, j] - 128.0
+            for c in range(3):
+                v = np.rint(m_inv[c, 0] * y + m_inv[c, 1] * b + m_inv[c, 2] * r)
+                dst[i, j, c] = min(max(v, 0.0), 255.0)
+
+
 def _process_tile(arr, net, r, core, margin, out, top=0):
     """Upscale the tile ``core = (y0, y1, x0, x1)`` of ``arr`` into ``out``, whose row 0 is high-resolution
     row ``top`` of the result (see module docstring)."""
@@ -238,24 +262,37 @@ def _process_tile(arr, net, r, core, margin, out, top=0):
         res = _from_255(res, arr.dtype)
         out[rows[0] - top:rows[1] - top, cols[0]:cols[1]] = res if out.ndim == 2 else res[..., None]
         return
+    dst = out[rows[0] - top:rows[1] - top, cols[0]:cols[1]]
     if net.channels == 3:
         rgb = net_planes([v[..., 0], v[..., 1], v[..., 2]])
     else:
         y, cb, cr = _rgb_to_ycc(v)
-        rgb = _ycc_to_rgb(net_planes([y])[0], bicubic(cb), bicubic(cr))
-    dst = out[rows[0] - top:rows[1] - top, cols[0]:cols[1]]
-    for c in range(3):
+        if arr.dtype == np.uint8 and FUSED_UINT8:
+            _ycc_to_rgb_uint8(network(net, (y / 255.0)[None, None])[0, 0][sl], bicubic(cb), bicubic(cr),
+                              _M_INV, dst)
+            rgb = None
+        else:
+            rgb = _ycc_to_rgb(net_planes([y])[0], bicubic(cb), bicubic(cr))
+    for c in range(3 if rgb is not None else 0):
         dst[..., c] = _from_255(rgb[c], arr.dtype)
     if v.shape[2] == 4:
         dst[..., 3] = _from_255(bicubic(v[..., 3]), arr.dtype)
 
 
-def tiles(shape, tile: int):
-    """The tile cores ``(y0, y1, x0, x1)`` covering an image of ``shape`` (H, W), row by row."""
+def tiles(shape, tile):
+    """The tile cores ``(y0, y1, x0, x1)`` covering an image of ``shape`` (H, W), row by row;
+    ``tile`` is a side or a ``(height, width)``."""
     H, W = shape
-    for y0 in range(0, H, tile):
-        for x0 in range(0, W, tile):
-            yield y0, min(H, y0 + tile), x0, min(W, x0 + tile)
+    th, tw = (tile, tile) if np.ndim(tile) == 0 else tile
+    for y0 in range(0, H, th):
+        for x0 in range(0, W, tw):
+            yield y0, min(H, y0 + th), x0, min(W, x0 + tw)
+
+
+def balanced(n: int, side: int) -> int:
+    """The tile length that cuts ``n`` pixels into as few pieces as tiles of ``side`` would, all
+    (nearly) equal: 512 with side 153 gives 4 x 128, not 153 + 153 + 153 + 53."""
+    return -(-n // -(-n // side))
 
 
 def upscale(image, scale: int = 3, model=None, tile: int | None = None, clip: bool = False, progress=None):
@@ -323,15 +360,19 @@ def upscale_bands(image, scale: int = 3, model=None, tile: int | None = None, cl
     if H < k or W < k:
         raise ValueError(f"the image is {H}x{W} pixels, smaller than the model's {k}x{k} kernel; expected at "
                          f"least {k}x{k}")
-    tile = auto_tile(net) if tile is None else tile
+    if tile is None:
+        side = auto_tile(net)
+        th, tw = balanced(H, side), balanced(W, side)
+    else:
+        th = tw = tile
     shape = (r * H, r * W) + arr.shape[2:]
-    cores = list(tiles((H, W), tile))
+    cores = list(tiles((H, W), (th, tw)))
     margin = halo(net)
 
     def bands(out=None):
         done = 0
-        for y0 in range(0, H, tile):
-            y1 = min(H, y0 + tile)
+        for y0 in range(0, H, th):
+            y1 = min(H, y0 + th)
             band = (np.empty((r * (y1 - y0),) + shape[1:], arr.dtype) if out is None
                     else out[r * y0:r * y1])
             for core in cores:

@@ -206,3 +206,28 @@ def test_default_model_is_the_shipped_x3():
     assert pretrained.shipped_path("espcn", 3).resolve() == SHIPPED_X3.resolve()
     img = rand_image((14, 16, 3), seed=16)
     np.testing.assert_array_equal(upscale(img), upscale(img, 3, load_model(SHIPPED_X3)))
+
+
+@pytest.mark.parametrize("n,side,expected", [(512, 153, 128), (512, 600, 512), (700, 100, 100), (701, 100, 88),
+                                             (1, 32, 1), (33, 32, 17)])
+def test_balanced_tiles_are_as_few_and_nearly_equal(n, side, expected):
+    from npespcn.inference import balanced, tiles
+    t = balanced(n, side)
+    assert t == expected
+    pieces = [x1 - x0 for _, _, x0, x1 in tiles((1, n), (1, t))]
+    assert len(pieces) == -(-n // side) and max(pieces) - min(pieces) <= len(pieces)
+
+
+@pytest.mark.parametrize("shape,tile", [((37, 29, 3), None), ((37, 29, 4), 16), ((64, 80, 3), 24)])
+def test_fused_uint8_colour_step_gives_the_numpy_bits(monkeypatch, shape, tile):
+    """The one-pass numba colour conversion + rounding of uint8 RGB(A) equals the NumPy expressions."""
+    import npespcn.inference as inference
+    net = ESPCN.paper(3, seed=4)
+    for arr in net.params.values():                      # outputs that reach past 0 and 255 (clipping)
+        arr += np.random.default_rng(5).normal(0, 0.2, arr.shape).astype(arr.dtype)
+    img = rand_image(shape, seed=17)
+    fused = upscale(img, 3, net, tile=tile)
+    monkeypatch.setattr(inference, "FUSED_UINT8", False)
+    numpy_path = upscale(img, 3, net, tile=tile)
+    np.testing.assert_array_equal(fused, numpy_path)
+    assert (fused == 0).any() and (fused == 255).any() and len(np.unique(fused)) > 100

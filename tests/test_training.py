@@ -307,6 +307,23 @@ def test_extending_a_finished_run_continues_the_schedule(tmp_path, data_dir):
     assert rows[2]["lr"] == pytest.approx(5e-4) and rows[3]["lr"] == pytest.approx(1e-3 * (1 + np.cos(np.pi * 3 / 4)) / 2)
 
 
+def test_shortening_an_unfinished_run_restretches_the_schedule(tmp_path, data_dir):
+    """``--resume --epochs N`` with N below the run's length (but past where it stopped) ends the run
+    at N, the cosine re-stretched from where it is to 0 at N."""
+    ps = _patches(data_dir)
+    cfg = TrainConfig(scale=3, epochs=8, schedule="cosine", **TINY)
+    steps = -(-len(ps) // cfg.batch_size)
+    Trainer(cfg, ps, None, tmp_path / "run", quiet=True, stop_after_steps=2 * steps + 1).run()   # in epoch 3
+    shorter = TrainConfig(scale=3, epochs=4, schedule="cosine", **TINY)
+    t = Trainer(shorter, ps, None, tmp_path / "run", resume=True, quiet=True)
+    assert t.epoch == 2 and t.opt.lr == pytest.approx(1e-3 * (1 + np.cos(np.pi * 2 / 4)) / 2)
+    t.run()
+    rows = [json.loads(x) for x in (tmp_path / "run" / LOG).read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert rows[1]["lr"] == pytest.approx(1e-3 * (1 + np.cos(np.pi * 1 / 8)) / 2)     # before: over 8
+    assert rows[3]["lr"] == pytest.approx(1e-3 * (1 + np.cos(np.pi * 3 / 4)) / 2)     # after: over 4
+
+
 @pytest.mark.parametrize("sub", [False, True])
 def test_loss_border_leaves_the_frame_out(sub):
     """With ``border`` the loss is the MSE of the inner part only, and the gradient is that of the MSE

@@ -59,7 +59,8 @@ CHUNK_PIXELS = 2048
 """Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
 
 KEEP_COLS_BYTES = 256 << 20
-"""Training: a layer's columns are kept for the backward pass up to this size (else unfolded again)."""
+"""Training: a layer's columns are kept for the backward pass up to this size (else unfolded again).
+After the backward pass the arrays stay allocated (up to 8 per shape) for the next step to reuse."""
 
 MIN_GEMM_MNK = 1 << 23
 """Forward GEMMs are padded to at least this M*N*K, above OpenBLAS's small-matrix and direct-sgemm

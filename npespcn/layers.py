@@ -58,12 +58,15 @@ class Conv2d(Layer):
     def forward(self, x, train=True, activation: str | None = None):
         """``conv(x) + bias``; with ``activation`` (training, see :meth:`ESPCN.forward`) the activation
         is applied in the same pass and :meth:`backward` then takes the gradient of its output."""
-        if activation is None:
-            out, cache = F.conv2d_forward(x, self.params["weight"], self.params["bias"])
-        else:
-            out, cache = conv2d_act_train_forward(x, self.params["weight"], self.params["bias"], activation)
+        w, b = self.params["weight"], self.params["bias"]
         self._fused = activation is not None
-        self._cache = cache if train else None
+        if not train:                               # no cache: nothing kept for a backward pass
+            self._cache = None
+            return conv2d_act_forward(x, w, b, activation)
+        if activation is None:
+            out, self._cache = F.conv2d_forward(x, w, b)
+        else:
+            out, self._cache = conv2d_act_train_forward(x, w, b, activation)
         return out
 
     def forward_activated(self, x, activation: str):

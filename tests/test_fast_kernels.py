@@ -232,3 +232,23 @@ def test_training_steps_are_bitwise_reproducible(monkeypatch):
     for k in finals[0]:
         np.testing.assert_array_equal(finals[0][k], finals[1][k], err_msg=k)
     assert not np.array_equal(finals[0]["conv1.weight"], ESPCN.paper(3, seed=5).params["conv1.weight"])
+
+
+def test_inference_keeps_no_columns(monkeypatch):
+    """Only a training forward keeps im2col columns: infer / forward(train=False) must not pay for them."""
+    calls = []
+    real = conv_chunked.conv2d_chunked_forward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("keep_cols", False))
+        return real(*args, **kwargs)
+    import npespcn.functional.conv as conv_module
+    monkeypatch.setattr(conv_module, "conv2d_chunked_forward", spy)
+    m = ESPCN.paper(3, seed=1)
+    x = np.random.default_rng(0).random((1, 1, 20, 24), dtype=np.float32)
+    y = m.infer(x)
+    assert calls == [False, False, False]
+    m.layers[0].forward(x, train=False)
+    assert calls[-1] is False and m.layers[0]._cache is None
+    np.testing.assert_array_equal(y, m.forward(x))
+    assert calls[-3:] == [True, True, True]

@@ -273,8 +273,9 @@ def _process_tile(arr, net, r, core, margin, out, top=0):
             rgb = None
         else:
             rgb = _ycc_to_rgb(net_planes([y])[0], bicubic(cb), bicubic(cr))
-    for c in range(3 if rgb is not None else 0):
-        dst[..., c] = _from_255(rgb[c], arr.dtype)
+    if rgb is not None:
+        for c in range(3):
+            dst[..., c] = _from_255(rgb[c], arr.dtype)
     if v.shape[2] == 4:
         dst[..., 3] = _from_255(bicubic(v[..., 3]), arr.dtype)
 

@@ -56,8 +56,9 @@ class Conv2d(Layer):
         self._fused = False
 
     def forward(self, x, train=True, activation: str | None = None):
-        """``conv(x) + bias``; with ``activation`` (training, see :meth:`ESPCN.forward`) the activation
-        is applied in the same pass and :meth:`backward` then takes the gradient of its output."""
+        """``conv(x) + bias``; with ``activation`` the activation is applied in the same pass (see
+        :meth:`ESPCN.forward` and :meth:`ESPCN.infer`), and :meth:`backward` then takes the gradient of its
+        output. ``train=False`` keeps nothing for a backward pass."""
         w, b = self.params["weight"], self.params["bias"]
         self._fused = activation is not None
         if not train:                               # no cache: nothing kept for a backward pass
@@ -68,11 +69,6 @@ class Conv2d(Layer):
         else:
             out, self._cache = conv2d_act_train_forward(x, w, b, activation)
         return out
-
-    def forward_activated(self, x, activation: str):
-        """Inference only: ``activation(self.forward(x))`` as one fused kernel, nothing cached."""
-        self._cache = None
-        return conv2d_act_forward(x, self.params["weight"], self.params["bias"], activation)
 
     def backward(self, dout):
         backward = conv2d_act_backward if self._fused else F.conv2d_backward

@@ -252,12 +252,12 @@ class ESPCN:
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Forward without keeping caches (inference: less memory).
 
-        A convolution followed by an activation runs as one fused kernel (:meth:`Conv2d.forward_activated`):
+        A convolution followed by an activation runs as one fused kernel (:meth:`Conv2d.forward`):
         the same numbers as :meth:`forward`, one pass less over memory.
         """
         out = self._check_input(x)
         for layer, act in self._fusions(self.layers, ACTIVATIONS):
-            out = layer.forward(out, train=False) if act is None else layer.forward_activated(out, act)
+            out = layer.forward(out, False) if act is None else layer.forward(out, False, act)
         return out
 
     __call__ = infer

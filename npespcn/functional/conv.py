@@ -139,12 +139,13 @@ def conv2d_backward_reference(dout, cache):
 # Fast path: im2col of a few rows at a time, one GEMM per chunk, chunks spread over worker threads
 # (see npespcn.functional.conv_chunked). The cache keeps the input and, if not too large, the columns.
 # --------------------------------------------------------------------------------------------------
-def conv2d_forward_numba(x, w, b):
+def conv2d_forward_numba(x, w, b, activation: str = "identity"):
     """Same contract as :func:`conv2d_forward_reference`, fast; the cache is ``(x, w, cols)``, the
-    chunks' columns when they fit in :data:`~npespcn.functional.conv_chunked.KEEP_COLS_BYTES` (else None)."""
+    chunks' columns when they fit in :data:`~npespcn.functional.conv_chunked.KEEP_COLS_BYTES` (else None).
+    ``activation`` is applied in the same pass (for :func:`conv2d_act_train_forward`)."""
     _check_conv_args(x, w, b)
     x = np.ascontiguousarray(x, dtype=np.result_type(x, w))
-    out, cols = conv2d_chunked_forward(x, w, b, keep_cols=True)
+    out, cols = conv2d_chunked_forward(x, w, b, activation, keep_cols=True)
     return out, (x, w, cols)
 
 
@@ -198,10 +199,8 @@ def conv2d_act_train_forward(x, w, b, activation: str, backend: str | None = Non
         z, conv_cache = conv2d_forward_reference(x, w, b)
         y = activation_forward(z, name, "reference")[0]
         return y, (conv_cache, name, y)
-    _check_conv_args(x, w, b)
-    x = np.ascontiguousarray(x, dtype=np.result_type(x, w))
-    y, cols = conv2d_chunked_forward(x, w, b, name, keep_cols=True)
-    return y, ((x, w, cols), name, y)
+    y, conv_cache = conv2d_forward_numba(x, w, b, name)
+    return y, (conv_cache, name, y)
 
 
 def conv2d_act_backward(dy, cache, backend: str | None = None):

@@ -52,6 +52,27 @@ def test_tanh32_special_values():
 
 
 # ------------------------------------------------------------------------------------ size independence
+# ------------------------------------------------------------------------------------------ im2col
+def test_im2col_of_any_band_of_stacked_rows_is_exact():
+    """A band may start and end mid-image, cross images, and be narrower than the kernel; the copy is
+    bit-exact, and columns past the band are left alone (spare columns of a padded GEMM)."""
+    from npespcn.functional.im2col import im2col_rows
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        N, C, H, W = (int(v) for v in rng.integers(1, [4, 4, 9, 9], endpoint=True))
+        k = int(rng.choice([1, 3, 5, 7]))
+        x = rand((N, C, H, W), int(rng.integers(1 << 30)))
+        r0 = int(rng.integers(0, N * H))
+        r1 = int(rng.integers(r0 + 1, N * H, endpoint=True))
+        cols = np.full((C * k * k, (r1 - r0) * W + 2), 7.0, np.float32)
+        im2col_rows(x, k, r0, r1, cols)
+        whole = im2col_reference(x, k)                      # (N, C*k*k, H*W)
+        expected = np.concatenate([whole[r // H][:, (r % H) * W:(r % H + 1) * W] for r in range(r0, r1)],
+                                  axis=1)
+        np.testing.assert_array_equal(cols[:, :-2], expected, err_msg=f"{(N, C, H, W)} k={k} [{r0}, {r1})")
+        assert (cols[:, -2:] == 7.0).all()
+
+
 @pytest.mark.parametrize("C, Fo, k, act", [(1, 64, 5, "tanh"), (64, 32, 3, "tanh"), (32, 9, 3, "identity"),
                                            (16, 8, 3, "relu")])
 def test_conv_of_a_crop_is_the_crop_of_the_conv_bitwise(C, Fo, k, act):

@@ -75,29 +75,35 @@ _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 # --------------------------------------------------------------------------------------------------
 @numba.njit(**_OPTS)
 def _bias_act_rows(tmp, b, act, r0, r1, out):
-    """``out[n, f, h, :] = act(tmp[f, (r-r0)*W : (r-r0+1)*W] + b[f])`` for the stacked rows of the chunk."""
+    """``out[n, f, h, :] = act(tmp[f, (r-r0)*W : (r-r0+1)*W] + b[f])`` for the stacked rows of the chunk.
+
+    One loop per image and channel over its rows in the chunk (contiguous in ``out``, C-contiguous)."""
     N, F, H, W = out.shape
     for f in range(F):
         bf = b[f]
-        for r in range(r0, r1):
-            dst = out[r // H, f, r % H]
-            src = tmp[f, (r - r0) * W:(r - r0 + 1) * W]
+        r = r0
+        while r < r1:                               # one image's rows of the chunk at a time
+            n, h0 = r // H, r % H
+            L = (min(H, h0 + r1 - r) - h0) * W
+            dst = out[n, f].reshape(H * W)[h0 * W:h0 * W + L]
+            src = tmp[f, (r - r0) * W:(r - r0) * W + L]
             if act == 0:
-                for t in range(W):
+                for t in range(L):
                     dst[t] = src[t] + bf
             elif act == 1:
-                for t in range(W):
+                for t in range(L):
                     v = src[t] + bf
                     dst[t] = v if v > 0 else 0
             elif act == 2:
-                for t in range(W):
+                for t in range(L):
                     dst[t] = tanh32(src[t] + bf)
             elif act == 3:
-                for t in range(W):
+                for t in range(L):
                     dst[t] = gelu(src[t] + bf)
             else:
-                for t in range(W):
+                for t in range(L):
                     dst[t] = math.tanh(src[t] + bf)
+            r += L // W
 
 
 @numba.njit(**_OPTS)
@@ -106,13 +112,17 @@ def _gather_rows(d, r0, r1, dT, db):
     N, F, H, W = d.shape
     for f in range(F):
         s = 0.0
-        for r in range(r0, r1):
-            src = d[r // H, f, r % H]
-            dst = dT[f, (r - r0) * W:(r - r0 + 1) * W]
-            for t in range(W):
+        r = r0
+        while r < r1:                               # one image's rows of the chunk at a time
+            n, h0 = r // H, r % H
+            L = (min(H, h0 + r1 - r) - h0) * W
+            src = d[n, f].reshape(H * W)[h0 * W:h0 * W + L]
+            dst = dT[f, (r - r0) * W:(r - r0) * W + L]
+            for t in range(L):
                 dst[t] = src[t]
-            for t in range(W):
+            for t in range(L):
                 s += src[t]
+            r += L // W
         db[f] += s
 
 

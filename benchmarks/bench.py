@@ -91,7 +91,7 @@ def npespcn_runner(case):
     def step():
         y = model.forward(x)
         loss, dy = mse_loss(y, t)
-        model.backward(dy)
+        model.backward(dy, input_grad=False)      # like PyTorch: the input needs no gradient
         opt.step(model.grads)
         return loss
     return step

@@ -70,9 +70,11 @@ class Conv2d(Layer):
             out, self._cache = conv2d_act_train_forward(x, w, b, activation)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad: bool = True):
+        """Fill :attr:`grads` and return ``dL/dx`` (None with ``input_grad=False``: saves a convolution
+        when nothing needs the gradient of this layer's input, as for a network's first layer)."""
         backward = conv2d_act_backward if self._fused else F.conv2d_backward
-        dx, dw, db = backward(dout, self._take_cache())
+        dx, dw, db = backward(dout, self._take_cache(), input_grad=input_grad)
         self._set_grad("weight", dw)
         self._set_grad("bias", db)
         return dx

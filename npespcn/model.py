@@ -235,17 +235,22 @@ class ESPCN:
                 yield layer, None
                 i += 1
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dy = dL/dy`` (the shape :meth:`forward` returned); fills :attr:`grads` and
-        returns ``dL/dx``."""
+        returns ``dL/dx``. Training needs only the parameters' gradients: ``input_grad=False`` skips
+        the first convolution's input gradient (a GEMM and a col2im) and returns None."""
         if getattr(self, "_out_shape", None) is None:
             raise RuntimeError("ESPCN.backward called without a forward first")
         dy = np.asarray(dy)
         if dy.shape != self._out_shape:
             raise ValueError(f"backward expects dy of the output's shape {self._out_shape}, got {dy.shape}")
         d = dy.astype(self.dtype, copy=False)
-        for layer in reversed(self._trained):
-            d = layer.backward(d)
+        for i in range(len(self._trained) - 1, -1, -1):
+            layer = self._trained[i]
+            if i == 0 and not input_grad and isinstance(layer, Conv2d):
+                d = layer.backward(d, input_grad=False)
+            else:
+                d = layer.backward(d)
         self._out_shape = None
         return d
 

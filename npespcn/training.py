@@ -4,7 +4,7 @@ One optimisation step on a batch ``x (B, 1, p, p)``, ``y (B, 1, p*r, p*r)`` (Y /
 
     pred = model.forward(x)                      (B, 1, p*r, p*r)
     loss = mean((pred - y)**2)                   MSE, as nn.MSELoss
-    model.backward(2 (pred - y) / M)             fills model.grads
+    model.backward(2 (pred - y) / M)             fills model.grads (no input gradient)
     optimizer.step(model.grads)                  Adam or SGD; the last layer at 0.1 x the rate
 
 With ``subpixel_target=True`` (the paper's trick) the target is stored inverse-shuffled,
@@ -161,7 +161,7 @@ def forward_backward(model: ESPCN, x: np.ndarray, y: np.ndarray, subpixel_target
     r = model.scale
     pred = model.forward(x, shuffle=not subpixel_target)     # the paper's trick skips the shuffle
     loss, dpred = _masked_mse(pred, y, border if subpixel_target else border * r)
-    model.backward(dpred)
+    model.backward(dpred, input_grad=False)
     return loss
 
 

@@ -2,7 +2,8 @@
 
 * size independence: a convolution of a crop equals the crop of the convolution, bitwise, away from the
   border (tiled inference relies on it), whatever the image width, chunking and thread count;
-* the fused inference kernel gives bitwise the numbers of the unfused training path;
+* fused conv + activation gives bitwise the numbers of the unfused pair, and inference those of training
+  when their GEMMs are the same size (training lets small GEMMs run, see conv2d_forward_numba);
 * the float32 tanh without libm is the correctly rounded tanh;
 * backward is deterministic (bitwise equal on repeated runs);
 * NumPy's BLAS thread count is restored after the worker threads are done.
@@ -125,10 +126,14 @@ def test_forward_does_not_depend_on_the_thread_count(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_conv_activation_equals_conv_then_activation_bitwise(act, dtype):
     x, w, b = rand((2, 4, 9, 13), 8, dtype=dtype), rand((6, 4, 3, 3), 9, 0.5, dtype), rand((6,), 10, dtype=dtype)
-    fused = conv2d_act_forward(x, w, b, act)
-    unfused = F.activation_forward(conv2d_forward_numba(x, w, b)[0], act, "numba")[0]
+    fused = conv2d_act_forward(x, w, b, act)                                   # inference
+    unfused = F.activation_forward(conv2d_act_forward(x, w, b, "identity"), act, "numba")[0]
     assert fused.dtype == dtype
     np.testing.assert_array_equal(fused, unfused)
+    if act in F.conv.FUSED_TRAIN_ACTIVATIONS:                                 # training
+        fused_train = F.conv.conv2d_act_train_forward(x, w, b, act)[0]
+        unfused_train = F.activation_forward(conv2d_forward_numba(x, w, b)[0], act, "numba")[0]
+        np.testing.assert_array_equal(fused_train, unfused_train)
     ref = conv2d_act_forward(x, w, b, act, backend="reference")
     np.testing.assert_allclose(fused, ref, rtol=0, atol=(2e-5 if dtype == np.float32 else 1e-12) * np.abs(ref).max())
 
@@ -141,16 +146,40 @@ def test_fused_conv_rejects_prelu_and_bad_shapes():
         conv2d_act_forward(x, rand((3, 4, 3, 3)), b, "tanh")
 
 
-def test_model_infer_equals_forward_bitwise():
+def test_model_infer_equals_forward_bitwise_with_the_same_gemms(monkeypatch):
+    """Inference (fused, padded GEMMs) and training (layer by layer where not fused, small GEMMs allowed)
+    give bitwise the same numbers when their GEMMs are the same, and agree to rounding otherwise."""
     for m in (ESPCN.paper(2), ESPCN.seven(3), ESPCN.paper(3, activation="prelu")):
         for name, arr in m.params.items():
             if name.endswith("weight") and arr.ndim == 4:
                 arr[...] = rand(arr.shape, 11, 0.3)
         x = np.random.default_rng(12).random((2, 1, 11, 14)).astype(np.float32)
-        np.testing.assert_array_equal(m.infer(x), m.forward(x))
+        y = m.forward(x)
+        np.testing.assert_allclose(m.infer(x), y, rtol=0, atol=1e-6 * np.abs(y).max())
+        with monkeypatch.context() as mp:
+            mp.setattr(conv_chunked, "MIN_GEMM_MNK", 0)                    # inference pads no GEMM either
+            np.testing.assert_array_equal(m.infer(x), y)
 
 
 # ------------------------------------------------------------------------------------------ backward
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_backward_without_input_gradient_gives_the_same_parameter_gradients(backend):
+    """``input_grad=False`` (training) skips only dL/dx: every parameter gradient is bitwise the same."""
+    m = ESPCN.paper(3)
+    for name, arr in m.params.items():
+        arr[...] = rand(arr.shape, 21 + len(name), 0.3)
+    x, dy = rand((3, 1, 9, 10), 22), rand((3, 1, 27, 30), 23)
+    with F.use_backend(backend):
+        m.forward(x)
+        dx = m.backward(dy)
+        full = {k: v.copy() for k, v in m.grads.items()}
+        m.forward(x)
+        assert m.backward(dy, input_grad=False) is None
+    assert dx.shape == x.shape and np.abs(dx).sum() > 0
+    for name, g in m.grads.items():
+        np.testing.assert_array_equal(g, full[name], err_msg=name)
+
+
 def test_backward_is_deterministic_and_matches_the_reference():
     x, w, b = rand((5, 6, 21, 19), 13), rand((7, 6, 3, 3), 14, 0.3), rand((7,), 15)
     d = rand((5, 7, 21, 19), 16)

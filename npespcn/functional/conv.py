@@ -110,17 +110,19 @@ def conv2d_forward_reference(x, w, b):
     return out.reshape(N, F, H, W), (x.shape, w, cols)
 
 
-def conv2d_backward_reference(dout, cache):
+def conv2d_backward_reference(dout, cache, input_grad: bool = True):
     """Gradients of :func:`conv2d_forward_reference`.
 
     Parameters
     ----------
     dout : ndarray (N, F, H, W), dL/dout
     cache : from the forward
+    input_grad : bool
+        False skips ``dx`` (the network's first layer: nothing needs the gradient of its input).
 
     Returns
     -------
-    dx : ndarray (N, C, H, W)
+    dx : ndarray (N, C, H, W), or None without ``input_grad``
     dw : ndarray (F, C, k, k)
     db : ndarray (F,)
     """
@@ -130,8 +132,10 @@ def conv2d_backward_reference(dout, cache):
     d = dout.reshape(N, F, H * W)
     db = d.sum(axis=(0, 2))
     dw = np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
-    dcols = np.matmul(w.reshape(F, -1).T, d)            # (N, C*k*k, H*W)
-    dx = col2im_reference(dcols, shape, k)
+    dx = None
+    if input_grad:
+        dcols = np.matmul(w.reshape(F, -1).T, d)        # (N, C*k*k, H*W)
+        dx = col2im_reference(dcols, shape, k)
     return dx, dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
 
 
@@ -142,18 +146,24 @@ def conv2d_backward_reference(dout, cache):
 def conv2d_forward_numba(x, w, b, activation: str = "identity"):
     """Same contract as :func:`conv2d_forward_reference`, fast; the cache is ``(x, w, cols)``, the
     chunks' columns when they fit in :data:`~npespcn.functional.conv_chunked.KEEP_COLS_BYTES` (else None).
-    ``activation`` is applied in the same pass (for :func:`conv2d_act_train_forward`)."""
+    ``activation`` is applied in the same pass (for :func:`conv2d_act_train_forward`).
+
+    Unlike inference, training does not pad small GEMMs to keep them size independent: a batch of
+    16 17x17 patches then runs its first and last layers on every thread, not one. The values may
+    differ from :func:`conv2d_act_forward`'s in the last bit where a chunk's GEMM is below
+    :data:`~npespcn.functional.conv_chunked.MIN_GEMM_MNK` (OpenBLAS's small-matrix kernels sum in
+    another order); with the same chunks they are bitwise equal."""
     _check_conv_args(x, w, b)
     x = np.ascontiguousarray(x, dtype=np.result_type(x, w))
-    out, cols = conv2d_chunked_forward(x, w, b, activation, keep_cols=True)
+    out, cols = conv2d_chunked_forward(x, w, b, activation, keep_cols=True, size_independent=False)
     return out, (x, w, cols)
 
 
-def conv2d_backward_numba(dout, cache):
+def conv2d_backward_numba(dout, cache, input_grad: bool = True):
     """Same contract as :func:`conv2d_backward_reference`, fast (im2col redone chunk by chunk if the
     forward did not keep the columns)."""
     x, w, cols = cache
-    grads = conv2d_chunked_backward(dout, x, w, cols)
+    grads = conv2d_chunked_backward(dout, x, w, cols, input_grad)
     if cols is not None:
         cols.release()                                  # the next forward reuses the arrays
     return grads
@@ -169,11 +179,12 @@ def conv2d_forward(x, w, b, backend: str | None = None):
     return conv2d_forward_numba(x, w, b)
 
 
-def conv2d_backward(dout, cache, backend: str | None = None):
-    """Convolution backward with the chosen backend. Returns ``(dx, dw, db)``."""
+def conv2d_backward(dout, cache, backend: str | None = None, input_grad: bool = True):
+    """Convolution backward with the chosen backend. Returns ``(dx, dw, db)``, ``dx`` None without
+    ``input_grad``."""
     if resolve(backend) == "reference":
-        return conv2d_backward_reference(dout, cache)
-    return conv2d_backward_numba(dout, cache)
+        return conv2d_backward_reference(dout, cache, input_grad)
+    return conv2d_backward_numba(dout, cache, input_grad)
 
 
 FUSED_TRAIN_ACTIVATIONS = ("identity", "relu", "tanh")
@@ -203,8 +214,9 @@ def conv2d_act_train_forward(x, w, b, activation: str, backend: str | None = Non
     return y, (conv_cache, name, y)
 
 
-def conv2d_act_backward(dy, cache, backend: str | None = None):
-    """Backward of :func:`conv2d_act_train_forward`: returns ``(dx, dw, db)``.
+def conv2d_act_backward(dy, cache, backend: str | None = None, input_grad: bool = True):
+    """Backward of :func:`conv2d_act_train_forward`: returns ``(dx, dw, db)`` (``dx`` None without
+    ``input_grad``).
 
     ``dz = dy * act'(z)`` from the output alone (``act'`` is 1, ``y > 0`` or ``1 - y**2``), then
     :func:`conv2d_backward`.
@@ -212,7 +224,7 @@ def conv2d_act_backward(dy, cache, backend: str | None = None):
     conv_cache, name, y = cache
     # For these activations the output decides the derivative: y > 0 exactly where z > 0.
     dz = activation_backward(dy, (name, y, y), backend)
-    return conv2d_backward(dz, conv_cache, backend)
+    return conv2d_backward(dz, conv_cache, backend, input_grad)
 
 
 def conv2d_act_forward(x, w, b, activation: str | None = "identity", backend: str | None = None):

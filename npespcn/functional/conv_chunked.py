@@ -282,7 +282,7 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", keep_cols: boo
     return out
 
 
-def conv2d_chunked_backward(dout, x, w, cols=None):
+def conv2d_chunked_backward(dout, x, w, cols=None, input_grad: bool = True):
     """Gradients of :func:`conv2d_chunked_forward` without activation.
 
     ``dw`` and ``db`` chunk by chunk (``dw2 += dT @ cols.T``, the columns taken from ``cols`` when the
@@ -304,10 +304,12 @@ def conv2d_chunked_backward(dout, x, w, cols=None):
     x : ndarray (N, C, H, W), the forward's input
     w : ndarray (F, C, k, k)
     cols : :class:`KeptColumns` from the forward (``keep_cols``), or None
+    input_grad : bool
+        False skips ``dx`` (returned as None): the first layer's input needs no gradient.
 
     Returns
     -------
-    dx (N, C, H, W), dw (F, C, k, k), db (F,), all of ``x``'s dtype
+    dx (N, C, H, W) or None, dw (F, C, k, k), db (F,), all of ``x``'s dtype
     """
     N, C, H, W = x.shape
     F, _, k, _ = w.shape
@@ -320,7 +322,7 @@ def conv2d_chunked_backward(dout, x, w, cols=None):
     workers = min(_max_workers(), len(chunks))
     cap = max(r1 - r0 for r0, r1 in chunks) * W
 
-    turned = F <= C                       # dx by the turned-kernel convolution (else col2im, see above)
+    turned = F <= C or not input_grad     # dx by the turned-kernel convolution (else col2im, see above)
     w2t = np.ascontiguousarray(w.reshape(F, K), dtype=dt).T          # (K, F), Fortran order: no copy in BLAS
 
     def work(wid):
@@ -354,7 +356,9 @@ def conv2d_chunked_backward(dout, x, w, cols=None):
         db += pdb
         if not turned:
             dx += pdx
-    if turned:
+    if not input_grad:
+        dx = None
+    elif turned:
         w_turned = np.ascontiguousarray(w.astype(dt, copy=False).transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
         dx = conv2d_chunked_forward(d, w_turned, np.zeros(C, dtype=dt), size_independent=False)
     return dx, np.ascontiguousarray(dw2t.T).reshape(w.shape), db.astype(dt)

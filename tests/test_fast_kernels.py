@@ -194,43 +194,11 @@ def test_backward_is_deterministic_and_matches_the_reference():
 def test_backward_with_many_chunks_equals_one_chunk(monkeypatch):
     x, w = rand((3, 4, 12, 10), 17), rand((5, 4, 5, 5), 18, 0.3)
     d = rand((3, 5, 12, 10), 19)
-    one = conv2d_backward_numba(d, (x, w, None))                    # None: im2col redone in the backward
+    one = conv2d_backward_numba(d, (x, w))
     monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 10)            # one row per chunk
-    many = conv2d_backward_numba(d, (x, w, None))
+    many = conv2d_backward_numba(d, (x, w))
     for a, c in zip(one, many):
         np.testing.assert_allclose(a, c, rtol=0, atol=1e-5 * np.abs(a).max())
-
-
-@pytest.mark.parametrize("chunk_pixels", [10, 2048])
-def test_backward_from_kept_columns_equals_recomputed(monkeypatch, chunk_pixels):
-    """The columns the forward keeps are im2col's, and the backward gives the same gradients from them."""
-    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", chunk_pixels)
-    x, w, b = rand((3, 4, 12, 10), 21), rand((5, 4, 3, 3), 22, 0.3), rand((5,), 23)
-    d = rand((3, 5, 12, 10), 24)
-    out, cache = conv2d_forward_numba(x, w, b)
-    chunks, kept = cache[2].chunks, cache[2].arrays
-    cols = im2col_reference(x, 3).transpose(1, 0, 2).reshape(36, -1)   # (K, N*H*W)
-    for (r0, r1), c in zip(chunks, kept):
-        np.testing.assert_array_equal(c[:, :(r1 - r0) * 10], cols[:, r0 * 10:r1 * 10])
-    redone = conv2d_backward_numba(d, cache[:2] + (None,))
-    from_kept = conv2d_backward_numba(d, cache)
-    for a, c in zip(from_kept, redone):
-        np.testing.assert_allclose(a, c, rtol=0, atol=1e-5 * np.abs(a).max())
-    # The backward handed the arrays back; the next forward reuses them, and the old cache still works.
-    assert cache[2].arrays is None
-    out2, cache2 = conv2d_forward_numba(x * 2, w, b)
-    assert any(a is k for a in cache2[2].arrays for k in kept)
-    again = conv2d_backward_numba(d, cache)
-    for a, c in zip(again, redone):
-        np.testing.assert_allclose(a, c, rtol=0, atol=1e-5 * np.abs(a).max())
-
-
-def test_columns_over_the_memory_limit_are_not_kept(monkeypatch):
-    monkeypatch.setattr(conv_chunked, "KEEP_COLS_BYTES", 1000)
-    x, w, b = rand((2, 4, 12, 10), 25), rand((5, 4, 3, 3), 26, 0.3), rand((5,), 27)
-    out, cache = conv2d_forward_numba(x, w, b)
-    assert cache[2] is None
-    np.testing.assert_array_equal(out, conv2d_forward_numba(x, w, b)[0])
 
 
 @pytest.mark.parametrize("N,H,W,min_pixels,workers", [(16, 17, 17, 0, 2), (16, 17, 17, 0, 1), (1, 5, 640, 0, 2),
@@ -284,21 +252,22 @@ def test_training_steps_are_bitwise_reproducible(monkeypatch):
     assert not np.array_equal(finals[0]["conv1.weight"], ESPCN.paper(3, seed=5).params["conv1.weight"])
 
 
-def test_inference_keeps_no_columns(monkeypatch):
-    """Only a training forward keeps im2col columns: infer / forward(train=False) must not pay for them."""
+def test_inference_pads_its_gemms_and_keeps_no_cache(monkeypatch):
+    """infer / forward(train=False) keep nothing for a backward pass and run size-independent GEMMs;
+    only a training forward lets small GEMMs run."""
     calls = []
     real = conv_chunked.conv2d_chunked_forward
 
     def spy(*args, **kwargs):
-        calls.append(kwargs.get("keep_cols", False))
+        calls.append(kwargs.get("size_independent", True))
         return real(*args, **kwargs)
     import npespcn.functional.conv as conv_module
     monkeypatch.setattr(conv_module, "conv2d_chunked_forward", spy)
     m = ESPCN.paper(3, seed=1)
     x = np.random.default_rng(0).random((1, 1, 20, 24), dtype=np.float32)
-    y = m.infer(x)
-    assert calls == [False, False, False]
+    m.infer(x)
+    assert calls == [True, True, True]
     m.layers[0].forward(x, train=False)
-    assert calls[-1] is False and m.layers[0]._cache is None
-    np.testing.assert_array_equal(y, m.forward(x))
-    assert calls[-3:] == [True, True, True]
+    assert calls[-1] is True and m.layers[0]._cache is None
+    m.forward(x)
+    assert calls[-3:] == [False, False, False]

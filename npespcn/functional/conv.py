@@ -141,12 +141,12 @@ def conv2d_backward_reference(dout, cache, input_grad: bool = True):
 
 # --------------------------------------------------------------------------------------------------
 # Fast path: im2col of a few rows at a time, one GEMM per chunk, chunks spread over worker threads
-# (see npespcn.functional.conv_chunked). The cache keeps the input and, if not too large, the columns.
+# (see npespcn.functional.conv_chunked). The cache keeps the input; the backward pass unfolds it again.
 # --------------------------------------------------------------------------------------------------
 def conv2d_forward_numba(x, w, b, activation: str = "identity"):
-    """Same contract as :func:`conv2d_forward_reference`, fast; the cache is ``(x, w, cols)``, the
-    chunks' columns when they fit in :data:`~npespcn.functional.conv_chunked.KEEP_COLS_BYTES` (else None).
-    ``activation`` is applied in the same pass (for :func:`conv2d_act_train_forward`).
+    """Same contract as :func:`conv2d_forward_reference`, fast; the cache is ``(x, w)`` (the backward pass
+    unfolds ``x`` again, chunk by chunk). ``activation`` is applied in the same pass (for
+    :func:`conv2d_act_train_forward`).
 
     Unlike inference, training does not pad small GEMMs to keep them size independent: a batch of
     16 17x17 patches then runs its first and last layers on every thread, not one. The values may
@@ -155,18 +155,14 @@ def conv2d_forward_numba(x, w, b, activation: str = "identity"):
     another order); with the same chunks they are bitwise equal."""
     _check_conv_args(x, w, b)
     x = np.ascontiguousarray(x, dtype=np.result_type(x, w))
-    out, cols = conv2d_chunked_forward(x, w, b, activation, keep_cols=True, size_independent=False)
-    return out, (x, w, cols)
+    out = conv2d_chunked_forward(x, w, b, activation, size_independent=False)
+    return out, (x, w)
 
 
 def conv2d_backward_numba(dout, cache, input_grad: bool = True):
-    """Same contract as :func:`conv2d_backward_reference`, fast (im2col redone chunk by chunk if the
-    forward did not keep the columns)."""
-    x, w, cols = cache
-    grads = conv2d_chunked_backward(dout, x, w, cols, input_grad)
-    if cols is not None:
-        cols.release()                                  # the next forward reuses the arrays
-    return grads
+    """Same contract as :func:`conv2d_backward_reference`, fast."""
+    x, w = cache
+    return conv2d_chunked_backward(dout, x, w, input_grad)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ Stack the images' rows: row ``r = n*H + h`` of the batch. A chunk is a run of st
 
 The whole-image im2col of :func:`~npespcn.functional.conv.conv2d_forward_reference` is 25x (5x5) or 9x
 (3x3) the input: 530 MB for the 64-channel layer of a 640×360 frame. A chunk's is 5 MB, read back while
-it is still in cache. In training the chunks' columns are kept for the backward pass when they fit in
-:data:`KEEP_COLS_BYTES` (a batch of 16 17x17 patches: 11 MB for the 64-channel layer), and unfolded
-again chunk by chunk otherwise::
+it is still in cache. The backward pass unfolds the input again, chunk by chunk: keeping the forward's
+columns instead (as many frameworks do) was measured slower once the unfolding was fast: a batch of 64
+32x32 patches has 151 MB of them for the 64-channel layer, written to and read back from main memory::
 
     dT    (F, P)   dT[f, (r - r0)*W + w] = dout[n, f, h, w]          db += sum over the chunk of dT
     dw2  += dT @ cols.T                                               (F, K), as (cols @ dT.T).T
@@ -27,11 +27,11 @@ Size independence (tiled inference must be bitwise equal to untiled): every pixe
 and activation, and from BLAS the same dot product of a row of ``w2`` with its column of ``cols``.
 OpenBLAS splits a GEMM's work over rows and columns (never over the summed dimension), its K-blocking
 depends only on K, and every column is computed by the same micro-kernel loop. It does switch to other
-kernels for small products ("small matrix" and "direct" sgemm, below ``M*N*K = 28*512*512``); the
-forward pass never calls it on a product that small: chunks hold at least ``MIN_GEMM_MNK / (F*K)``
+kernels for small products ("small matrix" and "direct" sgemm, below ``M*N*K = 28*512*512``);
+inference never calls it on a product that small: chunks hold at least ``MIN_GEMM_MNK / (F*K)``
 pixels (:data:`MIN_GEMM_MNK`), and an image smaller than that gets spare columns whose outputs are
-dropped. The backward pass needs no such guarantee, only determinism, which holds: every sum over
-chunks and pixels runs in a fixed order.
+dropped. Training (``size_independent=False``) and the backward pass need no such guarantee, only
+determinism, which holds: every sum over chunks and pixels runs in a fixed order.
 
 Threads: the chunks are dealt to ``numba.get_num_threads()`` worker threads (``NUMBA_NUM_THREADS``),
 on demand in the forward pass, chunk ``c`` to worker ``c % workers`` in the backward pass (its partial
@@ -57,10 +57,6 @@ from .vecmath import activation_code, gelu, tanh32
 
 CHUNK_PIXELS = 2048
 """Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
-
-KEEP_COLS_BYTES = 256 << 20
-"""Training: a layer's columns are kept for the backward pass up to this size (else unfolded again).
-After the backward pass the arrays stay allocated (up to 8 per shape) for the next step to reuse."""
 
 MIN_GEMM_MNK = 1 << 23
 """Forward GEMMs are padded to at least this M*N*K, above OpenBLAS's small-matrix and direct-sgemm
@@ -166,40 +162,6 @@ def _dealer(n: int):
     return deal
 
 
-# Kept columns are handed back by the backward pass and reused by the next forward of the same shape:
-# a fresh 5 MB array per chunk and step costs more in page faults than the backward saves.
-_spare_cols: dict = {}
-_spare_lock = threading.Lock()
-_SPARE_PER_SHAPE = 8
-
-
-def _take_cols(shape, dt):
-    with _spare_lock:
-        spare = _spare_cols.get((shape, dt.str))
-        if spare:
-            return spare.pop()
-    return np.empty(shape, dtype=dt)
-
-
-class KeptColumns:
-    """The columns a training forward pass kept: ``chunks`` (row ranges) and ``arrays``, one (K, n) array
-    per chunk (``n`` its pixels, or more if spare columns were added). :meth:`release` hands the arrays
-    back for reuse; a backward pass given released columns unfolds the input again."""
-
-    __slots__ = ("chunks", "arrays")
-
-    def __init__(self, chunks, arrays):
-        self.chunks, self.arrays = chunks, arrays
-
-    def release(self) -> None:
-        arrays, self.arrays = self.arrays, None
-        with _spare_lock:
-            for a in arrays or ():
-                spare = _spare_cols.setdefault((a.shape, a.dtype.str), [])
-                if len(spare) < _SPARE_PER_SHAPE:
-                    spare.append(a)
-
-
 def _chunks(N: int, H: int, W: int, min_pixels: int = 0, workers: int = 1):
     """Runs of whole stacked rows, about ``CHUNK_PIXELS`` pixels each (at least ``min_pixels``).
 
@@ -220,8 +182,7 @@ def _max_workers() -> int:
     return max(1, numba.get_num_threads()) if BLAS_CONTROL else 1
 
 
-def conv2d_chunked_forward(x, w, b, activation: str = "identity", keep_cols: bool = False,
-                           size_independent: bool = True):
+def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independent: bool = True):
     """``act(conv(x, w) + b)`` chunk by chunk (see the module docstring).
 
     Parameters
@@ -230,18 +191,13 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", keep_cols: boo
     w : ndarray (F, C, k, k), k odd
     b : ndarray (F,)
     activation : one of :data:`~npespcn.functional.vecmath.ACT_CODES`
-    keep_cols : bool
-        Training: keep every chunk's columns and return them too, so that the
-        backward pass need not unfold the input again, if it takes at most :data:`KEEP_COLS_BYTES`.
     size_independent : bool
         Pad every GEMM to :data:`MIN_GEMM_MNK` (the default), so that a pixel's value does not depend on
-        the image size; False (the backward pass's input gradient) lets small images use small GEMMs,
-        and so more threads.
+        the image size; False (training) lets small images use small GEMMs, and so more threads.
 
     Returns
     -------
     out : ndarray (N, F, H, W), dtype ``result_type(x, w)``
-    cols : :class:`KeptColumns` or None, only with ``keep_cols``
     """
     N, C, H, W = x.shape
     F, _, k, _ = w.shape
@@ -256,37 +212,28 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", keep_cols: boo
     chunks = _chunks(N, H, W, min_cols, _max_workers())  # padding needed only if the image is smaller
     workers = min(_max_workers(), len(chunks))
     cap = max(max(r1 - r0 for r0, r1 in chunks) * W, min_cols)
-    sizes = [max((r1 - r0) * W, min_cols) for r0, r1 in chunks]
-    keep = keep_cols and K * sum(sizes) * np.dtype(dt).itemsize <= KEEP_COLS_BYTES
-    kept = [_take_cols((K, n), np.dtype(dt)) for n in sizes] if keep else None   # one array per chunk
-    for c, (r0, r1) in enumerate(chunks if keep else ()):
-        kept[c][:, (r1 - r0) * W:] = 0                  # spare columns stay finite (their outputs are dropped)
-
     deal = _dealer(len(chunks))
 
     def work(wid):
-        colbuf = None if keep else np.zeros(K * cap, dtype=dt)   # spare columns stay finite (dropped)
+        colbuf = np.zeros(K * cap, dtype=dt)            # spare columns stay finite (their outputs are dropped)
         tmpbuf = np.empty(F * cap, dtype=dt)
         while (c := deal()) is not None:            # whoever is free takes the next chunk
             r0, r1 = chunks[c]
-            ncols = sizes[c]
-            cols = kept[c] if keep else colbuf[:K * ncols].reshape(K, ncols)
+            ncols = max((r1 - r0) * W, min_cols)
+            cols = colbuf[:K * ncols].reshape(K, ncols)
             tmp = tmpbuf[:F * ncols].reshape(F, ncols)
             _im2col_rows(x, k, r0, r1, cols)
             np.dot(w2, cols, out=tmp)
             _bias_act_rows(tmp, b, code, r0, r1, out)
 
     _map_workers(work, workers)
-    if keep_cols:
-        return out, (KeptColumns(chunks, kept) if keep else None)
     return out
 
 
-def conv2d_chunked_backward(dout, x, w, cols=None, input_grad: bool = True):
+def conv2d_chunked_backward(dout, x, w, input_grad: bool = True):
     """Gradients of :func:`conv2d_chunked_forward` without activation.
 
-    ``dw`` and ``db`` chunk by chunk (``dw2 += dT @ cols.T``, the columns taken from ``cols`` when the
-    forward kept them, else unfolded again); every worker sums its chunks into its own arrays, added in
+    ``dw`` and ``db`` chunk by chunk (``dw2 += dT @ cols.T``, the columns unfolded again); every worker sums its chunks into its own arrays, added in
     worker order afterwards, so the result is the same on every run with the same
     ``NUMBA_NUM_THREADS``. ``dx`` is the convolution of ``dout`` with the kernel turned by
     180 degrees and input/output channels swapped, run by :func:`conv2d_chunked_forward`::
@@ -303,7 +250,6 @@ def conv2d_chunked_backward(dout, x, w, cols=None, input_grad: bool = True):
     dout : ndarray (N, F, H, W)
     x : ndarray (N, C, H, W), the forward's input
     w : ndarray (F, C, k, k)
-    cols : :class:`KeptColumns` from the forward (``keep_cols``), or None
     input_grad : bool
         False skips ``dx`` (returned as None): the first layer's input needs no gradient.
 
@@ -316,9 +262,7 @@ def conv2d_chunked_backward(dout, x, w, cols=None, input_grad: bool = True):
     K = C * k * k
     dt = x.dtype
     d = np.ascontiguousarray(dout, dtype=dt)
-    if cols is not None and cols.arrays is None:       # released: unfold again
-        cols = None
-    chunks = _chunks(N, H, W, 0, _max_workers()) if cols is None else cols.chunks
+    chunks = _chunks(N, H, W, 0, _max_workers())
     workers = min(_max_workers(), len(chunks))
     cap = max(r1 - r0 for r0, r1 in chunks) * W
 
@@ -329,18 +273,15 @@ def conv2d_chunked_backward(dout, x, w, cols=None, input_grad: bool = True):
         dw2t = np.zeros((K, F), dtype=dt)
         db = np.zeros(F, dtype=np.float64)
         dx = None if turned else np.zeros((N, C, H, W), dtype=dt)
-        colbuf = np.empty(K * cap, dtype=dt) if cols is None else None
+        colbuf = np.empty(K * cap, dtype=dt)
         dTbuf = np.empty(F * cap, dtype=dt)
         dcolbuf = None if turned else np.empty(K * cap, dtype=dt)
         for c in range(wid, len(chunks), workers):
             r0, r1 = chunks[c]
             ncols = (r1 - r0) * W
             dT = dTbuf[:F * ncols].reshape(F, ncols)
-            if cols is None:
-                chunk_cols = colbuf[:K * ncols].reshape(K, ncols)
-                _im2col_rows(x, k, r0, r1, chunk_cols)
-            else:
-                chunk_cols = cols.arrays[c][:, :ncols]      # without the forward's spare columns
+            chunk_cols = colbuf[:K * ncols].reshape(K, ncols)
+            _im2col_rows(x, k, r0, r1, chunk_cols)
             _gather_rows(d, r0, r1, dT, db)
             dw2t += np.dot(chunk_cols, dT.T)             # (K, F): faster in BLAS than dT @ cols.T
             if not turned:

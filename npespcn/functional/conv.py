@@ -215,12 +215,16 @@ def conv2d_act_backward(dy, cache, backend: str | None = None, input_grad: bool 
     ``input_grad``).
 
     ``dz = dy * act'(z)`` from the output alone (``act'`` is 1, ``y > 0`` or ``1 - y**2``), then
-    :func:`conv2d_backward`.
+    :func:`conv2d_backward`. The fast path computes ``dz`` while it gathers ``dy`` chunk by chunk
+    (:func:`~npespcn.functional.conv_chunked.conv2d_chunked_backward`): one pass less over memory.
     """
     conv_cache, name, y = cache
-    # For these activations the output decides the derivative: y > 0 exactly where z > 0.
-    dz = activation_backward(dy, (name, y, y), backend)
-    return conv2d_backward(dz, conv_cache, backend, input_grad)
+    if resolve(backend) == "reference":
+        # For these activations the output decides the derivative: y > 0 exactly where z > 0.
+        dz = activation_backward(dy, (name, y, y), backend)
+        return conv2d_backward(dz, conv_cache, backend, input_grad)
+    x, w = conv_cache
+    return conv2d_chunked_backward(dy, x, w, input_grad, y, name)
 
 
 def conv2d_act_forward(x, w, b, activation: str | None = "identity", backend: str | None = None):

@@ -103,9 +103,12 @@ def _bias_act_rows(tmp, b, act, r0, r1, out):
 
 
 @numba.njit(**_OPTS)
-def _gather_rows(d, r0, r1, dT, db):
-    """``dT[f, (r-r0)*W + w] = d[n, f, h, w]``; ``db[f] += `` their sum (float64, fixed order)."""
+def _gather_rows(d, y, act, r0, r1, dT, db, dz):
+    """``dT[f, (r-r0)*W + w] = dz[n, f, h, w] = d[n, f, h, w] * act'``; ``db[f] += `` their sum (float64,
+    fixed order). ``act'`` comes from the output ``y``: 1 (act 0), ``y > 0`` (1, relu), ``1 - y*y``
+    (2, tanh); ``dz`` is written only if it is not empty (the input gradient's convolution reads it)."""
     N, F, H, W = d.shape
+    write_dz = dz.size > 0
     for f in range(F):
         s = 0.0
         r = r0
@@ -114,10 +117,23 @@ def _gather_rows(d, r0, r1, dT, db):
             L = (min(H, h0 + r1 - r) - h0) * W
             src = d[n, f].reshape(H * W)[h0 * W:h0 * W + L]
             dst = dT[f, (r - r0) * W:(r - r0) * W + L]
+            if act == 0:
+                for t in range(L):
+                    dst[t] = src[t]
+            else:
+                yv = y[n, f].reshape(H * W)[h0 * W:h0 * W + L]
+                if act == 1:
+                    for t in range(L):
+                        dst[t] = src[t] if yv[t] > 0 else 0
+                else:
+                    for t in range(L):
+                        dst[t] = src[t] * (1 - yv[t] * yv[t])
+            if write_dz:
+                dzv = dz[n, f].reshape(H * W)[h0 * W:h0 * W + L]
+                for t in range(L):
+                    dzv[t] = dst[t]
             for t in range(L):
-                dst[t] = src[t]
-            for t in range(L):
-                s += src[t]
+                s += dst[t]
             r += L // W
         db[f] += s
 
@@ -230,8 +246,11 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     return out
 
 
-def conv2d_chunked_backward(dout, x, w, input_grad: bool = True):
-    """Gradients of :func:`conv2d_chunked_forward` without activation.
+def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activation: str = "identity"):
+    """Gradients of :func:`conv2d_chunked_forward`, with an identity, relu or tanh activation.
+
+    With an activation, ``dz = dout * act'`` (from the output ``y``: ``y > 0``, ``1 - y**2``) is
+    computed while ``dout`` is gathered, not in a pass of its own; the rest is as without.
 
     ``dw`` and ``db`` chunk by chunk (``dw2 += dT @ cols.T``, the columns unfolded again); every worker sums its chunks into its own arrays, added in
     worker order afterwards, so the result is the same on every run with the same
@@ -252,6 +271,8 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True):
     w : ndarray (F, C, k, k)
     input_grad : bool
         False skips ``dx`` (returned as None): the first layer's input needs no gradient.
+    y : ndarray (N, F, H, W), the forward's output; needed with ``activation`` "relu" or "tanh"
+    activation : "identity", "relu" or "tanh"
 
     Returns
     -------
@@ -262,11 +283,15 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True):
     K = C * k * k
     dt = x.dtype
     d = np.ascontiguousarray(dout, dtype=dt)
+    code = {"identity": 0, "relu": 1, "tanh": 2}[activation]
+    y = d if code == 0 else np.ascontiguousarray(y, dtype=dt)
     chunks = _chunks(N, H, W, 0, _max_workers())
     workers = min(_max_workers(), len(chunks))
     cap = max(r1 - r0 for r0, r1 in chunks) * W
 
     turned = F <= C or not input_grad     # dx by the turned-kernel convolution (else col2im, see above)
+    # The turned-kernel convolution reads dz; without an activation dz is dout itself.
+    dz = np.empty((N, F, H, W) if turned and input_grad and code else (0, 0, 0, 0), dtype=dt)
     w2t = np.ascontiguousarray(w.reshape(F, K), dtype=dt).T          # (K, F), Fortran order: no copy in BLAS
 
     def work(wid):
@@ -282,7 +307,7 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True):
             dT = dTbuf[:F * ncols].reshape(F, ncols)
             chunk_cols = colbuf[:K * ncols].reshape(K, ncols)
             _im2col_rows(x, k, r0, r1, chunk_cols)
-            _gather_rows(d, r0, r1, dT, db)
+            _gather_rows(d, y, code, r0, r1, dT, db, dz)
             dw2t += np.dot(chunk_cols, dT.T)             # (K, F): faster in BLAS than dT @ cols.T
             if not turned:
                 dcols = dcolbuf[:K * ncols].reshape(K, ncols)
@@ -301,5 +326,5 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True):
         dx = None
     elif turned:
         w_turned = np.ascontiguousarray(w.astype(dt, copy=False).transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-        dx = conv2d_chunked_forward(d, w_turned, np.zeros(C, dtype=dt), size_independent=False)
+        dx = conv2d_chunked_forward(dz if code else d, w_turned, np.zeros(C, dtype=dt), size_independent=False)
     return dx, np.ascontiguousarray(dw2t.T).reshape(w.shape), db.astype(dt)

@@ -161,6 +161,23 @@ def test_model_infer_equals_forward_bitwise_with_the_same_gemms(monkeypatch):
             np.testing.assert_array_equal(m.infer(x), y)
 
 
+def test_calls_from_several_threads_at_once_give_the_sequential_results():
+    """Scratch buffers are reused between calls but belong to one thread: two callers never share one."""
+    from concurrent.futures import ThreadPoolExecutor
+    jobs = [(rand((2, 8, 23, 19), 40 + i), rand((6, 8, 3, 3), 50 + i, 0.3), rand((6,), 60 + i)) for i in range(6)]
+    expected = [conv2d_act_forward(x, w, b, "tanh") for x, w, b in jobs]
+    grads = [conv2d_backward_numba(e, (x, w)) for (x, w, b), e in zip(jobs, expected)]
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda j: conv2d_act_forward(*j, "tanh"), jobs))
+            got_grads = list(pool.map(lambda a: conv2d_backward_numba(a[1], a[0][:2]), zip(jobs, expected)))
+            for e, g in zip(expected, got):
+                np.testing.assert_array_equal(g, e)
+            for e, g in zip(grads, got_grads):
+                for a, c in zip(e, g):
+                    np.testing.assert_array_equal(a, c)
+
+
 # ------------------------------------------------------------------------------------------ backward
 @pytest.mark.parametrize("backend", ["reference", "numba"])
 def test_backward_without_input_gradient_gives_the_same_parameter_gradients(backend):

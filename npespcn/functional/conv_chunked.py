@@ -166,6 +166,21 @@ def _map_workers(fn, workers: int):
         return [first] + [f.result() for f in others]
 
 
+_scratch = threading.local()
+
+
+def _buffer(name: str, n: int, dt) -> np.ndarray:
+    """A 1-D scratch array of ``n`` elements of ``dt``, owned by the calling thread and reused by its next
+    call (contents undefined). A fresh multi-megabyte buffer per layer call costs page faults and
+    zeroing every training step; a thread runs one chunk loop at a time, so its buffers are its own."""
+    dt = np.dtype(dt)
+    buf = getattr(_scratch, name, None)
+    if buf is None or buf.nbytes < n * dt.itemsize:
+        buf = np.empty(max(n * dt.itemsize, 1), dtype=np.uint8)
+        setattr(_scratch, name, buf)
+    return buf[:n * dt.itemsize].view(dt)
+
+
 def _dealer(n: int):
     """A thread-safe function returning 0, 1, ..., n - 1 and then None (chunks on demand)."""
     lock, state = threading.Lock(), [0]
@@ -231,12 +246,13 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     deal = _dealer(len(chunks))
 
     def work(wid):
-        colbuf = np.zeros(K * cap, dtype=dt)            # spare columns stay finite (their outputs are dropped)
-        tmpbuf = np.empty(F * cap, dtype=dt)
+        colbuf = _buffer("cols", K * cap, dt)
+        tmpbuf = _buffer("tmp", F * cap, dt)
         while (c := deal()) is not None:            # whoever is free takes the next chunk
             r0, r1 = chunks[c]
             ncols = max((r1 - r0) * W, min_cols)
             cols = colbuf[:K * ncols].reshape(K, ncols)
+            cols[:, (r1 - r0) * W:] = 0                 # spare columns stay finite (their outputs are dropped)
             tmp = tmpbuf[:F * ncols].reshape(F, ncols)
             _im2col_rows(x, k, r0, r1, cols)
             np.dot(w2, cols, out=tmp)
@@ -298,9 +314,9 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activat
         dw2t = np.zeros((K, F), dtype=dt)
         db = np.zeros(F, dtype=np.float64)
         dx = None if turned else np.zeros((N, C, H, W), dtype=dt)
-        colbuf = np.empty(K * cap, dtype=dt)
-        dTbuf = np.empty(F * cap, dtype=dt)
-        dcolbuf = None if turned else np.empty(K * cap, dtype=dt)
+        colbuf = _buffer("cols", K * cap, dt)
+        dTbuf = _buffer("tmp", F * cap, dt)
+        dcolbuf = None if turned else _buffer("dcols", K * cap, dt)
         for c in range(wid, len(chunks), workers):
             r0, r1 = chunks[c]
             ncols = (r1 - r0) * W

@@ -169,11 +169,21 @@ def _map_workers(fn, workers: int):
 _scratch = threading.local()
 
 
+_REUSE_BELOW = 4 << 20
+"""Scratch buffers smaller than this (bytes) are kept for the thread's next call; larger ones are not."""
+
+
 def _buffer(name: str, n: int, dt) -> np.ndarray:
-    """A 1-D scratch array of ``n`` elements of ``dt``, owned by the calling thread and reused by its next
-    call (contents undefined). A fresh multi-megabyte buffer per layer call costs page faults and
-    zeroing every training step; a thread runs one chunk loop at a time, so its buffers are its own."""
+    """A 1-D scratch array of ``n`` elements of ``dt`` (contents undefined).
+
+    Below :data:`_REUSE_BELOW` it is owned by the calling thread and reused by its next call: fresh
+    buffers per layer call cost page faults every training step (batch 16 of 17x17: 12.5 -> 9.5 ms on
+    two threads). A thread runs one chunk loop at a time, so its buffers are its own. Larger buffers
+    are allocated per call: NumPy asks the kernel for huge pages for those, and fresh ones measured 3-8 %
+    faster than reused ones on a 640x360 forward (equal on a batch of 64 32x32 patches)."""
     dt = np.dtype(dt)
+    if n * dt.itemsize >= _REUSE_BELOW:
+        return np.empty(n, dtype=dt)
     buf = getattr(_scratch, name, None)
     if buf is None or buf.nbytes < n * dt.itemsize:
         buf = np.empty(max(n * dt.itemsize, 1), dtype=np.uint8)

@@ -1,5 +1,5 @@
 """The fast convolution: im2col of a few rows at a time into a cache-sized buffer, one BLAS GEMM per chunk,
-and the bias (and, for inference, the activation) applied while the result is scattered back.
+and the bias and the activation applied while the result is scattered back.
 
 Same maths as :mod:`npespcn.functional.conv` (``p = (k - 1) // 2``, ``K = C*k*k``)::
 
@@ -18,9 +18,9 @@ it is still in cache. The backward pass unfolds the input again, chunk by chunk:
 columns instead (as many frameworks do) was measured slower once the unfolding was fast: a batch of 64
 32x32 patches has 151 MB of them for the 64-channel layer, written to and read back from main memory::
 
-    dT    (F, P)   dT[f, (r - r0)*W + w] = dout[n, f, h, w]          db += sum over the chunk of dT
+    dT    (F, P)   dT[f, (r - r0)*W + w] = dz[n, f, h, w] = dout * act'(y)    db += sum over the chunk of dT
     dw2  += dT @ cols.T                                               (F, K), as (cols @ dT.T).T
-    dx     = conv(dout, w turned by 180 degrees, in/out channels swapped)   (the forward engine), or
+    dx     = conv(dz, w turned by 180 degrees, in/out channels swapped)     (the forward engine), or
     dcols  = w2.T @ dT  folded into dx by col2im                            (when F > C)
 
 Size independence (tiled inference must be bitwise equal to untiled): every pixel gets the same bias add

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli_common import OneLineParser
-from .imageio import format_for, image_files, read_image, write_image, write_png_rows
+from .imageio import PNG_COMPRESSION, format_for, image_files, read_image, write_image, write_png_rows
 
 PROG = "python -m npespcn.upscale"
 
@@ -87,6 +87,8 @@ def build_parser() -> OneLineParser:
                    help="shipped name (espcn, espcn7) or a model file (default: the shipped espcn)")
     p.add_argument("--tile", type=int, default=None, help="low-resolution tile side (default: automatic)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default: %(default)s)")
+    p.add_argument("--png-compression", type=int, default=PNG_COMPRESSION, metavar="LEVEL",
+                   help="PNG zlib level 0..9: higher is smaller and slower (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--clip", action="store_true", help="clip float images to [0, 1] instead of refusing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -110,6 +112,8 @@ def run(args, stderr=None) -> int:
         raise UsageError(f"--tile must be a positive integer, got {args.tile}")
     if not 1 <= args.quality <= 100:
         raise UsageError(f"--quality must be in 1..100, got {args.quality}")
+    if not 0 <= args.png_compression <= 9:
+        raise UsageError(f"--png-compression must be in 0..9, got {args.png_compression}")
     files = expand_inputs(args.inputs)
     if not files:
         raise UsageError("no input images (give files, folders or glob patterns, or --demo)")
@@ -135,11 +139,11 @@ def run(args, stderr=None) -> int:
             if fmt == "PNG" and image.dtype in (np.uint8, np.uint16):
                 # streamed: one band of rows at a time, the whole result is never in memory
                 shape, dtype, bands = upscale_bands(image, scale, net, tile=args.tile, clip=args.clip)
-                write_png_rows(dst, shape, dtype, bands(), icc_profile=icc)
+                write_png_rows(dst, shape, dtype, bands(), icc_profile=icc, png_compression=args.png_compression)
             else:
                 big = upscale(image, scale, net, tile=args.tile, clip=args.clip)
                 shape = big.shape
-                write_image(dst, big, quality=args.quality, icc_profile=icc)
+                write_image(dst, big, quality=args.quality, icc_profile=icc, png_compression=args.png_compression)
                 del big
             del image
         except (ValueError, TypeError, OSError) as e:

@@ -67,6 +67,22 @@ def test_jpeg_quality_option(tmp_path, model_file):
     assert (tmp_path / "lo.jpg").stat().st_size < (tmp_path / "hi.jpg").stat().st_size
 
 
+def test_png_compression_option_changes_the_size_not_the_pixels(tmp_path, model_file):
+    path, _ = model_file
+    smooth = np.add.outer(np.arange(48), np.arange(48)).astype(np.uint8)
+    src = write(tmp_path / "p.png", np.dstack([smooth, smooth // 2, 255 - smooth]))
+    for level in ("0", "9"):
+        assert main([str(src), "-o", str(tmp_path / f"l{level}.png"), "--png-compression", level,
+                     "--model", str(path)]) == 0
+    default = tmp_path / "default.png"
+    assert main([str(src), "-o", str(default), "--model", str(path)]) == 0
+    sizes = [(tmp_path / n).stat().st_size for n in ("l0.png", "default.png", "l9.png")]
+    assert sizes[0] > sizes[1] >= sizes[2]                   # level 0 stores the filtered rows as they are
+    pixels = [np.asarray(Image.open(tmp_path / n)) for n in ("l0.png", "default.png", "l9.png")]
+    np.testing.assert_array_equal(pixels[0], pixels[1])
+    np.testing.assert_array_equal(pixels[0], pixels[2])
+
+
 def test_grey_rgba_and_16_bit_pngs(tmp_path, model_file):
     path, m = model_file
     grey = img((15, 16), 2)
@@ -139,6 +155,7 @@ def test_a_corrupt_file_is_reported_and_the_others_are_written(tmp_path, model_f
     (["-o", "out.gif"], "unsupported output suffix"),
     (["--tile", "0"], "--tile must be a positive integer"),
     (["--quality", "0"], "quality"),
+    (["--png-compression", "10"], "--png-compression must be in 0..9"),
 ])
 def test_usage_errors_are_one_line(tmp_path, monkeypatch, capsys, args, match):
     monkeypatch.chdir(tmp_path)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from npespcn import ESPCN
-from npespcn.imageio import png_filter_rows, read_image, write_image, write_png_rows
+from npespcn.imageio import png_filter_rows, png_filter_rows_reference, read_image, write_image, write_png_rows
 from npespcn.inference import upscale, upscale_bands
 
 
@@ -61,6 +61,11 @@ def test_streamed_png_decodes_to_the_same_pixels(tmp_path, shape, dtype):
 
 
 def test_png_filters_are_the_standard_ones():
+    for fn in (png_filter_rows, png_filter_rows_reference):
+        _check_standard_filters(fn)
+
+
+def _check_standard_filters(png_filter_rows):
     # A 3-pixel grey row [10, 20, 60] below [5, 5, 5], residuals from the PNG specification by hand:
     #   None [10, 20, 60] (sum 90), Sub [10, 10, 40] (60), Up [5, 15, 55] (75),
     #   Average x - (a + b) // 2 = [8, 13, 48] (69), Paeth [5, 10, 40] (55): Paeth has the smallest sum.
@@ -69,6 +74,36 @@ def test_png_filters_are_the_standard_ones():
     # a constant row under an identical one: Up gives all zeros (None/Sub/Average cost more)
     f = png_filter_rows(np.array([[7, 7, 7, 7]], np.uint8), np.array([7, 7, 7, 7], np.uint8), 1)
     assert list(f[0, 1:]) == [0, 0, 0, 0] and f[0, 0] in (2, 4)
+
+
+def test_numba_png_filter_gives_the_reference_bytes():
+    """Noise, smooth ramps and flat rows (where costs tie), 1..8 bytes per pixel, strides shorter than a pixel
+    run, read-only inputs: the same filter choice and residuals as the NumPy version."""
+    rng = np.random.default_rng(7)
+    for t in range(300):
+        h, bpp = int(rng.integers(1, 6)), int(rng.choice([1, 2, 3, 4, 6, 8]))
+        stride = bpp * int(rng.integers(1, 20))
+        kind = t % 3
+        if kind == 0:
+            rows = rng.integers(0, 256, (h, stride))
+        elif kind == 1:
+            rows = np.cumsum(rng.integers(-3, 4, (h, stride)), axis=1) % 256
+        else:
+            rows = np.full((h, stride), int(rng.integers(0, 256)))
+        rows, prev = rows.astype(np.uint8), rng.integers(0, 256, stride).astype(np.uint8)
+        rows.flags.writeable = False
+        np.testing.assert_array_equal(png_filter_rows(rows, prev, bpp), png_filter_rows_reference(rows, prev, bpp),
+                                      err_msg=f"case {t}: {h}x{stride}, bpp {bpp}")
+
+
+@pytest.mark.parametrize("level", [-1, 10, 2.5, True, "6"])
+def test_png_compression_level_is_checked(tmp_path, level):
+    a = np.zeros((4, 5, 3), np.uint8)
+    with pytest.raises(ValueError, match="0..9"):
+        write_png_rows(tmp_path / "a.png", a.shape, a.dtype, [a], png_compression=level)
+    with pytest.raises(ValueError, match="0..9"):
+        write_image(tmp_path / "b.png", a, png_compression=level)
+    assert not list(tmp_path.iterdir())
 
 
 def test_streamed_png_is_atomic_on_error(tmp_path):

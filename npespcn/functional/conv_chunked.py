@@ -69,6 +69,21 @@ _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 # --------------------------------------------------------------------------------------------------
 # numba loops over the rows of one chunk.
 # --------------------------------------------------------------------------------------------------
+@numba.njit(inline="always", **_OPTS)
+def _image_part(r, r1, H, W):
+    """Stacked rows ``[r, r1)`` from row ``r`` to the end of its image (or ``r1``): ``(n, h0, L)``, the image,
+    its first row and the part's length in pixels (the part is contiguous in an NCHW plane)."""
+    n, h0 = r // H, r % H
+    return n, h0, (min(H, h0 + r1 - r) - h0) * W
+
+
+@numba.njit(inline="always", **_OPTS)
+def _plane(a, n, f, h0, L):
+    """``L`` pixels of plane ``a[n, f]`` (N, F, H, W, C-contiguous) from row ``h0`` on, as a flat view."""
+    HW, W = a.shape[2] * a.shape[3], a.shape[3]
+    return a[n, f].reshape(HW)[h0 * W:h0 * W + L]
+
+
 @numba.njit(**_OPTS)
 def _bias_act_rows(tmp, b, act, r0, r1, out):
     """``out[n, f, h, :] = act(tmp[f, (r-r0)*W : (r-r0+1)*W] + b[f])`` for the stacked rows of the chunk.
@@ -79,9 +94,8 @@ def _bias_act_rows(tmp, b, act, r0, r1, out):
         bf = b[f]
         r = r0
         while r < r1:                               # one image's rows of the chunk at a time
-            n, h0 = r // H, r % H
-            L = (min(H, h0 + r1 - r) - h0) * W
-            dst = out[n, f].reshape(H * W)[h0 * W:h0 * W + L]
+            n, h0, L = _image_part(r, r1, H, W)
+            dst = _plane(out, n, f, h0, L)
             src = tmp[f, (r - r0) * W:(r - r0) * W + L]
             if act == 0:
                 for t in range(L):
@@ -113,15 +127,14 @@ def _gather_rows(d, y, act, r0, r1, dT, db, dz):
         s = 0.0
         r = r0
         while r < r1:                               # one image's rows of the chunk at a time
-            n, h0 = r // H, r % H
-            L = (min(H, h0 + r1 - r) - h0) * W
-            src = d[n, f].reshape(H * W)[h0 * W:h0 * W + L]
+            n, h0, L = _image_part(r, r1, H, W)
+            src = _plane(d, n, f, h0, L)
             dst = dT[f, (r - r0) * W:(r - r0) * W + L]
             if act == 0:
                 for t in range(L):
                     dst[t] = src[t]
             else:
-                yv = y[n, f].reshape(H * W)[h0 * W:h0 * W + L]
+                yv = _plane(y, n, f, h0, L)
                 if act == 1:
                     for t in range(L):
                         dst[t] = src[t] if yv[t] > 0 else 0
@@ -129,7 +142,7 @@ def _gather_rows(d, y, act, r0, r1, dT, db, dz):
                     for t in range(L):
                         dst[t] = src[t] * (1 - yv[t] * yv[t])
             if write_dz:
-                dzv = dz[n, f].reshape(H * W)[h0 * W:h0 * W + L]
+                dzv = _plane(dz, n, f, h0, L)
                 for t in range(L):
                     dzv[t] = dst[t]
             # The bias gradient: four running sums (one would wait on each add's latency), fixed order.

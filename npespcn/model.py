@@ -252,7 +252,7 @@ class ESPCN:
             else:
                 d = layer.backward(d)
         self._out_shape = None
-        return d
+        return d if input_grad else None
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Forward without keeping caches (inference: less memory).

@@ -197,6 +197,18 @@ def time_case(case, threads, repeats, notes):
     return {n: float(np.median(v)) for n, v in times.items()}, {n: v for n, v in times.items()}
 
 
+def ratio_spread(times, reference):
+    """Quartiles (25 %, 75 %) over the repeats of ``median(times) / median(reference)`` within each repeat.
+
+    ``times`` and ``reference`` hold ``repeats * INNER`` calls in repeat order; both implementations ran in
+    the same repeat, minutes apart at most, so the per-repeat ratio is less exposed to the machine's drift
+    than the ratio of the overall medians."""
+    a = np.median(np.reshape(times, (-1, INNER)), axis=1)
+    b = np.median(np.reshape(reference, (-1, INNER)), axis=1)
+    q25, q75 = np.percentile(a / b, [25, 75])
+    return float(q25), float(q75)
+
+
 def _status_kib(field):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
@@ -272,22 +284,25 @@ def main(argv=None):
     notes: set = set()
     rows = []
     for case in cases:
-        med, _ = time_case(case, args.threads, args.repeats, notes)
+        med, times = time_case(case, args.threads, args.repeats, notes)
         fl = flops(case, make_model(CASES[case]["arch"]))
         for impl, t in med.items():
             mem = None if args.no_memory else peak_memory(case, impl, args.threads)
-            rows.append((case, impl, t, med["npespcn"], fl, mem))
+            rows.append((case, impl, t, med["npespcn"], fl, mem, ratio_spread(times[impl], times["npespcn"])))
         print(f"  {case}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in med.items()), flush=True)
 
-    print("\n| case | implementation | median | vs npespcn | GFLOP/s | peak memory |")
-    print("|---|---|---:|---:|---:|---:|")
-    for case, impl, t, t_np, fl, mem in rows:
+    print("\n| case | implementation | median | vs npespcn | time / npespcn's, per repeat | GFLOP/s | peak memory |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for case, impl, t, t_np, fl, mem, spread in rows:
         ratio = "1" if impl == "npespcn" else f"{t / t_np:.2f}x slower" if t > t_np else f"{t_np / t:.2f}x faster"
+        spread_txt = "-" if impl == "npespcn" else f"{spread[0]:.2f}-{spread[1]:.2f}"
         memtxt = "-" if mem is None else f"{mem / 2 ** 20:.0f} MiB"
-        print(f"| {case} | {impl} | {t * 1e3:.1f} ms | {ratio} | {fl / t / 1e9:.1f} | {memtxt} |")
+        print(f"| {case} | {impl} | {t * 1e3:.1f} ms | {ratio} | {spread_txt} | {fl / t / 1e9:.1f} | {memtxt} |")
     print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print("'vs npespcn' says how the implementation compares with npespcn (\"2.00x slower\": npespcn is "
-          "twice as fast). GFLOP/s: OpenCV is credited with the network's FLOPs only.")
+          "twice as fast); 'per repeat' gives the quartiles of that implementation's time over npespcn's "
+          "within each repeat (above 1: slower than npespcn), to show how much a noisy machine moved the "
+          "ratio. GFLOP/s: OpenCV is credited with the network's FLOPs only.")
     for n in sorted(notes):
         print(f"note: {n}")
     return 0

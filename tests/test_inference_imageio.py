@@ -118,6 +118,45 @@ def test_streamed_png_is_atomic_on_error(tmp_path):
         write_png_rows(tmp_path / "no" / "x.png", a.shape, np.uint8, [a])
 
 
+def test_streamed_png_copes_with_a_producer_that_reuses_its_array(tmp_path):
+    """The encoder runs on another thread: a band must be copied before the producer overwrites it."""
+    a = rand((64, 9, 3), seed=5)
+
+    def bands():
+        buf = np.empty((8, 9, 3), np.uint8)
+        for y in range(0, 64, 8):
+            buf[...] = a[y:y + 8]
+            yield buf
+    write_png_rows(tmp_path / "r.png", a.shape, np.uint8, bands(), chunk_rows=3)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "r.png")), a)
+
+
+def test_streamed_png_failures_on_either_thread_leave_no_file(tmp_path, monkeypatch):
+    import threading
+    import npespcn.imageio as imageio
+    a = rand((40, 6, 3), seed=6)
+    path = tmp_path / "keep.png"
+    path.write_bytes(b"old")
+
+    def producer_fails():
+        yield a[:10]
+        raise OSError("camera unplugged")
+    with pytest.raises(OSError, match="camera unplugged"):
+        write_png_rows(path, a.shape, np.uint8, producer_fails())
+    real, calls = imageio.png_filter_rows, []
+
+    def encoder_fails(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise MemoryError("no room for the filter")
+        return real(*args)
+    monkeypatch.setattr(imageio, "png_filter_rows", encoder_fails)
+    with pytest.raises(MemoryError, match="no room"):
+        write_png_rows(path, a.shape, np.uint8, [a[y:y + 4] for y in range(0, 40, 4)], chunk_rows=2)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["keep.png"]
+    assert not [t for t in threading.enumerate() if t.name == "npespcn-png"]
+
+
 def test_bands_put_together_are_the_upscaled_image():
     net = ESPCN.paper(2, seed=1)
     net.params["conv3.weight"][...] *= 100

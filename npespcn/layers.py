@@ -55,26 +55,31 @@ class Conv2d(Layer):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._fused = False
 
-    def forward(self, x, train=True, activation: str | None = None):
+    def forward(self, x, train=True, activation: str | None = None, out=None):
         """``conv(x) + bias``; with ``activation`` the activation is applied in the same pass (see
         :meth:`ESPCN.forward` and :meth:`ESPCN.infer`), and :meth:`backward` then takes the gradient of its
-        output. ``train=False`` keeps nothing for a backward pass."""
+        output. ``train=False`` keeps nothing for a backward pass. ``out`` (training only): an array of
+        the result's shape and dtype to write the result into, as :meth:`ESPCN.forward` does with its
+        intermediate arrays."""
         w, b = self.params["weight"], self.params["bias"]
         self._fused = activation is not None
         if not train:                               # no cache: nothing kept for a backward pass
+            if out is not None:
+                raise ValueError("Conv2d.forward takes out= in training passes only")
             self._cache = None
             return conv2d_act_forward(x, w, b, activation)
         if activation is None:
-            out, self._cache = F.conv2d_forward(x, w, b)
+            y, self._cache = F.conv2d_forward(x, w, b, out=out)
         else:
-            out, self._cache = conv2d_act_train_forward(x, w, b, activation)
-        return out
+            y, self._cache = conv2d_act_train_forward(x, w, b, activation, out=out)
+        return y
 
-    def backward(self, dout, input_grad: bool = True):
+    def backward(self, dout, input_grad: bool = True, out=None):
         """Fill :attr:`grads` and return ``dL/dx`` (None with ``input_grad=False``: saves a convolution
-        when nothing needs the gradient of this layer's input, as for a network's first layer)."""
+        when nothing needs the gradient of this layer's input, as for a network's first layer), written
+        into ``out`` when given."""
         backward = conv2d_act_backward if self._fused else F.conv2d_backward
-        dx, dw, db = backward(dout, self._take_cache(), input_grad=input_grad)
+        dx, dw, db = backward(dout, self._take_cache(), input_grad=input_grad, out=out)
         self._set_grad("weight", dw)
         self._set_grad("bias", db)
         return dx

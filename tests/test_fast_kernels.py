@@ -288,3 +288,27 @@ def test_inference_pads_its_gemms_and_keeps_no_cache(monkeypatch):
     assert calls[-1] is True and m.layers[0]._cache is None
     m.forward(x)
     assert calls[-3:] == [False, False, False]
+
+
+# ------------------------------------------------------------------------------------ out= arrays
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_training_convolutions_write_into_out(backend):
+    from npespcn.functional.conv import conv2d_act_backward, conv2d_act_train_forward, conv2d_forward
+    x, w, b = rand((2, 3, 8, 7), 30), rand((5, 3, 3, 3), 31, 0.3), rand((5,), 32)
+    d = rand((2, 5, 8, 7), 33)
+    with F.use_backend(backend):
+        y, cache = conv2d_act_train_forward(x, w, b, "tanh")
+        out = np.full_like(y, np.nan)
+        y2, cache2 = conv2d_act_train_forward(x, w, b, "tanh", out=out)
+        assert y2 is out
+        np.testing.assert_array_equal(out, y)
+        dx = conv2d_act_backward(d, cache)[0]
+        dx_out = np.full_like(x, np.nan)
+        assert conv2d_act_backward(d, cache2, out=dx_out)[0] is dx_out
+        np.testing.assert_array_equal(dx_out, dx)
+        for bad in (np.empty((2, 5, 8, 6), np.float32), np.empty((2, 5, 8, 7), np.float64),
+                    np.empty((2, 5, 7, 8), np.float32).transpose(0, 1, 3, 2)):
+            with pytest.raises(ValueError, match="out must be a writeable C-contiguous float32 array"):
+                conv2d_forward(x, w, b, out=bad)
+    with pytest.raises(ValueError, match="training passes only"):
+        ESPCN.paper(3).layers[0].forward(x[:, :1], train=False, out=np.empty((2, 64, 8, 7), np.float32))

@@ -315,3 +315,51 @@ def test_fused_training_convolution_refuses_activations_it_cannot_differentiate_
     x, w, b = np.ones((1, 2, 4, 4), np.float32), np.ones((3, 2, 3, 3), np.float32), np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="gelu"):
         conv2d_act_train_forward(x, w, b, "gelu")
+
+
+# ------------------------------------------------------------------------- arrays reused between steps
+def _step(model, x, t, shuffle=True, input_grad=False):
+    y = model.forward(x, shuffle=shuffle)
+    return y, model.backward(mse_loss(y, t)[1], input_grad=input_grad)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_returned_arrays_survive_the_next_step(backend, shuffle):
+    """Intermediate arrays are reused step after step; what forward and backward return is not."""
+    m = ESPCN.paper(2, seed=4)
+    rng = np.random.default_rng(8)
+    xs = [rng.random((3, 1, 9, 8), dtype=np.float32) for _ in range(2)]
+    t = rng.random((3, 1, 18, 16) if shuffle else (3, 4, 9, 8), dtype=np.float32)
+    with use_backend(backend):
+        y1, dx1 = _step(m, xs[0], t, shuffle, input_grad=True)
+        kept = {k: v for k, v in m._buffers.items()}
+        y1_copy, dx1_copy = y1.copy(), dx1.copy()
+        y2, dx2 = _step(m, xs[1], t, shuffle, input_grad=True)
+    np.testing.assert_array_equal(y1, y1_copy)
+    np.testing.assert_array_equal(dx1, dx1_copy)
+    assert not np.array_equal(y1, y2) and not np.array_equal(dx1, dx2)
+    assert kept and all(m._buffers[k] is v for k, v in kept.items())      # the same arrays, rewritten
+    assert not any(np.shares_memory(b, a) for b in m._buffers.values() for a in (y2, dx2))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reused_arrays_give_the_same_training_as_fresh_ones(backend):
+    from npespcn.optim import Adam
+    rng = np.random.default_rng(9)
+    batches = [(rng.random((4, 1, 7, 9), dtype=np.float32), rng.random((4, 1, 21, 27), dtype=np.float32))
+               for _ in range(3)]
+    batches.insert(2, (rng.random((2, 1, 5, 6), dtype=np.float32), rng.random((2, 1, 15, 18), dtype=np.float32)))
+    finals = []
+    for fresh in (False, True):
+        m = ESPCN.seven(3, seed=6)
+        opt = Adam(m.params, lr=1e-2)
+        with use_backend(backend):
+            for x, t in batches:                  # the smaller batch in between: no array fits, new ones
+                if fresh:
+                    m._buffers.clear()
+                _step(m, x, t)
+                opt.step(m.grads)
+        finals.append({k: v.copy() for k, v in m.params.items()})
+    for k in finals[0]:
+        np.testing.assert_array_equal(finals[0][k], finals[1][k], err_msg=k)

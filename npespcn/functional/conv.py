@@ -29,7 +29,7 @@ import numpy as np
 
 from ._backend import resolve
 from .activation import activation_backward, activation_forward, check_activation
-from .conv_chunked import conv2d_chunked_backward, conv2d_chunked_forward
+from .conv_chunked import _out_array, conv2d_chunked_backward, conv2d_chunked_forward
 from .im2col import col2im_reference, im2col_reference
 
 
@@ -143,7 +143,7 @@ def conv2d_backward_reference(dout, cache, input_grad: bool = True):
 # Fast path: im2col of a few rows at a time, one GEMM per chunk, chunks spread over worker threads
 # (see npespcn.functional.conv_chunked). The cache keeps the input; the backward pass unfolds it again.
 # --------------------------------------------------------------------------------------------------
-def conv2d_forward_numba(x, w, b, activation: str = "identity"):
+def conv2d_forward_numba(x, w, b, activation: str = "identity", out=None):
     """Same contract as :func:`conv2d_forward_reference`, fast; the cache is ``(x, w)`` (the backward pass
     unfolds ``x`` again, chunk by chunk). ``activation`` is applied in the same pass (for
     :func:`conv2d_act_train_forward`).
@@ -152,35 +152,49 @@ def conv2d_forward_numba(x, w, b, activation: str = "identity"):
     16 17x17 patches then runs its first and last layers on every thread, not one. The values may
     differ from :func:`conv2d_act_forward`'s in the last bit where a chunk's GEMM is below
     :data:`~npespcn.functional.conv_chunked.MIN_GEMM_MNK` (OpenBLAS's small-matrix kernels sum in
-    another order); with the same chunks they are bitwise equal."""
+    another order); with the same chunks they are bitwise equal.
+
+    ``out`` (optional, here and in the functions below that take it): an array to write the result
+    into, see :func:`~npespcn.functional.conv_chunked.conv2d_chunked_forward`."""
     _check_conv_args(x, w, b)
     x = np.ascontiguousarray(x, dtype=np.result_type(x, w))
-    out = conv2d_chunked_forward(x, w, b, activation, size_independent=False)
-    return out, (x, w)
+    y = conv2d_chunked_forward(x, w, b, activation, size_independent=False, out=out)
+    return y, (x, w)
 
 
-def conv2d_backward_numba(dout, cache, input_grad: bool = True):
-    """Same contract as :func:`conv2d_backward_reference`, fast."""
+def conv2d_backward_numba(dout, cache, input_grad: bool = True, out=None):
+    """Same contract as :func:`conv2d_backward_reference`, fast; ``dx`` goes into ``out`` if given."""
     x, w = cache
-    return conv2d_chunked_backward(dout, x, w, input_grad)
+    return conv2d_chunked_backward(dout, x, w, input_grad, out=out)
+
+
+def _into(out, result):
+    """``result``, or its values written into ``out`` (the reference path's way of honouring ``out``)."""
+    if out is None or result is None:
+        return result
+    np.copyto(_out_array(out, result.shape, result.dtype), result)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
 # Dispatch.
 # --------------------------------------------------------------------------------------------------
-def conv2d_forward(x, w, b, backend: str | None = None):
-    """Convolution forward with the chosen backend. Returns ``(out, cache)``."""
+def conv2d_forward(x, w, b, backend: str | None = None, out=None):
+    """Convolution forward with the chosen backend. Returns ``(out, cache)``; the result is written
+    into ``out`` when given (see :func:`conv2d_forward_numba`)."""
     if resolve(backend) == "reference":
-        return conv2d_forward_reference(x, w, b)
-    return conv2d_forward_numba(x, w, b)
+        y, cache = conv2d_forward_reference(x, w, b)
+        return _into(out, y), cache
+    return conv2d_forward_numba(x, w, b, out=out)
 
 
-def conv2d_backward(dout, cache, backend: str | None = None, input_grad: bool = True):
+def conv2d_backward(dout, cache, backend: str | None = None, input_grad: bool = True, out=None):
     """Convolution backward with the chosen backend. Returns ``(dx, dw, db)``, ``dx`` None without
-    ``input_grad``."""
+    ``input_grad``, else written into ``out`` when given."""
     if resolve(backend) == "reference":
-        return conv2d_backward_reference(dout, cache, input_grad)
-    return conv2d_backward_numba(dout, cache, input_grad)
+        dx, dw, db = conv2d_backward_reference(dout, cache, input_grad)
+        return _into(out, dx), dw, db
+    return conv2d_backward_numba(dout, cache, input_grad, out)
 
 
 FUSED_TRAIN_ACTIVATIONS = ("identity", "relu", "tanh")
@@ -188,7 +202,7 @@ FUSED_TRAIN_ACTIVATIONS = ("identity", "relu", "tanh")
 so that a training forward fused with the convolution needs to keep only the output."""
 
 
-def conv2d_act_train_forward(x, w, b, activation: str, backend: str | None = None):
+def conv2d_act_train_forward(x, w, b, activation: str, backend: str | None = None, out=None):
     """Training: ``y = act(conv(x, w) + b)`` in one pass, and a cache for :func:`conv2d_act_backward`.
 
     ``activation`` is one of :data:`FUSED_TRAIN_ACTIVATIONS`. Same numbers as :func:`conv2d_forward`
@@ -204,13 +218,13 @@ def conv2d_act_train_forward(x, w, b, activation: str, backend: str | None = Non
         raise ValueError(f"a fused training convolution takes one of {FUSED_TRAIN_ACTIVATIONS}, got {name!r}")
     if resolve(backend) == "reference":
         z, conv_cache = conv2d_forward_reference(x, w, b)
-        y = activation_forward(z, name, "reference")[0]
+        y = _into(out, activation_forward(z, name, "reference")[0])
         return y, (conv_cache, name, y)
-    y, conv_cache = conv2d_forward_numba(x, w, b, name)
+    y, conv_cache = conv2d_forward_numba(x, w, b, name, out)
     return y, (conv_cache, name, y)
 
 
-def conv2d_act_backward(dy, cache, backend: str | None = None, input_grad: bool = True):
+def conv2d_act_backward(dy, cache, backend: str | None = None, input_grad: bool = True, out=None):
     """Backward of :func:`conv2d_act_train_forward`: returns ``(dx, dw, db)`` (``dx`` None without
     ``input_grad``).
 
@@ -222,9 +236,9 @@ def conv2d_act_backward(dy, cache, backend: str | None = None, input_grad: bool 
     if resolve(backend) == "reference":
         # For these activations the output decides the derivative: y > 0 exactly where z > 0.
         dz = activation_backward(dy, (name, y, y), backend)
-        return conv2d_backward(dz, conv_cache, backend, input_grad)
+        return conv2d_backward(dz, conv_cache, backend, input_grad, out)
     x, w = conv_cache
-    return conv2d_chunked_backward(dy, x, w, input_grad, y, name)
+    return conv2d_chunked_backward(dy, x, w, input_grad, y, name, out)
 
 
 def conv2d_act_forward(x, w, b, activation: str | None = "identity", backend: str | None = None):

@@ -195,16 +195,17 @@ _REUSE_BELOW = 4 << 20
 """Scratch buffers smaller than this (bytes) are kept for the thread's next call; larger ones are not."""
 
 
-def _buffer(name: str, n: int, dt) -> np.ndarray:
+def _buffer(name: str, n: int, dt, reuse_large: bool = False) -> np.ndarray:
     """A 1-D scratch array of ``n`` elements of ``dt`` (contents undefined).
 
-    Below :data:`_REUSE_BELOW` it is owned by the calling thread and reused by its next call: fresh
-    buffers per layer call cost page faults every training step (batch 16 of 17x17: 12.5 -> 9.5 ms on
-    two threads). A thread runs one chunk loop at a time, so its buffers are its own. Larger buffers
-    are allocated per call: NumPy asks the kernel for huge pages for those, and fresh ones measured 3-8 %
-    faster than reused ones on a 640x360 forward (equal on a batch of 64 32x32 patches)."""
+    Below :data:`_REUSE_BELOW` (or always, with ``reuse_large``) it is owned by the calling thread and
+    reused by its next call: fresh buffers per layer call cost page faults every training step (batch 16
+    of 17x17: 12.5 -> 9.5 ms on two threads). A thread runs one chunk loop at a time, so its buffers are
+    its own. Larger chunk buffers are allocated per call: NumPy asks the kernel for huge pages for those,
+    and fresh ones measured 3-8 % faster than reused ones on a 640x360 forward (equal on a batch of 64
+    32x32 patches)."""
     dt = np.dtype(dt)
-    if n * dt.itemsize >= _REUSE_BELOW:
+    if n * dt.itemsize >= _REUSE_BELOW and not reuse_large:
         return np.empty(n, dtype=dt)
     buf = getattr(_scratch, name, None)
     if buf is None or buf.nbytes < n * dt.itemsize:
@@ -245,7 +246,18 @@ def _max_workers() -> int:
     return max(1, numba.get_num_threads()) if BLAS_CONTROL else 1
 
 
-def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independent: bool = True):
+def _out_array(out, shape, dt):
+    """``out`` if it is a C-contiguous array of ``shape`` and ``dt`` to write into, a new array if None."""
+    if out is None:
+        return np.empty(shape, dtype=dt)
+    if not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != dt \
+            or not out.flags.c_contiguous or not out.flags.writeable:
+        got = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ValueError(f"out must be a writeable C-contiguous {dt} array of shape {tuple(shape)}, got {got}")
+    return out
+
+
+def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independent: bool = True, out=None):
     """``act(conv(x, w) + b)`` chunk by chunk (see the module docstring).
 
     Parameters
@@ -257,6 +269,9 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     size_independent : bool
         Pad every GEMM to :data:`MIN_GEMM_MNK` (the default), so that a pixel's value does not depend on
         the image size; False (training) lets small images use small GEMMs, and so more threads.
+    out : ndarray (N, F, H, W) or None
+        Write the result here (C-contiguous, the result's dtype; it must not overlap ``x``) instead of
+        a new array: a training step that reuses its arrays saves the page faults of fresh ones.
 
     Returns
     -------
@@ -270,7 +285,7 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     w2 = np.ascontiguousarray(w.reshape(F, K), dtype=dt)
     b = np.ascontiguousarray(b, dtype=dt)
     code = activation_code(activation, dt)
-    out = np.empty((N, F, H, W), dtype=dt)
+    out = _out_array(out, (N, F, H, W), dt)
     min_cols = -(-MIN_GEMM_MNK // (F * K)) if size_independent else 0
     chunks = _chunks(N, H, W, min_cols, _max_workers())  # padding needed only if the image is smaller
     workers = min(_max_workers(), len(chunks))
@@ -294,7 +309,7 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     return out
 
 
-def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activation: str = "identity"):
+def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activation: str = "identity", out=None):
     """Gradients of :func:`conv2d_chunked_forward`, with an identity, relu or tanh activation.
 
     With an activation, ``dz = dout * act'`` (from the output ``y``: ``y > 0``, ``1 - y**2``) is
@@ -321,6 +336,8 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activat
         False skips ``dx`` (returned as None): the first layer's input needs no gradient.
     y : ndarray (N, F, H, W), the forward's output; needed with ``activation`` "relu" or "tanh"
     activation : "identity", "relu" or "tanh"
+    out : ndarray (N, C, H, W) or None
+        Write ``dx`` here instead of a new array (as in :func:`conv2d_chunked_forward`).
 
     Returns
     -------
@@ -339,7 +356,10 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activat
 
     turned = F <= C or not input_grad     # dx by the turned-kernel convolution (else col2im, see above)
     # The turned-kernel convolution reads dz; without an activation dz is dout itself.
-    dz = np.empty((N, F, H, W) if turned and input_grad and code else (0, 0, 0, 0), dtype=dt)
+    if turned and input_grad and code:      # scratch of this call: the calling thread's, reused
+        dz = _buffer("dz", N * F * H * W, dt, reuse_large=True).reshape(N, F, H, W)
+    else:
+        dz = np.empty((0, 0, 0, 0), dtype=dt)
     w2t = np.ascontiguousarray(w.reshape(F, K), dtype=dt).T          # (K, F), Fortran order: no copy in BLAS
 
     def work(wid):
@@ -372,7 +392,11 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activat
             dx += pdx
     if not input_grad:
         dx = None
+    elif not turned and out is not None:
+        np.copyto(_out_array(out, (N, C, H, W), dt), dx)
+        dx = out
     elif turned:
         w_turned = np.ascontiguousarray(w.astype(dt, copy=False).transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-        dx = conv2d_chunked_forward(dz if code else d, w_turned, np.zeros(C, dtype=dt), size_independent=False)
+        dx = conv2d_chunked_forward(dz if code else d, w_turned, np.zeros(C, dtype=dt), size_independent=False,
+                                    out=out)
     return dx, np.ascontiguousarray(dw2t.T).reshape(w.shape), db.astype(dt)

@@ -139,11 +139,13 @@ def _check_png_level(level) -> int:
     return int(level)
 
 
-def write_image(path, image, quality: int = 95, icc_profile=None, png_compression: int = PNG_COMPRESSION) -> None:
+def write_image(path, image, quality: int = 95, icc_profile=None,
+                png_compression: int = PNG_COMPRESSION) -> None:
     """Write ``image`` (array or PIL image) to ``path`` atomically, in the format of its suffix.
 
-    ``quality`` applies to JPEG (1..100), ``png_compression`` to PNG (zlib level 0..9). Raises ``ValueError`` for an unsupported suffix, a missing
-    folder, or an image the format cannot hold (alpha or 16 bits in JPEG, 16 bits in BMP).
+    ``quality`` applies to JPEG (1..100), ``png_compression`` to PNG (zlib level 0..9). Raises
+    ``ValueError`` for an unsupported suffix, a missing folder, or an image the format cannot hold (alpha
+    or 16 bits in JPEG, 16 bits in BMP).
     """
     path = Path(path)
     fmt = format_for(path)
@@ -258,7 +260,8 @@ def _filter_rows(rows, prev, bpp, out):
 
 def png_filter_rows(rows: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
     """Same contract and bytes as :func:`png_filter_rows_reference`, as one numba pass over the rows
-    (the NumPy version makes a dozen int16 temporaries per row band: 3 s of an 8K result's encoding)."""
+    (the NumPy version makes a dozen int16 temporaries per row band: 85 ms against 7 ms for a
+    1536x1536 RGB image, about 1 s of an 8K result's encoding)."""
     # Writable C-contiguous copies where needed: one compiled signature (read-only arrays make another).
     rows = np.require(rows, np.uint8, ["C", "W"])
     out = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)

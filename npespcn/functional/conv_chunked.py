@@ -315,9 +315,9 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activat
     With an activation, ``dz = dout * act'`` (from the output ``y``: ``y > 0``, ``1 - y**2``) is
     computed while ``dout`` is gathered, not in a pass of its own; the rest is as without.
 
-    ``dw`` and ``db`` chunk by chunk (``dw2 += dT @ cols.T``, the columns unfolded again); every worker sums its chunks into its own arrays, added in
-    worker order afterwards, so the result is the same on every run with the same
-    ``NUMBA_NUM_THREADS``. ``dx`` is the convolution of ``dout`` with the kernel turned by
+    ``dw`` and ``db`` chunk by chunk (``dw2 += dT @ cols.T``, the columns unfolded again); every worker
+    sums its chunks into its own arrays, added in worker order afterwards, so the result is the same on
+    every run with the same ``NUMBA_NUM_THREADS``. ``dx`` is the convolution of ``dz`` with the kernel turned by
     180 degrees and input/output channels swapped, run by :func:`conv2d_chunked_forward`::
 
         dx[n, c, h, w] = sum_{f,i,j} w[f, c, k-1-i, k-1-j] * dout_pad[n, f, h+i, w+j]

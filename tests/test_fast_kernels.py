@@ -208,6 +208,28 @@ def test_backward_is_deterministic_and_matches_the_reference():
         np.testing.assert_allclose(a, r, rtol=0, atol=1e-5 * np.abs(r).max())
 
 
+@pytest.mark.parametrize("C, Fo", [(6, 3), (4, 4), (3, 6)])
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh"])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_backward_by_the_columns_of_dz_or_of_x_agrees_with_the_reference(monkeypatch, C, Fo, act, input_grad):
+    """The fast backward unfolds dz (fewer output channels) or x (fewer input channels): both give the
+    reference's gradients for every channel ratio and activation, over chunks that cross image borders."""
+    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 24)            # 3-row chunks of 8-pixel rows
+    x, w, b = rand((3, C, 7, 8), 31), rand((Fo, C, 3, 3), 32, 0.3), rand((Fo,), 33)
+    dy = rand((3, Fo, 7, 8), 34)
+    z, conv_cache = F.conv.conv2d_forward_reference(x, w, b)
+    y = F.activation_forward(z, act, "reference")[0]
+    dz = F.activation_backward(dy, (act, z, y), "reference")
+    ref = F.conv.conv2d_backward_reference(dz, conv_cache)
+    for unfold in (conv_chunked._backward_unfolding_dz, conv_chunked._backward_unfolding_x):
+        dx, dw, db = unfold(dy, y, {"identity": 0, "relu": 1, "tanh": 2}[act], x, w, input_grad, None)
+        assert (dx is None) == (not input_grad)
+        for got, want in zip((dx, dw, db), ref):
+            if got is not None:
+                np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max(),
+                                           err_msg=unfold.__name__)
+
+
 def test_backward_with_many_chunks_equals_one_chunk(monkeypatch):
     x, w = rand((3, 4, 12, 10), 17), rand((5, 4, 5, 5), 18, 0.3)
     d = rand((3, 5, 12, 10), 19)

@@ -14,14 +14,17 @@ Stack the images' rows: row ``r = n*H + h`` of the batch. A chunk is a run of st
 
 The whole-image im2col of :func:`~npespcn.functional.conv.conv2d_forward_reference` is 25x (5x5) or 9x
 (3x3) the input: 530 MB for the 64-channel layer of a 640×360 frame. A chunk's is 5 MB, read back while
-it is still in cache. The backward pass unfolds the input again, chunk by chunk: keeping the forward's
-columns instead (as many frameworks do) was measured slower once the unfolding was fast: a batch of 64
-32x32 patches has 151 MB of them for the 64-channel layer, written to and read back from main memory::
+it is still in cache.
 
-    dT    (F, P)   dT[f, (r - r0)*W + w] = dz[n, f, h, w] = dout * act'(y)    db += sum over the chunk of dT
-    dw2  += dT @ cols.T                                               (F, K), as (cols @ dT.T).T
-    dx     = conv(dz, w turned by 180 degrees, in/out channels swapped)     (the forward engine), or
-    dcols  = w2.T @ dT  folded into dx by col2im                            (when F > C)
+The backward pass (:func:`conv2d_chunked_backward`) unfolds, chunk by chunk, whichever of the input
+``x`` and the output gradient ``dz`` has fewer channels. For the 64 -> 32 and 32 -> 9 layers that is
+``dz``, and its columns (the kernel turned by 180 degrees) serve both gradients::
+
+    dzcols (F*k*k, P)   dx = w_turned (C, F*k*k) @ dzcols     dwt (F*k*k, C) += dzcols @ xrows.T
+
+For the first layer (C = 1) it is ``x``: ``dw2 (F, K) += dT @ cols.T``. Keeping the forward's columns
+instead (as many frameworks do) was measured slower once the unfolding was fast: a batch of 64 32x32
+patches has 151 MB of them for the 64-channel layer, written to and read back from main memory.
 
 Size independence (tiled inference must be bitwise equal to untiled): every pixel gets the same bias add
 and activation, and from BLAS the same dot product of a row of ``w2`` with its column of ``cols``.
@@ -120,8 +123,10 @@ def _bias_act_rows(tmp, b, act, r0, r1, out):
 def _gather_rows(d, y, act, r0, r1, dT, db, dz):
     """``dT[f, (r-r0)*W + w] = dz[n, f, h, w] = d[n, f, h, w] * act'``; ``db[f] += `` their sum (float64,
     fixed order). ``act'`` comes from the output ``y``: 1 (act 0), ``y > 0`` (1, relu), ``1 - y*y``
-    (2, tanh); ``dz`` is written only if it is not empty (the input gradient's convolution reads it)."""
+    (2, tanh). ``dT`` and ``dz`` are written only if they are not empty; with act 0 both may be (only
+    ``db`` is wanted)."""
     N, F, H, W = d.shape
+    write_dT = dT.size > 0
     write_dz = dz.size > 0
     for f in range(F):
         s = 0.0
@@ -129,10 +134,16 @@ def _gather_rows(d, y, act, r0, r1, dT, db, dz):
         while r < r1:                               # one image's rows of the chunk at a time
             n, h0, L = _image_part(r, r1, H, W)
             src = _plane(d, n, f, h0, L)
-            dst = dT[f, (r - r0) * W:(r - r0) * W + L]
+            if write_dT:
+                dst = dT[f, (r - r0) * W:(r - r0) * W + L]
+            elif write_dz:
+                dst = _plane(dz, n, f, h0, L)
+            else:
+                dst = src                           # act 0: nothing to write, sum d itself
             if act == 0:
-                for t in range(L):
-                    dst[t] = src[t]
+                if write_dT or write_dz:
+                    for t in range(L):
+                        dst[t] = src[t]
             else:
                 yv = _plane(y, n, f, h0, L)
                 if act == 1:
@@ -141,7 +152,7 @@ def _gather_rows(d, y, act, r0, r1, dT, db, dz):
                 else:
                     for t in range(L):
                         dst[t] = src[t] * (1 - yv[t] * yv[t])
-            if write_dz:
+            if write_dT and write_dz:
                 dzv = _plane(dz, n, f, h0, L)
                 for t in range(L):
                     dzv[t] = dst[t]
@@ -312,20 +323,33 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
 def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activation: str = "identity", out=None):
     """Gradients of :func:`conv2d_chunked_forward`, with an identity, relu or tanh activation.
 
-    With an activation, ``dz = dout * act'`` (from the output ``y``: ``y > 0``, ``1 - y**2``) is
-    computed while ``dout`` is gathered, not in a pass of its own; the rest is as without.
+    With an activation, the gradient before it, ``dz = dout * act'``, comes from the output ``y``
+    (``act'`` is ``y > 0`` or ``1 - y**2``). The gradients are sums over pixels of products of ``dz``
+    and ``x``; which of the two is unfolded into columns is chosen by their channel counts.
 
-    ``dw`` and ``db`` chunk by chunk (``dw2 += dT @ cols.T``, the columns unfolded again); every worker
-    sums its chunks into its own arrays, added in worker order afterwards, so the result is the same on
-    every run with the same ``NUMBA_NUM_THREADS``. ``dx`` is the convolution of ``dz`` with the kernel turned by
-    180 degrees and input/output channels swapped, run by :func:`conv2d_chunked_forward`::
+    **Unfolding dz** (``F <= C``, or ``F < C`` when ``dx`` is not wanted; the 64 -> 32 and 32 -> 9
+    layers). ``dzcols`` (F*k*k, P), the columns of ``dz`` with the kernel turned by 180 degrees, give
+    both gradients::
 
-        dx[n, c, h, w] = sum_{f,i,j} w[f, c, k-1-i, k-1-j] * dout_pad[n, f, h+i, w+j]
+        dzcols[(f*k + i)*k + j, q] = dz_pad[n, f, h + i, w + j]            (q = the pixel (n, h, w))
+        dx[n, c, h, w]             = sum_{f,i,j} w[f, c, k-1-i, k-1-j] * dzcols[(f*k + i)*k + j, q]
+        dw[f, c, k-1-i, k-1-j]     = sum_q dzcols[(f*k + i)*k + j, q] * x[n, c, h, w]
 
-    (a GEMM with ``F*k*k`` terms per output, where ``dcols = w2.T @ dT`` has only ``F``, and no (K, P)
-    ``dcols`` to write and fold back). Its im2col copies ``F*k*k`` values per pixel, ``dcols`` has
-    ``C*k*k``: so the turned kernel is used when ``F <= C``, ``dcols`` + col2im otherwise (the first
-    layer, C = 1). Both sum each ``dx`` element in a fixed order.
+    per chunk: ``dx = w_turned (C, F*k*k) @ dzcols`` and ``dwt (F*k*k, C) += dzcols @ xrows.T``, where
+    ``xrows`` (C, P) is the chunk's input (im2col with k = 1). A first pass over the chunks writes
+    ``dz`` (when there is an activation) and sums ``db``, since a chunk's columns read ``dz`` in the
+    rows around it. ``F*k*k`` values per pixel are unfolded, once, instead of ``C*k*k`` for ``dw``
+    plus ``F*k*k`` again for ``dx``.
+
+    **Unfolding x** (the first layer, C = 1)::
+
+        dT    (F, P)   dT[f, q] = dz[n, f, h, w]      db += sum over the chunk of dT
+        dw2  += dT @ cols.T                           (F, K), as (cols @ dT.T).T
+        dcols = w2.T @ dT, folded into dx by col2im   (only if dx is wanted)
+
+    Every worker sums its chunks into its own arrays (chunk ``c`` to worker ``c % workers``), added in
+    worker order afterwards, so the result is the same on every run with the same ``NUMBA_NUM_THREADS``;
+    every ``dx`` element is summed in a fixed order.
 
     Parameters
     ----------
@@ -343,60 +367,115 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activat
     -------
     dx (N, C, H, W) or None, dw (F, C, k, k), db (F,), all of ``x``'s dtype
     """
-    N, C, H, W = x.shape
-    F, _, k, _ = w.shape
-    K = C * k * k
+    F, C = w.shape[:2]
     dt = x.dtype
     d = np.ascontiguousarray(dout, dtype=dt)
     code = {"identity": 0, "relu": 1, "tanh": 2}[activation]
     y = d if code == 0 else np.ascontiguousarray(y, dtype=dt)
+    w = np.ascontiguousarray(w, dtype=dt)
+    if (F <= C if input_grad else F < C):
+        dx, dw, db = _backward_unfolding_dz(d, y, code, x, w, input_grad, out)
+    else:
+        dx, dw, db = _backward_unfolding_x(d, y, code, x, w, input_grad, out)
+    return dx, dw, db.astype(dt)
+
+
+
+def _sum_in_order(parts):
+    """``parts[0] + parts[1] + ...``, in that order (into ``parts[0]``)."""
+    total = parts[0]
+    for p in parts[1:]:
+        total += p
+    return total
+
+
+def _backward_unfolding_dz(d, y, code, x, w, input_grad, out):
+    """:func:`conv2d_chunked_backward` by the columns of ``dz`` (see there)."""
+    N, C, H, W = x.shape
+    F, _, k, _ = w.shape
+    Kt = F * k * k
+    dt = x.dtype
     chunks = _chunks(N, H, W, 0, _max_workers())
     workers = min(_max_workers(), len(chunks))
     cap = max(r1 - r0 for r0, r1 in chunks) * W
+    no_dT = np.empty((0, 0), dtype=dt)
+    # dz: the calling thread's scratch, reused; without an activation it is dout itself.
+    dz = _buffer("dz", N * F * H * W, dt, reuse_large=True).reshape(N, F, H, W) if code else d
 
-    turned = F <= C or not input_grad     # dx by the turned-kernel convolution (else col2im, see above)
-    # The turned-kernel convolution reads dz; without an activation dz is dout itself.
-    if turned and input_grad and code:      # scratch of this call: the calling thread's, reused
-        dz = _buffer("dz", N * F * H * W, dt, reuse_large=True).reshape(N, F, H, W)
-    else:
-        dz = np.empty((0, 0, 0, 0), dtype=dt)
-    w2t = np.ascontiguousarray(w.reshape(F, K), dtype=dt).T          # (K, F), Fortran order: no copy in BLAS
+    def grad_z(wid):                                # pass 1: dz = dout * act', db
+        db = np.zeros(F, dtype=np.float64)
+        for c in range(wid, len(chunks), workers):
+            r0, r1 = chunks[c]
+            _gather_rows(d, y, code, r0, r1, no_dT, db, dz if code else no_dT.reshape(0, 0, 0, 0))
+        return db
+
+    db = _sum_in_order(_map_workers(grad_z, workers))
+    w_turned = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).reshape(C, Kt)
+    zero_bias = np.zeros(C, dtype=dt)
+    dx = _out_array(out, (N, C, H, W), dt) if input_grad else None
+
+    def work(wid):                                  # pass 2: dzcols -> dw (and dx)
+        dwt = np.zeros((Kt, C), dtype=dt)           # dwt[(f*k + i)*k + j, c] = dw[f, c, k-1-i, k-1-j]
+        colbuf = _buffer("cols", Kt * cap, dt)
+        xbuf = _buffer("xrows", C * cap, dt)
+        tmpbuf = _buffer("tmp", C * cap, dt) if input_grad else None
+        for c in range(wid, len(chunks), workers):
+            r0, r1 = chunks[c]
+            ncols = (r1 - r0) * W
+            cols = colbuf[:Kt * ncols].reshape(Kt, ncols)
+            xrows = xbuf[:C * ncols].reshape(C, ncols)
+            _im2col_rows(dz, k, r0, r1, cols)
+            _im2col_rows(x, 1, r0, r1, xrows)
+            dwt += np.dot(cols, xrows.T)
+            if input_grad:
+                tmp = tmpbuf[:C * ncols].reshape(C, ncols)
+                np.dot(w_turned, cols, out=tmp)
+                _bias_act_rows(tmp, zero_bias, 0, r0, r1, dx)
+        return dwt
+
+    dwt = _sum_in_order(_map_workers(work, workers))
+    dw = np.ascontiguousarray(dwt.reshape(F, k, k, C)[:, ::-1, ::-1, :].transpose(0, 3, 1, 2))
+    return dx, dw, db
+
+
+def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
+    """:func:`conv2d_chunked_backward` by the columns of ``x`` (see there)."""
+    N, C, H, W = x.shape
+    F, _, k, _ = w.shape
+    K = C * k * k
+    dt = x.dtype
+    chunks = _chunks(N, H, W, 0, _max_workers())
+    workers = min(_max_workers(), len(chunks))
+    cap = max(r1 - r0 for r0, r1 in chunks) * W
+    no_dz = np.empty((0, 0, 0, 0), dtype=dt)
+    w2t = w.reshape(F, K).T                         # (K, F), Fortran order: no copy in BLAS
 
     def work(wid):
         dw2t = np.zeros((K, F), dtype=dt)
         db = np.zeros(F, dtype=np.float64)
-        dx = None if turned else np.zeros((N, C, H, W), dtype=dt)
+        dx = np.zeros((N, C, H, W), dtype=dt) if input_grad else None
         colbuf = _buffer("cols", K * cap, dt)
         dTbuf = _buffer("tmp", F * cap, dt)
-        dcolbuf = None if turned else _buffer("dcols", K * cap, dt)
+        dcolbuf = _buffer("dcols", K * cap, dt) if input_grad else None
         for c in range(wid, len(chunks), workers):
             r0, r1 = chunks[c]
             ncols = (r1 - r0) * W
             dT = dTbuf[:F * ncols].reshape(F, ncols)
-            chunk_cols = colbuf[:K * ncols].reshape(K, ncols)
-            _im2col_rows(x, k, r0, r1, chunk_cols)
-            _gather_rows(d, y, code, r0, r1, dT, db, dz)
-            dw2t += np.dot(chunk_cols, dT.T)             # (K, F): faster in BLAS than dT @ cols.T
-            if not turned:
+            cols = colbuf[:K * ncols].reshape(K, ncols)
+            _im2col_rows(x, k, r0, r1, cols)
+            _gather_rows(d, y, code, r0, r1, dT, db, no_dz)
+            dw2t += np.dot(cols, dT.T)                  # (K, F): faster in BLAS than dT @ cols.T
+            if input_grad:
                 dcols = dcolbuf[:K * ncols].reshape(K, ncols)
                 np.dot(w2t, dT, out=dcols)
                 _col2im_rows(dcols, k, r0, r1, dx)
         return dw2t, db, dx
 
     parts = _map_workers(work, workers)
-    dw2t, db, dx = parts[0]
-    for pdw2t, pdb, pdx in parts[1:]:
-        dw2t += pdw2t
-        db += pdb
-        if not turned:
-            dx += pdx
-    if not input_grad:
-        dx = None
-    elif not turned and out is not None:
+    dw2t = _sum_in_order([p[0] for p in parts])
+    db = _sum_in_order([p[1] for p in parts])
+    dx = _sum_in_order([p[2] for p in parts]) if input_grad else None
+    if dx is not None and out is not None:
         np.copyto(_out_array(out, (N, C, H, W), dt), dx)
         dx = out
-    elif turned:
-        w_turned = np.ascontiguousarray(w.astype(dt, copy=False).transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-        dx = conv2d_chunked_forward(dz if code else d, w_turned, np.zeros(C, dtype=dt), size_independent=False,
-                                    out=out)
-    return dx, np.ascontiguousarray(dw2t.T).reshape(w.shape), db.astype(dt)
+    return dx, np.ascontiguousarray(dw2t.T).reshape(w.shape), db

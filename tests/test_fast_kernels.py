@@ -138,6 +138,26 @@ def test_fused_conv_activation_equals_conv_then_activation_bitwise(act, dtype):
     np.testing.assert_allclose(fused, ref, rtol=0, atol=(2e-5 if dtype == np.float32 else 1e-12) * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh"])
+@pytest.mark.parametrize("shape, k, chunk", [((3, 6, 7, 8), 3, 24), ((2, 12, 9, 5), 5, 10),
+                                             ((4, 6, 3, 17), 3, 2048), ((1, 6, 1, 4), 3, 4)])
+def test_training_forward_by_kn2row_agrees_with_im2col_and_the_reference(monkeypatch, act, shape, k, chunk):
+    """F < C: the training forward adds up every tap's product shifted into place (kn2row). Over chunks
+    that cross image borders (and images of one row), it gives the reference's numbers, and im2col's."""
+    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", chunk)
+    N, C, H, W = shape
+    x, w, b = rand(shape, 41), rand((C // 2, C, k, k), 42, 0.3), rand((C // 2,), 43)
+    z = F.conv.conv2d_forward_reference(x, w, b)[0]
+    ref = F.activation_forward(z, act, "reference")[0]
+    kn2row = F.conv.conv2d_act_train_forward(x, w, b, act)[0]
+    monkeypatch.setattr(conv_chunked, "KN2ROW_MAX_WIDTH", 0)
+    im2col = F.conv.conv2d_act_train_forward(x, w, b, act)[0]
+    tol = 1e-5 * np.abs(z).max()                  # float32 rounding of the sums; act' <= 1 adds none
+    np.testing.assert_allclose(kn2row, ref, rtol=0, atol=tol)
+    np.testing.assert_allclose(kn2row, im2col, rtol=0, atol=tol)
+    assert not np.array_equal(kn2row, im2col) or act == "relu" and H == 1    # it did run the other way
+
+
 def test_fused_conv_rejects_prelu_and_bad_shapes():
     x, w, b = rand((1, 2, 5, 5)), rand((3, 2, 3, 3)), rand((3,))
     with pytest.raises(ValueError, match="parameter-free"):
@@ -147,8 +167,9 @@ def test_fused_conv_rejects_prelu_and_bad_shapes():
 
 
 def test_model_infer_equals_forward_bitwise_with_the_same_gemms(monkeypatch):
-    """Inference (fused, padded GEMMs) and training (layer by layer where not fused, small GEMMs allowed)
-    give bitwise the same numbers when their GEMMs are the same, and agree to rounding otherwise."""
+    """Inference (fused, padded GEMMs, im2col) and training (layer by layer where not fused, small GEMMs
+    allowed, kn2row for F < C) give bitwise the same numbers when they run the same algorithm with the
+    same GEMMs, and agree to rounding otherwise."""
     for m in (ESPCN.paper(2), ESPCN.seven(3), ESPCN.paper(3, activation="prelu")):
         for name, arr in m.params.items():
             if name.endswith("weight") and arr.ndim == 4:
@@ -158,7 +179,8 @@ def test_model_infer_equals_forward_bitwise_with_the_same_gemms(monkeypatch):
         np.testing.assert_allclose(m.infer(x), y, rtol=0, atol=1e-6 * np.abs(y).max())
         with monkeypatch.context() as mp:
             mp.setattr(conv_chunked, "MIN_GEMM_MNK", 0)                    # inference pads no GEMM either
-            np.testing.assert_array_equal(m.infer(x), y)
+            mp.setattr(conv_chunked, "KN2ROW_MAX_WIDTH", 0)                # training runs im2col too
+            np.testing.assert_array_equal(m.infer(x), m.forward(x))
 
 
 def test_calls_from_several_threads_at_once_give_the_sequential_results():

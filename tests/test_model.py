@@ -145,8 +145,10 @@ def test_infer_equals_forward_and_shapes(backend, preset):
     with use_backend(backend):
         y = model.forward(x)
         assert y.shape == (2, 3, 21, 33) and y.dtype == np.float32
-        np.testing.assert_array_equal(model.infer(x), y)
-        np.testing.assert_array_equal(model(x), y)
+        # The fast path's training forward may take another route (kn2row for F < C): equal to rounding;
+        # bitwise with the same route, see tests/test_fast_kernels.py.
+        np.testing.assert_allclose(model.infer(x), y, rtol=0, atol=1e-6 * np.abs(y).max())
+        np.testing.assert_array_equal(model(x), model.infer(x))
         # integer images are accepted and cast
         np.testing.assert_array_equal(model.infer((x * 255).astype(np.uint8)),
                                       model.infer((x * 255).astype(np.uint8).astype(np.float32)))

@@ -141,7 +141,8 @@ def conv2d_backward_reference(dout, cache, input_grad: bool = True):
 
 # --------------------------------------------------------------------------------------------------
 # Fast path: im2col of a few rows at a time, one GEMM per chunk, chunks spread over worker threads
-# (see npespcn.functional.conv_chunked). The cache keeps the input; the backward pass unfolds it again.
+# (see npespcn.functional.conv_chunked). The cache keeps the input; the backward pass unfolds it, or the
+# output gradient, again.
 # --------------------------------------------------------------------------------------------------
 def conv2d_forward_numba(x, w, b, activation: str = "identity", out=None):
     """Same contract as :func:`conv2d_forward_reference`, fast; the cache is ``(x, w)`` (the backward pass
@@ -149,10 +150,11 @@ def conv2d_forward_numba(x, w, b, activation: str = "identity", out=None):
     :func:`conv2d_act_train_forward`).
 
     Unlike inference, training does not pad small GEMMs to keep them size independent: a batch of
-    16 17x17 patches then runs its first and last layers on every thread, not one. The values may
-    differ from :func:`conv2d_act_forward`'s in the last bit where a chunk's GEMM is below
-    :data:`~npespcn.functional.conv_chunked.MIN_GEMM_MNK` (OpenBLAS's small-matrix kernels sum in
-    another order); with the same chunks they are bitwise equal.
+    16 17x17 patches then runs its first and last layers on every thread, not one. And a layer with
+    fewer outputs than inputs on narrow images runs by kn2row (see
+    :mod:`~npespcn.functional.conv_chunked`), which sums in another order. So the values may differ
+    from :func:`conv2d_act_forward`'s in the last bits; with im2col and the same chunks they are
+    bitwise equal.
 
     ``out`` (optional, here and in the functions below that take it): an array to write the result
     into, see :func:`~npespcn.functional.conv_chunked.conv2d_chunked_forward`."""

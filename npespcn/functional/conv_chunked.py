@@ -16,6 +16,22 @@ The whole-image im2col of :func:`~npespcn.functional.conv.conv2d_forward_referen
 (3x3) the input: 530 MB for the 64-channel layer of a 640×360 frame. A chunk's is 5 MB, read back while
 it is still in cache.
 
+Training forward of a layer with fewer outputs than inputs (``F < C``: 64 -> 32, 32 -> 9) on images
+at most :data:`KN2ROW_MAX_WIDTH` wide: **kn2row**. One GEMM gives every kernel tap's product for the
+chunk's rows and the ``p`` rows around it, and the taps' products are then added, each shifted by its
+offset, with the bias and activation (:func:`_kn2row_rows`)::
+
+    xrows (C, P')           the chunk's input rows and p rows either side (im2col with k = 1)
+    Y     (F*k*k, P')       = taps (F*k*k, C) @ xrows          taps[(f*k + i)*k + j, c] = w[f, c, i, j]
+    out[n, f, h, w] = act(b[f] + sum_{i,j} Y[(f*k + i)*k + j, pixel (h + i - p, w + j - p)])
+
+It copies ``C`` values per pixel instead of ``C*k*k``, and its GEMM has ``F*k*k`` rows instead of
+``F``: for the 32 -> 9 layer 81 x 32 @ 32 x P, which OpenBLAS runs at 57 GFLOP/s on one core where
+9 x 288 @ 288 x P ran at 30-37 (the B operand no longer streams from beyond L2). The extra ``2p``
+rows per chunk cost little on training patches (3 % on 32x32), but 12-25 % on the few-row chunks
+of a wide image, where it measured slower than im2col; and an inference pixel must get the same
+bits whatever the image size, so inference always runs im2col.
+
 The backward pass (:func:`conv2d_chunked_backward`) unfolds, chunk by chunk, whichever of the input
 ``x`` and the output gradient ``dz`` has fewer channels. For the 64 -> 32 and 32 -> 9 layers that is
 ``dz``, and its columns (the kernel turned by 180 degrees) serve both gradients::
@@ -65,6 +81,10 @@ MIN_GEMM_MNK = 1 << 23
 """Forward GEMMs are padded to at least this M*N*K, above OpenBLAS's small-matrix and direct-sgemm
 thresholds (28*512*512), so every chunk size runs the same kernels."""
 
+
+KN2ROW_MAX_WIDTH = 64
+"""Training convolutions with fewer outputs than inputs (F < C) on images at most this wide run by
+kn2row (:func:`conv2d_chunked_forward`); wider images, and inference, always by im2col."""
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -117,6 +137,78 @@ def _bias_act_rows(tmp, b, act, r0, r1, out):
                 for t in range(L):
                     dst[t] = math.tanh(src[t] + bf)
             r += L // W
+
+
+@numba.njit(**_OPTS)
+def _kn2row_rows(Y, ra, k, b, act, r0, r1, out):
+    """``out[n, f, h, w] = act(b[f] + sum_{i,j} Y[(f*k + i)*k + j, (r + i - p - ra)*W + w + j - p])`` for
+    the stacked rows ``r0 <= r < r1``, leaving out the terms that fall outside the image.
+
+    ``Y`` holds every kernel tap's product for the input's stacked rows ``ra, ra + 1, ...``::
+
+        Y[(f*k + i)*k + j, (r - ra)*W + w] = sum_c w[f, c, i, j] * x[n, c, h, w]
+
+    First the entries of ``Y`` that no output reads are set to zero: columns ``w < j - p`` and
+    ``w >= W + j - p`` of tap ``(i, j)``. Then every tap's shifted rows of one image part are added as
+    one contiguous run (as in :func:`~npespcn.functional.im2col.im2col_rows`); a read that wraps
+    around a row end lands on one of those zeros. Every pixel sums ``b + Y[centre]`` and then the other
+    taps in a fixed order, whatever the chunk."""
+    N, F, H, W = out.shape
+    p = (k - 1) // 2
+    rows = Y.shape[1] // W
+    for q in range(Y.shape[0]):                     # zero what no output reads
+        dj = q % k - p
+        lo, hi = (0, dj) if dj > 0 else (W + dj, W)
+        if dj != 0:
+            row = Y[q]
+            for rr in range(rows):
+                for t in range(rr * W + lo, rr * W + hi):
+                    row[t] = 0
+    for f in range(F):
+        bf = b[f]
+        r = r0
+        while r < r1:                               # one image's rows of the chunk at a time
+            n, h0, L = _image_part(r, r1, H, W)
+            h1 = h0 + L // W
+            dst = _plane(out, n, f, h0, L)
+            base = (r - ra) * W                     # Y's column of pixel (h0, 0)
+            centre = Y[(f * k + p) * k + p, base:base + L]
+            for t in range(L):
+                dst[t] = centre[t] + bf
+            for i in range(k):
+                di = i - p
+                ha = min(max(h0, -di), h1)          # rows whose row h + di is inside the image
+                hb = max(min(h1, H - di), ha)
+                for j in range(k):
+                    dj = j - p
+                    if ha == hb or (di == 0 and dj == 0):
+                        continue
+                    a = (ha - h0) * W + max(0, -dj)
+                    e = (hb - 1 - h0) * W + min(W, W - dj)
+                    s0 = base + a + di * W + dj
+                    src = Y[(f * k + i) * k + j, s0:s0 + e - a]
+                    part = dst[a:e]
+                    for t in range(e - a):
+                        part[t] += src[t]
+            _activate(dst, act)
+            r += h1 - h0
+
+
+@numba.njit(inline="always", **_OPTS)
+def _activate(a, act):
+    """``a[:] = act(a)`` in place, for the codes of :data:`~npespcn.functional.vecmath.ACT_CODES`."""
+    if act == 1:
+        for t in range(a.size):
+            a[t] = a[t] if a[t] > 0 else 0
+    elif act == 2:
+        for t in range(a.size):
+            a[t] = tanh32(a[t])
+    elif act == 3:
+        for t in range(a.size):
+            a[t] = gelu(a[t])
+    elif act == 4:
+        for t in range(a.size):
+            a[t] = math.tanh(a[t])
 
 
 @numba.njit(**_OPTS)
@@ -269,7 +361,8 @@ def _out_array(out, shape, dt):
 
 
 def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independent: bool = True, out=None):
-    """``act(conv(x, w) + b)`` chunk by chunk (see the module docstring).
+    """``act(conv(x, w) + b)`` chunk by chunk (see the module docstring): im2col, or in training kn2row
+    when ``F < C`` and the image is at most :data:`KN2ROW_MAX_WIDTH` wide.
 
     Parameters
     ----------
@@ -278,8 +371,9 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     b : ndarray (F,)
     activation : one of :data:`~npespcn.functional.vecmath.ACT_CODES`
     size_independent : bool
-        Pad every GEMM to :data:`MIN_GEMM_MNK` (the default), so that a pixel's value does not depend on
-        the image size; False (training) lets small images use small GEMMs, and so more threads.
+        Pad every GEMM to :data:`MIN_GEMM_MNK` and always use im2col (the default), so that a pixel's
+        value does not depend on the image size; False (training) lets small images use small GEMMs,
+        and so more threads, and narrow ones kn2row.
     out : ndarray (N, F, H, W) or None
         Write the result here (C-contiguous, the result's dtype; it must not overlap ``x``) instead of
         a new array: a training step that reuses its arrays saves the page faults of fresh ones.
@@ -293,10 +387,13 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     K = C * k * k
     dt = np.result_type(x, w)
     x = np.ascontiguousarray(x, dtype=dt)
-    w2 = np.ascontiguousarray(w.reshape(F, K), dtype=dt)
     b = np.ascontiguousarray(b, dtype=dt)
     code = activation_code(activation, dt)
     out = _out_array(out, (N, F, H, W), dt)
+    if not size_independent and F < C and k > 1 and W <= KN2ROW_MAX_WIDTH:
+        _forward_kn2row(x, np.ascontiguousarray(w, dtype=dt), b, code, out)
+        return out
+    w2 = np.ascontiguousarray(w.reshape(F, K), dtype=dt)
     min_cols = -(-MIN_GEMM_MNK // (F * K)) if size_independent else 0
     chunks = _chunks(N, H, W, min_cols, _max_workers())  # padding needed only if the image is smaller
     workers = min(_max_workers(), len(chunks))
@@ -318,6 +415,33 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
 
     _map_workers(work, workers)
     return out
+
+
+def _forward_kn2row(x, w, b, code, out):
+    """The training forward of :func:`conv2d_chunked_forward` by kn2row, for ``F < C`` (see there)."""
+    N, C, H, W = x.shape
+    F, _, k, _ = w.shape
+    p = (k - 1) // 2
+    R = N * H
+    taps = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(F * k * k, C)    # taps[(f*k + i)*k + j, c]
+    chunks = _chunks(N, H, W, 0, _max_workers())
+    workers = min(_max_workers(), len(chunks))
+    cap = (max(r1 - r0 for r0, r1 in chunks) + 2 * p) * W
+    deal = _dealer(len(chunks))
+
+    def work(wid):
+        xbuf = _buffer("xrows", C * cap, x.dtype)
+        ybuf = _buffer("taps", F * k * k * cap, x.dtype)
+        while (c := deal()) is not None:
+            r0, r1 = chunks[c]
+            ra, rb = max(0, r0 - p), min(R, r1 + p)    # the input rows the chunk's outputs read
+            xrows = xbuf[:C * (rb - ra) * W].reshape(C, (rb - ra) * W)
+            Y = ybuf[:F * k * k * (rb - ra) * W].reshape(F * k * k, (rb - ra) * W)
+            _im2col_rows(x, 1, ra, rb, xrows)
+            np.dot(taps, xrows, out=Y)
+            _kn2row_rows(Y, ra, k, b, code, r0, r1, out)
+
+    _map_workers(work, workers)
 
 
 def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activation: str = "identity", out=None):

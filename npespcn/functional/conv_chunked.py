@@ -468,7 +468,7 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activat
     **Unfolding x** (the first layer, C = 1)::
 
         dT    (F, P)   dT[f, q] = dz[n, f, h, w]      db += sum over the chunk of dT
-        dw2  += dT @ cols.T                           (F, K), as (cols @ dT.T).T
+        dw2  += dT @ cols.T                           (F, K), or as (cols @ dT.T).T when K > F
         dcols = w2.T @ dT, folded into dx by col2im   (only if dx is wanted)
 
     Every worker sums its chunks into its own arrays (chunk ``c`` to worker ``c % workers``), added in
@@ -573,9 +573,12 @@ def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
     cap = max(r1 - r0 for r0, r1 in chunks) * W
     no_dz = np.empty((0, 0, 0, 0), dtype=dt)
     w2t = w.reshape(F, K).T                         # (K, F), Fortran order: no copy in BLAS
+    # dw2 (F, K) or its transpose, whichever puts the larger side first: OpenBLAS runs that one faster
+    # (first layer, 64 x 25: 128 vs 164 us per 2048 pixels; 576 x 32 the other way round: 85 vs 63 GFLOP/s).
+    tall = F >= K
 
     def work(wid):
-        dw2t = np.zeros((K, F), dtype=dt)
+        dw = np.zeros((F, K) if tall else (K, F), dtype=dt)
         db = np.zeros(F, dtype=np.float64)
         dx = np.zeros((N, C, H, W), dtype=dt) if input_grad else None
         colbuf = _buffer("cols", K * cap, dt)
@@ -588,18 +591,18 @@ def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
             cols = colbuf[:K * ncols].reshape(K, ncols)
             _im2col_rows(x, k, r0, r1, cols)
             _gather_rows(d, y, code, r0, r1, dT, db, no_dz)
-            dw2t += np.dot(cols, dT.T)                  # (K, F): faster in BLAS than dT @ cols.T
+            dw += np.dot(dT, cols.T) if tall else np.dot(cols, dT.T)
             if input_grad:
                 dcols = dcolbuf[:K * ncols].reshape(K, ncols)
                 np.dot(w2t, dT, out=dcols)
                 _col2im_rows(dcols, k, r0, r1, dx)
-        return dw2t, db, dx
+        return dw, db, dx
 
     parts = _map_workers(work, workers)
-    dw2t = _sum_in_order([p[0] for p in parts])
+    dw = _sum_in_order([p[0] for p in parts])
     db = _sum_in_order([p[1] for p in parts])
     dx = _sum_in_order([p[2] for p in parts]) if input_grad else None
     if dx is not None and out is not None:
         np.copyto(_out_array(out, (N, C, H, W), dt), dx)
         dx = out
-    return dx, np.ascontiguousarray(dw2t.T).reshape(w.shape), db
+    return dx, np.ascontiguousarray(dw if tall else dw.T).reshape(w.shape), db

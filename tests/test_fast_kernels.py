@@ -158,6 +158,45 @@ def test_training_forward_by_kn2row_agrees_with_im2col_and_the_reference(monkeyp
     assert not np.array_equal(kn2row, im2col) or act == "relu" and H == 1    # it did run the other way
 
 
+@pytest.mark.parametrize("act", ["identity", "tanh"])
+@pytest.mark.parametrize("shape, k", [((3, 6, 7, 8), 3), ((2, 4, 9, 5), 5), ((4, 3, 1, 6), 3)])
+@pytest.mark.parametrize("min_mnk", [0, None])
+def test_inference_by_shifted_taps_agrees_with_im2col_and_the_reference(monkeypatch, act, shape, k, min_mnk):
+    """C > 1 at inference: every tap is a GEMM reading the zero-padded input in place. Over chunks of
+    several image parts (and images of one row), with and without spare columns, it gives the
+    reference's numbers, and im2col's."""
+    if not conv_chunked.SHIFTED_TAPS:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS whose cblas_sgemm npespcn can call")
+    monkeypatch.setattr(conv_chunked, "SHIFTED_CHUNK_PIXELS", 20)
+    if min_mnk is not None:
+        monkeypatch.setattr(conv_chunked, "MIN_GEMM_MNK", min_mnk)
+    N, C, H, W = shape
+    x, w, b = rand(shape, 51), rand((5, C, k, k), 52, 0.3), rand((5,), 53)
+    z = F.conv.conv2d_forward_reference(x, w, b)[0]
+    ref = F.activation_forward(z, act, "reference")[0]
+    shifted = conv2d_act_forward(x, w, b, act)
+    monkeypatch.setattr(conv_chunked, "SHIFTED_TAPS", False)
+    im2col = conv2d_act_forward(x, w, b, act)
+    tol = 1e-5 * np.abs(z).max()
+    np.testing.assert_allclose(shifted, ref, rtol=0, atol=tol)
+    np.testing.assert_allclose(shifted, im2col, rtol=0, atol=tol)
+
+
+def test_sgemm_add_reads_a_window_in_place_and_checks_its_bounds():
+    if not _blas.SGEMM_AVAILABLE:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS whose cblas_sgemm npespcn can call")
+    a, b, c = rand((5, 7), 61), rand((7, 30), 62), rand((5, 12), 63)
+    want = c.copy()
+    want[:, :10] += a.astype(np.float64) @ b[:, 3:13].astype(np.float64)
+    _blas.sgemm_add(a, b, 3, 10, c)
+    np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
+    for bad in (dict(offset=21), dict(offset=-1), dict(n=13), dict(b=b[:6]), dict(b=b.astype(np.float64)),
+                dict(c=c[:4])):
+        args = dict(a=a, b=b, offset=3, n=10, c=c) | bad
+        with pytest.raises(ValueError, match="sgemm_add: bad operands"):
+            _blas.sgemm_add(args["a"], args["b"], args["offset"], args["n"], args["c"])
+
+
 def test_fused_conv_rejects_prelu_and_bad_shapes():
     x, w, b = rand((1, 2, 5, 5)), rand((3, 2, 3, 3)), rand((3,))
     with pytest.raises(ValueError, match="parameter-free"):
@@ -167,8 +206,8 @@ def test_fused_conv_rejects_prelu_and_bad_shapes():
 
 
 def test_model_infer_equals_forward_bitwise_with_the_same_gemms(monkeypatch):
-    """Inference (fused, padded GEMMs, im2col) and training (layer by layer where not fused, small GEMMs
-    allowed, kn2row for F < C) give bitwise the same numbers when they run the same algorithm with the
+    """Inference (fused, padded GEMMs, shifted taps) and training (layer by layer where not fused, small
+    GEMMs allowed, kn2row for F < C) give bitwise the same numbers when they run the same algorithm with the
     same GEMMs, and agree to rounding otherwise."""
     for m in (ESPCN.paper(2), ESPCN.seven(3), ESPCN.paper(3, activation="prelu")):
         for name, arr in m.params.items():
@@ -179,7 +218,8 @@ def test_model_infer_equals_forward_bitwise_with_the_same_gemms(monkeypatch):
         np.testing.assert_allclose(m.infer(x), y, rtol=0, atol=1e-6 * np.abs(y).max())
         with monkeypatch.context() as mp:
             mp.setattr(conv_chunked, "MIN_GEMM_MNK", 0)                    # inference pads no GEMM either
-            mp.setattr(conv_chunked, "KN2ROW_MAX_WIDTH", 0)                # training runs im2col too
+            mp.setattr(conv_chunked, "KN2ROW_MAX_WIDTH", 0)                # training runs im2col,
+            mp.setattr(conv_chunked, "SHIFTED_TAPS", False)                # and so does inference
             np.testing.assert_array_equal(m.infer(x), m.forward(x))
 
 

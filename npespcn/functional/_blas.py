@@ -11,6 +11,9 @@ OpenBLAS reads ``OPENBLAS_NUM_THREADS`` once, at load time; to change it afterwa
 wheels bundle). This module finds that function among the loaded libraries (as threadpoolctl does) and
 offers :func:`single_threaded_blas`. When it cannot be found (another BLAS, another OS), :data:`AVAILABLE`
 is False and callers keep BLAS's own threading.
+
+It also finds that library's ``cblas_sgemm`` (:func:`sgemm_add`), for the one product NumPy cannot
+express: ``C += A @ B`` where B is a window of a larger array with its own row stride, read in place.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ import contextlib
 import ctypes
 import re
 import threading
+
+import numpy as np
 
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
             "openblas_set_num_threads64_", "openblas_set_num_threads")
@@ -48,6 +53,59 @@ def _find():
 _FUNCS = _find()
 AVAILABLE = _FUNCS is not None
 """Whether NumPy's OpenBLAS thread count can be set from here."""
+
+
+def _find_sgemm():
+    """NumPy's OpenBLAS ``cblas_sgemm`` as a ctypes function, and its integer type; None if not found."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so[.\d]*)", f.read())))
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name, integer in (("scipy_cblas_sgemm64_", ctypes.c_int64), ("cblas_sgemm64_", ctypes.c_int64),
+                              ("scipy_cblas_sgemm", ctypes.c_int), ("cblas_sgemm", ctypes.c_int)):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                i, v, f = integer, ctypes.c_void_p, ctypes.c_float
+                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, f, v, i, v, i, f, v, i]
+                fn.restype = None
+                return fn
+    return None
+
+
+_SGEMM = _find_sgemm()
+SGEMM_AVAILABLE = _SGEMM is not None
+"""Whether :func:`sgemm_add` can run (NumPy's BLAS is an OpenBLAS whose ``cblas_sgemm`` was found)."""
+
+_ROW_MAJOR, _NO_TRANS = 101, 111
+
+
+def sgemm_add(a, b, offset: int, n: int, c) -> None:
+    """``c[:, :n] += a @ b2`` in float32, where ``b2[kk, j] = b[kk, offset + j]`` (B read in place).
+
+    Parameters
+    ----------
+    a : ndarray (M, K), float32, C-contiguous
+    b : ndarray (K, L), float32, C-contiguous; its rows are B's rows (row stride L), from column
+        ``offset`` on, ``n`` columns: ``0 <= offset`` and ``offset + n <= L``
+    n : int, number of columns of B and C used
+    c : ndarray (M, >= n), float32, C-contiguous
+
+    Checked, since a wrong bound here would read or write outside the arrays.
+    """
+    M, K = a.shape
+    if not (a.dtype == b.dtype == c.dtype == np.float32 and a.flags.c_contiguous and b.flags.c_contiguous
+            and c.flags.c_contiguous and b.shape[0] == K and c.shape[0] == M and 0 <= offset
+            and 0 <= n <= c.shape[1] and offset + n <= b.shape[1]):
+        raise ValueError(f"sgemm_add: bad operands a {a.shape} {a.dtype}, b {b.shape} {b.dtype}, "
+                         f"offset {offset}, n {n}, c {c.shape} {c.dtype}")
+    _SGEMM(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, n, K, 1.0, a.ctypes.data, K,
+           b.ctypes.data + 4 * offset, b.shape[1], 1.0, c.ctypes.data, c.shape[1])
 
 _lock = threading.Lock()
 _depth = 0

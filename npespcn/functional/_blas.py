@@ -28,18 +28,23 @@ _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads
             "openblas_set_num_threads64_", "openblas_set_num_threads")
 
 
-def _find():
+def _openblas_libraries():
+    """The OpenBLAS libraries loaded in this process (NumPy's first of all), opened with ctypes."""
     try:
         import numpy  # noqa: F401  (make sure NumPy's BLAS is loaded)
         with open("/proc/self/maps") as f:
             paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so[.\d]*)", f.read())))
     except OSError:
-        return None
+        return
     for path in paths:
         try:
-            lib = ctypes.CDLL(path)
+            yield ctypes.CDLL(path)
         except OSError:
             continue
+
+
+def _find():
+    for lib in _openblas_libraries():
         for name in _SETTERS:
             setter = getattr(lib, name, None)
             getter = getattr(lib, name.replace("_set_", "_get_"), None)
@@ -56,17 +61,9 @@ AVAILABLE = _FUNCS is not None
 
 
 def _find_sgemm():
-    """NumPy's OpenBLAS ``cblas_sgemm`` as a ctypes function, and its integer type; None if not found."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so[.\d]*)", f.read())))
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+    """NumPy's OpenBLAS ``cblas_sgemm`` as a ctypes function (64-bit integers in the ILP64 builds
+    NumPy's wheels bundle); None if not found."""
+    for lib in _openblas_libraries():
         for name, integer in (("scipy_cblas_sgemm64_", ctypes.c_int64), ("cblas_sgemm64_", ctypes.c_int64),
                               ("scipy_cblas_sgemm", ctypes.c_int), ("cblas_sgemm", ctypes.c_int)):
             fn = getattr(lib, name, None)

@@ -18,7 +18,7 @@ it is still in cache.
 
 Inference of a layer with more than one input channel (float32, when NumPy's OpenBLAS ``cblas_sgemm``
 can be called, :data:`SHIFTED_TAPS`): **shifted taps**, no im2col. The chunk's rows are copied once
-into a zero-padded layout (:func:`_pad_rows`: ``p`` zeros after every row, ``p`` rows above and below
+into a zero-padded layout (:func:`~npespcn.functional.conv_rows.pad_rows`: ``p`` zeros after every row, ``p`` rows above and below
 every image part), in which pixel ``(h + i - p, w + j - p)`` is pixel ``(h, w)``'s position plus the
 constant ``(i - p)*Wp + (j - p)`` (``Wp = W + p``). So every tap is one GEMM that reads the padded
 input in place, at that offset, and adds into the chunk's output (``beta = 1``, through
@@ -36,7 +36,7 @@ order, each a BLAS dot product over ``C`` from the same kernels (GEMMs padded to
 Training forward of a layer with fewer outputs than inputs (``F < C``: 64 -> 32, 32 -> 9) on images
 at most :data:`KN2ROW_MAX_WIDTH` wide: **kn2row**. One GEMM gives every kernel tap's product for the
 chunk's rows and the ``p`` rows around it, and the taps' products are then added, each shifted by its
-offset, with the bias and activation (:func:`_kn2row_rows`)::
+offset, with the bias and activation (:func:`~npespcn.functional.conv_rows.kn2row_rows`)::
 
     xrows (C, P')           the chunk's input rows and p rows either side (im2col with k = 1)
     Y     (F*k*k, P')       = taps (F*k*k, C) @ xrows          taps[(f*k + i)*k + j, c] = w[f, c, i, j]
@@ -78,7 +78,6 @@ If NumPy's BLAS cannot be made single-threaded, one worker runs every chunk and 
 """
 from __future__ import annotations
 
-import math
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -87,9 +86,14 @@ import numpy as np
 
 from ._blas import AVAILABLE as BLAS_CONTROL
 from ._blas import SGEMM_AVAILABLE, sgemm_add, single_threaded_blas
+from .conv_rows import bias_act_rows as _bias_act_rows
+from .conv_rows import gather_rows as _gather_rows
+from .conv_rows import kn2row_rows as _kn2row_rows
+from .conv_rows import pad_rows as _pad_rows
+from .conv_rows import unpad_rows as _unpad_rows
 from .im2col import col2im_rows as _col2im_rows
 from .im2col import im2col_rows as _im2col_rows
-from .vecmath import activation_code, gelu, tanh32
+from .vecmath import activation_code
 
 CHUNK_PIXELS = 2048
 """Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
@@ -109,241 +113,6 @@ NumPy's OpenBLAS ``cblas_sgemm`` was found); im2col otherwise."""
 
 SHIFTED_CHUNK_PIXELS = 4096
 """Pixels per chunk for the shifted taps (no column buffer to keep in cache, so larger chunks)."""
-
-_OPTS = dict(cache=True, nogil=True, error_model="numpy")
-
-
-# --------------------------------------------------------------------------------------------------
-# numba loops over the rows of one chunk.
-# --------------------------------------------------------------------------------------------------
-@numba.njit(inline="always", **_OPTS)
-def _image_part(r, r1, H, W):
-    """Stacked rows ``[r, r1)`` from row ``r`` to the end of its image (or ``r1``): ``(n, h0, L)``, the image,
-    its first row and the part's length in pixels (the part is contiguous in an NCHW plane)."""
-    n, h0 = r // H, r % H
-    return n, h0, (min(H, h0 + r1 - r) - h0) * W
-
-
-@numba.njit(inline="always", **_OPTS)
-def _plane(a, n, f, h0, L):
-    """``L`` pixels of plane ``a[n, f]`` (N, F, H, W, C-contiguous) from row ``h0`` on, as a flat view."""
-    HW, W = a.shape[2] * a.shape[3], a.shape[3]
-    return a[n, f].reshape(HW)[h0 * W:h0 * W + L]
-
-
-@numba.njit(**_OPTS)
-def _bias_act_rows(tmp, b, act, r0, r1, out):
-    """``out[n, f, h, :] = act(tmp[f, (r-r0)*W : (r-r0+1)*W] + b[f])`` for the stacked rows of the chunk.
-
-    One loop per image and channel over its rows in the chunk (contiguous in ``out``, C-contiguous)."""
-    N, F, H, W = out.shape
-    for f in range(F):
-        bf = b[f]
-        r = r0
-        while r < r1:                               # one image's rows of the chunk at a time
-            n, h0, L = _image_part(r, r1, H, W)
-            dst = _plane(out, n, f, h0, L)
-            src = tmp[f, (r - r0) * W:(r - r0) * W + L]
-            if act == 0:
-                for t in range(L):
-                    dst[t] = src[t] + bf
-            elif act == 1:
-                for t in range(L):
-                    v = src[t] + bf
-                    dst[t] = v if v > 0 else 0
-            elif act == 2:
-                for t in range(L):
-                    dst[t] = tanh32(src[t] + bf)
-            elif act == 3:
-                for t in range(L):
-                    dst[t] = gelu(src[t] + bf)
-            else:
-                for t in range(L):
-                    dst[t] = math.tanh(src[t] + bf)
-            r += L // W
-
-
-@numba.njit(**_OPTS)
-def _kn2row_rows(Y, ra, k, b, act, r0, r1, out):
-    """``out[n, f, h, w] = act(b[f] + sum_{i,j} Y[(f*k + i)*k + j, (r + i - p - ra)*W + w + j - p])`` for
-    the stacked rows ``r0 <= r < r1``, leaving out the terms that fall outside the image.
-
-    ``Y`` holds every kernel tap's product for the input's stacked rows ``ra, ra + 1, ...``::
-
-        Y[(f*k + i)*k + j, (r - ra)*W + w] = sum_c w[f, c, i, j] * x[n, c, h, w]
-
-    First the entries of ``Y`` that no output reads are set to zero: columns ``w < j - p`` and
-    ``w >= W + j - p`` of tap ``(i, j)``. Then every tap's shifted rows of one image part are added as
-    one contiguous run (as in :func:`~npespcn.functional.im2col.im2col_rows`); a read that wraps
-    around a row end lands on one of those zeros. Every pixel sums ``b + Y[centre]`` and then the other
-    taps in a fixed order, whatever the chunk."""
-    N, F, H, W = out.shape
-    p = (k - 1) // 2
-    rows = Y.shape[1] // W
-    for q in range(Y.shape[0]):                     # zero what no output reads
-        dj = q % k - p
-        lo, hi = (0, dj) if dj > 0 else (W + dj, W)
-        if dj != 0:
-            row = Y[q]
-            for rr in range(rows):
-                for t in range(rr * W + lo, rr * W + hi):
-                    row[t] = 0
-    for f in range(F):
-        bf = b[f]
-        r = r0
-        while r < r1:                               # one image's rows of the chunk at a time
-            n, h0, L = _image_part(r, r1, H, W)
-            h1 = h0 + L // W
-            dst = _plane(out, n, f, h0, L)
-            base = (r - ra) * W                     # Y's column of pixel (h0, 0)
-            centre = Y[(f * k + p) * k + p, base:base + L]
-            for t in range(L):
-                dst[t] = centre[t] + bf
-            for i in range(k):
-                di = i - p
-                ha = min(max(h0, -di), h1)          # rows whose row h + di is inside the image
-                hb = max(min(h1, H - di), ha)
-                for j in range(k):
-                    dj = j - p
-                    if ha == hb or (di == 0 and dj == 0):
-                        continue
-                    a = (ha - h0) * W + max(0, -dj)
-                    e = (hb - 1 - h0) * W + min(W, W - dj)
-                    s0 = base + a + di * W + dj
-                    src = Y[(f * k + i) * k + j, s0:s0 + e - a]
-                    part = dst[a:e]
-                    for t in range(e - a):
-                        part[t] += src[t]
-            _activate(dst, act)
-            r += h1 - h0
-
-
-@numba.njit(inline="always", **_OPTS)
-def _activate(a, act):
-    """``a[:] = act(a)`` in place, for the codes of :data:`~npespcn.functional.vecmath.ACT_CODES`.
-
-    (:func:`_bias_act_rows` keeps its own copy of this switch: adding the bias and applying tanh in
-    one loop measured 5-9 % faster than a copy followed by this pass.)"""
-    if act == 1:
-        for t in range(a.size):
-            a[t] = a[t] if a[t] > 0 else 0
-    elif act == 2:
-        for t in range(a.size):
-            a[t] = tanh32(a[t])
-    elif act == 3:
-        for t in range(a.size):
-            a[t] = gelu(a[t])
-    elif act == 4:
-        for t in range(a.size):
-            a[t] = math.tanh(a[t])
-
-
-@numba.njit(**_OPTS)
-def _pad_rows(x, p, r0, r1, xp):
-    """Copy the chunk's stacked rows ``[r0, r1)`` into ``xp`` (C, L), zero-padded for the shifted taps.
-
-    Each image part of the chunk gets ``p`` rows above and below (the image's own rows, or zeros past
-    its edge), every row ``p`` zeros on its right (row stride ``Wp = W + p``: a read ``p`` columns
-    left of a row lands on the previous row's zeros), and ``xp`` starts with ``p`` zeros. Everything
-    after the last part is zero. Image part ``m``'s row ``h`` starts at ``p + (rowbase_m + p + h -
-    h0)*Wp``, where ``rowbase_m`` counts the earlier parts' rows, halos included."""
-    N, C, H, W = x.shape
-    Wp = W + p
-    for c in range(C):
-        dst = xp[c]
-        for t in range(p):
-            dst[t] = 0
-        pos = p
-        r = r0
-        while r < r1:                               # one image's rows of the chunk at a time
-            n, h0 = r // H, r % H
-            h1 = min(H, h0 + r1 - r)
-            for h in range(h0 - p, h1 + p):
-                row = dst[pos:pos + Wp]
-                if 0 <= h < H:
-                    src = x[n, c, h]
-                    for t in range(W):
-                        row[t] = src[t]
-                    for t in range(W, Wp):
-                        row[t] = 0
-                else:
-                    for t in range(Wp):
-                        row[t] = 0
-                pos += Wp
-            r += h1 - h0
-        for t in range(pos, dst.size):
-            dst[t] = 0
-
-
-@numba.njit(**_OPTS)
-def _unpad_rows(tmp, p, act, r0, r1, out):
-    """``out[n, f, h, :] = act(tmp[f, (rowbase + h - h0)*Wp : ... + W])`` for the chunk's stacked rows,
-    the layout of :func:`_pad_rows` (``tmp`` column 0 is the first part's first output pixel)."""
-    N, F, H, W = out.shape
-    Wp = W + p
-    for f in range(F):
-        rowbase = 0
-        r = r0
-        while r < r1:
-            n, h0 = r // H, r % H
-            h1 = min(H, h0 + r1 - r)
-            for h in range(h0, h1):
-                src = tmp[f, (rowbase + h - h0) * Wp:(rowbase + h - h0) * Wp + W]
-                dst = out[n, f, h]
-                for t in range(W):
-                    dst[t] = src[t]
-                _activate(dst, act)
-            rowbase += h1 - h0 + 2 * p
-            r += h1 - h0
-
-
-@numba.njit(**_OPTS)
-def _gather_rows(d, y, act, r0, r1, dT, db, dz):
-    """``dz = d * act'`` into ``dT[f, (r-r0)*W + w]`` (the chunk's columns) or, if ``dT`` is empty, into
-    ``dz[n, f, h, w]``; ``db[f] += `` its sum (float64, fixed order). ``act'`` comes from the output
-    ``y``: 1 (act 0), ``y > 0`` (1, relu), ``1 - y*y`` (2, tanh). With act 0 both may be empty: then
-    only ``db`` is summed, from ``d`` itself."""
-    N, F, H, W = d.shape
-    write_dT = dT.size > 0
-    write_dz = dz.size > 0
-    for f in range(F):
-        s = 0.0
-        r = r0
-        while r < r1:                               # one image's rows of the chunk at a time
-            n, h0, L = _image_part(r, r1, H, W)
-            src = _plane(d, n, f, h0, L)
-            if write_dT:
-                dst = dT[f, (r - r0) * W:(r - r0) * W + L]
-            elif write_dz:
-                dst = _plane(dz, n, f, h0, L)
-            else:
-                dst = src                           # act 0: nothing to write, sum d itself
-            if act == 0:
-                if write_dT or write_dz:
-                    for t in range(L):
-                        dst[t] = src[t]
-            else:
-                yv = _plane(y, n, f, h0, L)
-                if act == 1:
-                    for t in range(L):
-                        dst[t] = src[t] if yv[t] > 0 else 0
-                else:
-                    for t in range(L):
-                        dst[t] = src[t] * (1 - yv[t] * yv[t])
-            # The bias gradient: four running sums (one would wait on each add's latency), fixed order.
-            s0 = s1 = s2 = s3 = 0.0
-            L4 = L - L % 4
-            for t in range(0, L4, 4):
-                s0 += dst[t]
-                s1 += dst[t + 1]
-                s2 += dst[t + 2]
-                s3 += dst[t + 3]
-            for t in range(L4, L):
-                s0 += dst[t]
-            s += (s0 + s1) + (s2 + s3)
-            r += L // W
-        db[f] += s
-
 
 # --------------------------------------------------------------------------------------------------
 # Drivers: each worker owns its buffers and runs its chunks serially. Forward: a free worker takes the

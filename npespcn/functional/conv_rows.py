@@ -1,0 +1,244 @@
+"""The numba loops over the rows of one chunk that the fast convolution's drivers call
+(:mod:`npespcn.functional.conv_chunked`): bias and activation on the way out of a GEMM, kn2row's
+shifted adds, the shifted taps' padded copies, and the backward pass's activation gradient.
+
+Rows are the batch's stacked rows, ``r = n*H + h``; a chunk is ``r0 <= r < r1`` and may cross images,
+so every loop walks one image part at a time (:func:`image_part`), contiguous in an NCHW plane.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+
+from .vecmath import gelu, tanh32
+
+_OPTS = dict(cache=True, nogil=True, error_model="numpy")
+
+@numba.njit(inline="always", **_OPTS)
+def image_part(r, r1, H, W):
+    """Stacked rows ``[r, r1)`` from row ``r`` to the end of its image (or ``r1``): ``(n, h0, L)``, the image,
+    its first row and the part's length in pixels (the part is contiguous in an NCHW plane)."""
+    n, h0 = r // H, r % H
+    return n, h0, (min(H, h0 + r1 - r) - h0) * W
+
+
+@numba.njit(inline="always", **_OPTS)
+def plane(a, n, f, h0, L):
+    """``L`` pixels of plane ``a[n, f]`` (N, F, H, W, C-contiguous) from row ``h0`` on, as a flat view."""
+    HW, W = a.shape[2] * a.shape[3], a.shape[3]
+    return a[n, f].reshape(HW)[h0 * W:h0 * W + L]
+
+
+@numba.njit(**_OPTS)
+def bias_act_rows(tmp, b, act, r0, r1, out):
+    """``out[n, f, h, :] = act(tmp[f, (r-r0)*W : (r-r0+1)*W] + b[f])`` for the stacked rows of the chunk.
+
+    One loop per image and channel over its rows in the chunk (contiguous in ``out``, C-contiguous)."""
+    N, F, H, W = out.shape
+    for f in range(F):
+        bf = b[f]
+        r = r0
+        while r < r1:                               # one image's rows of the chunk at a time
+            n, h0, L = image_part(r, r1, H, W)
+            dst = plane(out, n, f, h0, L)
+            src = tmp[f, (r - r0) * W:(r - r0) * W + L]
+            if act == 0:
+                for t in range(L):
+                    dst[t] = src[t] + bf
+            elif act == 1:
+                for t in range(L):
+                    v = src[t] + bf
+                    dst[t] = v if v > 0 else 0
+            elif act == 2:
+                for t in range(L):
+                    dst[t] = tanh32(src[t] + bf)
+            elif act == 3:
+                for t in range(L):
+                    dst[t] = gelu(src[t] + bf)
+            else:
+                for t in range(L):
+                    dst[t] = math.tanh(src[t] + bf)
+            r += L // W
+
+
+@numba.njit(**_OPTS)
+def kn2row_rows(Y, ra, k, b, act, r0, r1, out):
+    """``out[n, f, h, w] = act(b[f] + sum_{i,j} Y[(f*k + i)*k + j, (r + i - p - ra)*W + w + j - p])`` for
+    the stacked rows ``r0 <= r < r1``, leaving out the terms that fall outside the image.
+
+    ``Y`` holds every kernel tap's product for the input's stacked rows ``ra, ra + 1, ...``::
+
+        Y[(f*k + i)*k + j, (r - ra)*W + w] = sum_c w[f, c, i, j] * x[n, c, h, w]
+
+    First the entries of ``Y`` that no output reads are set to zero: columns ``w < j - p`` and
+    ``w >= W + j - p`` of tap ``(i, j)``. Then every tap's shifted rows of one image part are added as
+    one contiguous run (as in :func:`~npespcn.functional.im2col.im2col_rows`); a read that wraps
+    around a row end lands on one of those zeros. Every pixel sums ``b + Y[centre]`` and then the other
+    taps in a fixed order, whatever the chunk."""
+    N, F, H, W = out.shape
+    p = (k - 1) // 2
+    rows = Y.shape[1] // W
+    for q in range(Y.shape[0]):                     # zero what no output reads
+        dj = q % k - p
+        lo, hi = (0, dj) if dj > 0 else (W + dj, W)
+        if dj != 0:
+            row = Y[q]
+            for rr in range(rows):
+                for t in range(rr * W + lo, rr * W + hi):
+                    row[t] = 0
+    for f in range(F):
+        bf = b[f]
+        r = r0
+        while r < r1:                               # one image's rows of the chunk at a time
+            n, h0, L = image_part(r, r1, H, W)
+            h1 = h0 + L // W
+            dst = plane(out, n, f, h0, L)
+            base = (r - ra) * W                     # Y's column of pixel (h0, 0)
+            centre = Y[(f * k + p) * k + p, base:base + L]
+            for t in range(L):
+                dst[t] = centre[t] + bf
+            for i in range(k):
+                di = i - p
+                ha = min(max(h0, -di), h1)          # rows whose row h + di is inside the image
+                hb = max(min(h1, H - di), ha)
+                for j in range(k):
+                    dj = j - p
+                    if ha == hb or (di == 0 and dj == 0):
+                        continue
+                    a = (ha - h0) * W + max(0, -dj)
+                    e = (hb - 1 - h0) * W + min(W, W - dj)
+                    s0 = base + a + di * W + dj
+                    src = Y[(f * k + i) * k + j, s0:s0 + e - a]
+                    part = dst[a:e]
+                    for t in range(e - a):
+                        part[t] += src[t]
+            activate(dst, act)
+            r += h1 - h0
+
+
+@numba.njit(inline="always", **_OPTS)
+def activate(a, act):
+    """``a[:] = act(a)`` in place, for the codes of :data:`~npespcn.functional.vecmath.ACT_CODES`.
+
+    (:func:`bias_act_rows` keeps its own copy of this switch: adding the bias and applying tanh in
+    one loop measured 5-9 % faster than a copy followed by this pass.)"""
+    if act == 1:
+        for t in range(a.size):
+            a[t] = a[t] if a[t] > 0 else 0
+    elif act == 2:
+        for t in range(a.size):
+            a[t] = tanh32(a[t])
+    elif act == 3:
+        for t in range(a.size):
+            a[t] = gelu(a[t])
+    elif act == 4:
+        for t in range(a.size):
+            a[t] = math.tanh(a[t])
+
+
+@numba.njit(**_OPTS)
+def pad_rows(x, p, r0, r1, xp):
+    """Copy the chunk's stacked rows ``[r0, r1)`` into ``xp`` (C, L), zero-padded for the shifted taps.
+
+    Each image part of the chunk gets ``p`` rows above and below (the image's own rows, or zeros past
+    its edge), every row ``p`` zeros on its right (row stride ``Wp = W + p``: a read ``p`` columns
+    left of a row lands on the previous row's zeros), and ``xp`` starts with ``p`` zeros. Everything
+    after the last part is zero. Image part ``m``'s row ``h`` starts at ``p + (rowbase_m + p + h -
+    h0)*Wp``, where ``rowbase_m`` counts the earlier parts' rows, halos included."""
+    N, C, H, W = x.shape
+    Wp = W + p
+    for c in range(C):
+        dst = xp[c]
+        for t in range(p):
+            dst[t] = 0
+        pos = p
+        r = r0
+        while r < r1:                               # one image's rows of the chunk at a time
+            n, h0 = r // H, r % H
+            h1 = min(H, h0 + r1 - r)
+            for h in range(h0 - p, h1 + p):
+                row = dst[pos:pos + Wp]
+                if 0 <= h < H:
+                    src = x[n, c, h]
+                    for t in range(W):
+                        row[t] = src[t]
+                    for t in range(W, Wp):
+                        row[t] = 0
+                else:
+                    for t in range(Wp):
+                        row[t] = 0
+                pos += Wp
+            r += h1 - h0
+        for t in range(pos, dst.size):
+            dst[t] = 0
+
+
+@numba.njit(**_OPTS)
+def unpad_rows(tmp, p, act, r0, r1, out):
+    """``out[n, f, h, :] = act(tmp[f, (rowbase + h - h0)*Wp : ... + W])`` for the chunk's stacked rows,
+    the layout of :func:`pad_rows` (``tmp`` column 0 is the first part's first output pixel)."""
+    N, F, H, W = out.shape
+    Wp = W + p
+    for f in range(F):
+        rowbase = 0
+        r = r0
+        while r < r1:
+            n, h0 = r // H, r % H
+            h1 = min(H, h0 + r1 - r)
+            for h in range(h0, h1):
+                src = tmp[f, (rowbase + h - h0) * Wp:(rowbase + h - h0) * Wp + W]
+                dst = out[n, f, h]
+                for t in range(W):
+                    dst[t] = src[t]
+                activate(dst, act)
+            rowbase += h1 - h0 + 2 * p
+            r += h1 - h0
+
+
+@numba.njit(**_OPTS)
+def gather_rows(d, y, act, r0, r1, dT, db, dz):
+    """``dz = d * act'`` into ``dT[f, (r-r0)*W + w]`` (the chunk's columns) or, if ``dT`` is empty, into
+    ``dz[n, f, h, w]``; ``db[f] += `` its sum (float64, fixed order). ``act'`` comes from the output
+    ``y``: 1 (act 0), ``y > 0`` (1, relu), ``1 - y*y`` (2, tanh). With act 0 both may be empty: then
+    only ``db`` is summed, from ``d`` itself."""
+    N, F, H, W = d.shape
+    write_dT = dT.size > 0
+    write_dz = dz.size > 0
+    for f in range(F):
+        s = 0.0
+        r = r0
+        while r < r1:                               # one image's rows of the chunk at a time
+            n, h0, L = image_part(r, r1, H, W)
+            src = plane(d, n, f, h0, L)
+            if write_dT:
+                dst = dT[f, (r - r0) * W:(r - r0) * W + L]
+            elif write_dz:
+                dst = plane(dz, n, f, h0, L)
+            else:
+                dst = src                           # act 0: nothing to write, sum d itself
+            if act == 0:
+                if write_dT or write_dz:
+                    for t in range(L):
+                        dst[t] = src[t]
+            else:
+                yv = plane(y, n, f, h0, L)
+                if act == 1:
+                    for t in range(L):
+                        dst[t] = src[t] if yv[t] > 0 else 0
+                else:
+                    for t in range(L):
+                        dst[t] = src[t] * (1 - yv[t] * yv[t])
+            # The bias gradient: four running sums (one would wait on each add's latency), fixed order.
+            s0 = s1 = s2 = s3 = 0.0
+            L4 = L - L % 4
+            for t in range(0, L4, 4):
+                s0 += dst[t]
+                s1 += dst[t + 1]
+                s2 += dst[t + 2]
+                s3 += dst[t + 3]
+            for t in range(L4, L):
+                s0 += dst[t]
+            s += (s0 + s1) + (s2 + s3)
+            r += L // W
+        db[f] += s

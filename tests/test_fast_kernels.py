@@ -26,6 +26,19 @@ def rand(shape, seed=0, scale=1.0, dtype=np.float32):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
 
 
+@pytest.fixture(params=["compiled", "thread-pool"])
+def drivers(request, monkeypatch):
+    """Run a training test with each of the two ways the chunks reach the threads: the compiled drivers
+    (conv_parallel, numba prange) and the Python drivers on the thread pool."""
+    if request.param == "compiled":
+        if conv_chunked._parallel_gemm(np.float32) is None:
+            pytest.skip("compiled drivers unavailable here (no OpenBLAS cblas_sgemm, or numba's threading "
+                        "layer is workqueue): the thread-pool drivers run instead")
+    else:
+        monkeypatch.setattr(conv_chunked, "PARALLEL_DRIVERS", False)
+    return request.param
+
+
 @numba.njit
 def _tanh32_array(x, y):
     for t in range(x.size):
@@ -141,7 +154,7 @@ def test_fused_conv_activation_equals_conv_then_activation_bitwise(act, dtype):
 @pytest.mark.parametrize("act", ["identity", "relu", "tanh"])
 @pytest.mark.parametrize("shape, k, chunk", [((3, 6, 7, 8), 3, 24), ((2, 12, 9, 5), 5, 10),
                                              ((4, 6, 3, 17), 3, 2048), ((1, 6, 1, 4), 3, 4)])
-def test_training_forward_by_kn2row_agrees_with_im2col_and_the_reference(monkeypatch, act, shape, k, chunk):
+def test_training_forward_by_kn2row_agrees_with_im2col_and_the_reference(monkeypatch, drivers, act, shape, k, chunk):
     """F < C: the training forward adds up every tap's product shifted into place (kn2row). Over chunks
     that cross image borders (and images of one row), it gives the reference's numbers, and im2col's."""
     monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", chunk)
@@ -273,7 +286,8 @@ def test_backward_is_deterministic_and_matches_the_reference():
 @pytest.mark.parametrize("C, Fo", [(6, 3), (4, 4), (3, 6)])
 @pytest.mark.parametrize("act", ["identity", "relu", "tanh"])
 @pytest.mark.parametrize("input_grad", [True, False])
-def test_backward_by_the_columns_of_dz_or_of_x_agrees_with_the_reference(monkeypatch, C, Fo, act, input_grad):
+def test_backward_by_the_columns_of_dz_or_of_x_agrees_with_the_reference(monkeypatch, drivers, C, Fo, act,
+                                                                         input_grad):
     """The fast backward unfolds dz (fewer output channels) or x (fewer input channels): both give the
     reference's gradients for every channel ratio and activation, over chunks that cross image borders."""
     monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 24)            # 3-row chunks of 8-pixel rows
@@ -292,7 +306,33 @@ def test_backward_by_the_columns_of_dz_or_of_x_agrees_with_the_reference(monkeyp
                                            err_msg=unfold.__name__)
 
 
-def test_backward_with_many_chunks_equals_one_chunk(monkeypatch):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C, Fo, k", [(1, 6, 5), (6, 3, 3), (4, 4, 3), (3, 6, 3)])
+def test_compiled_training_drivers_agree_with_the_thread_pool(monkeypatch, dtype, C, Fo, k):
+    """The same chunks through one numba parallel region (conv_parallel) and through the thread pool:
+    the same row kernels and the same GEMMs, so the forward, dx and db are bitwise equal; dw to
+    rounding (the compiled driver lets BLAS accumulate it, beta = 1, instead of adding each product)."""
+    if conv_chunked._parallel_gemm(dtype) is None:
+        pytest.skip("compiled drivers unavailable here (no OpenBLAS cblas_?gemm, or numba's threading "
+                    "layer is workqueue)")
+    monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 30)            # 3-row chunks of 10-pixel rows
+    x, w, b = rand((3, C, 7, 10), 71, dtype=dtype), rand((Fo, C, k, k), 72, 0.3, dtype), rand((Fo,), 73, dtype=dtype)
+    dy = rand((3, Fo, 7, 10), 74, dtype=dtype)
+
+    def run():
+        y, cache = F.conv.conv2d_act_train_forward(x, w, b, "tanh")
+        return (y,) + F.conv.conv2d_act_backward(dy, cache)
+    compiled = run()
+    monkeypatch.setattr(conv_chunked, "PARALLEL_DRIVERS", False)
+    pool = run()
+    for name, a, c in zip(("y", "dx", "dw", "db"), compiled, pool):
+        if name == "dw":
+            np.testing.assert_allclose(a, c, rtol=0, atol=(1e-5 if dtype == np.float32 else 1e-12) * np.abs(c).max())
+        else:
+            np.testing.assert_array_equal(a, c, err_msg=name)
+
+
+def test_backward_with_many_chunks_equals_one_chunk(monkeypatch, drivers):
     x, w = rand((3, 4, 12, 10), 17), rand((5, 4, 5, 5), 18, 0.3)
     d = rand((3, 5, 12, 10), 19)
     one = conv2d_backward_numba(d, (x, w))
@@ -332,7 +372,7 @@ def test_blas_thread_count_is_restored():
     assert math.isfinite(before)
 
 
-def test_training_steps_are_bitwise_reproducible(monkeypatch):
+def test_training_steps_are_bitwise_reproducible(monkeypatch, drivers):
     """Same seed, same data, same thread count: bitwise the same parameters after a few Adam steps."""
     from npespcn.optim import Adam
     monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 100)          # several chunks, both workers busy

@@ -13,7 +13,9 @@ offers :func:`single_threaded_blas`. When it cannot be found (another BLAS, anot
 is False and callers keep BLAS's own threading.
 
 It also finds that library's ``cblas_sgemm`` (:func:`sgemm_add`), for the one product NumPy cannot
-express: ``C += A @ B`` where B is a window of a larger array with its own row stride, read in place.
+express: ``C += A @ B`` where B is a window of a larger array with its own row stride, read in place;
+and its ``cblas_sgemm``/``cblas_dgemm`` for numba-compiled code (:data:`GEMMS`, :func:`gemm`), so that
+the training drivers of :mod:`npespcn.functional.conv_parallel` call BLAS without returning to Python.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import ctypes
 import re
 import threading
 
+import numba
 import numpy as np
 
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
@@ -79,7 +82,7 @@ _SGEMM = _find_sgemm()
 SGEMM_AVAILABLE = _SGEMM is not None
 """Whether :func:`sgemm_add` can run (NumPy's BLAS is an OpenBLAS whose ``cblas_sgemm`` was found)."""
 
-_ROW_MAJOR, _NO_TRANS = 101, 111
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 def sgemm_add(a, b, offset: int, n: int, c) -> None:
@@ -103,6 +106,44 @@ def sgemm_add(a, b, offset: int, n: int, c) -> None:
                          f"offset {offset}, n {n}, c {c.shape} {c.dtype}")
     _SGEMM(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, n, K, 1.0, a.ctypes.data, K,
            b.ctypes.data + 4 * offset, b.shape[1], 1.0, c.ctypes.data, c.shape[1])
+
+def _find_gemms():
+    """NumPy's OpenBLAS ``cblas_sgemm`` and ``cblas_dgemm`` as ctypes functions that numba-compiled
+    code can call (pointers passed as integers), keyed by dtype; empty if not found."""
+    for lib in _openblas_libraries():
+        for prefix, integer in (("scipy_cblas_", ctypes.c_int64), ("cblas_", ctypes.c_int64),
+                                ("scipy_cblas_", ctypes.c_int), ("cblas_", ctypes.c_int)):
+            suffix = "64_" if integer is ctypes.c_int64 else ""
+            found = {}
+            for letter, dt, scalar in (("s", np.float32, ctypes.c_float), ("d", np.float64, ctypes.c_double)):
+                fn = getattr(lib, f"{prefix}{letter}gemm{suffix}", None)
+                if fn is not None:
+                    i, v, c = integer, ctypes.c_size_t, ctypes.c_int
+                    proto = ctypes.CFUNCTYPE(None, c, c, c, i, i, i, scalar, v, i, v, i, scalar, v, i)
+                    found[np.dtype(dt)] = proto(ctypes.cast(fn, ctypes.c_void_p).value)
+            if len(found) == 2:
+                return found
+    return {}
+
+
+GEMMS = _find_gemms()
+"""``{float32: cblas_sgemm, float64: cblas_dgemm}`` of NumPy's OpenBLAS, for :func:`gemm` (empty when
+not found)."""
+
+
+@numba.njit(nogil=True, cache=True)
+def gemm(fn, trans_a, trans_b, a, b, beta, c):
+    """``c = op(a) @ op(b) + beta * c`` from numba-compiled code, where ``op(a)`` is ``a.T`` if
+    ``trans_a`` (else ``a``), likewise ``op(b)``; ``fn`` is a function of :data:`GEMMS`.
+
+    All three arrays are 2-D, C-contiguous, of ``fn``'s dtype, of agreeing shapes: ``c`` (M, N),
+    ``op(a)`` (M, K), ``op(b)`` (K, N). The caller guarantees that (the drivers of
+    :mod:`~npespcn.functional.conv_parallel` build them so); nothing is checked here."""
+    M, N = c.shape
+    K = a.shape[0] if trans_a else a.shape[1]
+    fn(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, M, N, K, 1.0,
+       a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1], beta, c.ctypes.data, N)
+
 
 _lock = threading.Lock()
 _depth = 0

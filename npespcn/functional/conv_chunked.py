@@ -70,10 +70,22 @@ dropped. Training (``size_independent=False``) and the backward pass need no suc
 determinism, which holds: every sum over chunks and pixels runs in a fixed order.
 
 Threads: the chunks are dealt to ``numba.get_num_threads()`` worker threads (``NUMBA_NUM_THREADS``),
-on demand in the forward pass, chunk ``c`` to worker ``c % workers`` in the backward pass (its partial
-sums must not depend on timing); each worker runs its chunks start to finish (serial numba loops that
+on demand in the inference forward pass, chunk ``c`` to worker ``c % workers`` otherwise (partial sums
+must not depend on timing); each worker runs its chunks start to finish (serial numba loops that
 release the GIL, a single-threaded GEMM, see :mod:`npespcn.functional._blas`). No barrier inside a
 layer, no thread spinning while another is descheduled: that is what keeps it fast on a shared machine.
+Two drivers do the dealing:
+
+* **compiled** (training, :data:`PARALLEL_DRIVERS`): the whole chunk loop is one numba ``prange``
+  region (:mod:`~npespcn.functional.conv_parallel`) that calls BLAS itself. A region starts in about
+  2 us; the small layers of a training step (a batch of 16 17x17 patches: 0.2-1 ms of work each) ran
+  slower on two threads than on one through the thread pool. numba's OpenMP threads spin for about
+  8 ms after a region before they sleep; ``OMP_WAIT_POLICY=passive`` stops that, at the price of a
+  wake-up per region (a batch-16 step then took twice as long, measured).
+* **thread pool** (inference, and training where the compiled drivers cannot run): Python threads
+  that return to Python between the steps of a chunk. Hand-offs cost 50-150 us, nothing next to an
+  inference chunk's milliseconds.
+
 If NumPy's BLAS cannot be made single-threaded, one worker runs every chunk and BLAS threads the GEMMs.
 """
 from __future__ import annotations
@@ -85,7 +97,8 @@ import numba
 import numpy as np
 
 from ._blas import AVAILABLE as BLAS_CONTROL
-from ._blas import SGEMM_AVAILABLE, sgemm_add, single_threaded_blas
+from . import conv_parallel as _par
+from ._blas import GEMMS, SGEMM_AVAILABLE, sgemm_add, single_threaded_blas
 from .conv_rows import bias_act_rows as _bias_act_rows
 from .conv_rows import gather_rows as _gather_rows
 from .conv_rows import kn2row_rows as _kn2row_rows
@@ -113,6 +126,11 @@ NumPy's OpenBLAS ``cblas_sgemm`` was found); im2col otherwise."""
 
 SHIFTED_CHUNK_PIXELS = 4096
 """Pixels per chunk for the shifted taps (no column buffer to keep in cache, so larger chunks)."""
+
+PARALLEL_DRIVERS = bool(GEMMS) and BLAS_CONTROL
+"""Whether training convolutions run the compiled drivers of :mod:`~npespcn.functional.conv_parallel`
+(when NumPy's OpenBLAS ``cblas_?gemm`` was found and numba's threading layer is OpenMP or TBB, see
+:func:`_parallel_gemm`); the Python drivers on a thread pool otherwise, and always at inference."""
 
 # --------------------------------------------------------------------------------------------------
 # Drivers: each worker owns its buffers and runs its chunks serially. Forward: a free worker takes the
@@ -201,6 +219,44 @@ def _max_workers() -> int:
     return max(1, numba.get_num_threads()) if BLAS_CONTROL else 1
 
 
+_fast_layer = None
+
+
+def _parallel_gemm(dt):
+    """The ``cblas_?gemm`` for :mod:`~npespcn.functional.conv_parallel`'s drivers in ``dt``, or None
+    when the Python drivers are to run.
+
+    numba's "workqueue" threading layer, its fallback when neither OpenMP nor TBB can be loaded,
+    starts a region in 100-300 us (measured), slower than the thread pool: the compiled drivers run
+    only under the other two. The layer is known once a parallel function has run, so the first
+    call runs a trivial one."""
+    global _fast_layer
+    if not PARALLEL_DRIVERS:
+        return None
+    if _fast_layer is None:
+        _par.start_threads()
+        _fast_layer = numba.threading_layer() in ("omp", "tbb")
+    return GEMMS.get(np.dtype(dt)) if _fast_layer else None
+
+
+def _run_parallel(driver, *args):
+    """``driver(*args)``, one of :mod:`~npespcn.functional.conv_parallel`'s, with BLAS single-threaded
+    (each of numba's threads calls it for its own chunks)."""
+    with single_threaded_blas():
+        driver(*args)
+
+
+def _worker_buffer(name: str, workers: int, n: int, dt) -> np.ndarray:
+    """A (workers, n) scratch array of the calling thread, kept for its next call (a parallel
+    driver's buffers: one row per worker)."""
+    return _buffer(name, workers * n, dt, reuse_large=True).reshape(workers, n)
+
+
+def _bounds(chunks) -> np.ndarray:
+    """The chunks' first rows, then the last chunk's end: ``bounds[c], bounds[c + 1]`` is chunk ``c``."""
+    return np.array([r0 for r0, _ in chunks] + [chunks[-1][1]], dtype=np.int64)
+
+
 def _out_array(out, shape, dt):
     """``out`` if it is a C-contiguous array of ``shape`` and ``dt`` to write into, a new array if None."""
     if out is None:
@@ -254,6 +310,11 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     chunks = _chunks(N, H, W, min_cols, _max_workers())  # padding needed only if the image is smaller
     workers = min(_max_workers(), len(chunks))
     cap = max(max(r1 - r0 for r0, r1 in chunks) * W, min_cols)
+    fn = None if size_independent else _parallel_gemm(dt)
+    if fn is not None:
+        _run_parallel(_par.forward_im2col, x, k, w2, b, code, _bounds(chunks), workers, _worker_buffer("pcols", workers, K * cap, dt),
+                            _worker_buffer("ptmp", workers, F * cap, dt), fn, out)
+        return out
     deal = _dealer(len(chunks))
 
     def work(wid):
@@ -321,6 +382,12 @@ def _forward_kn2row(x, w, b, code, out):
     chunks = _chunks(N, H, W, 0, _max_workers())
     workers = min(_max_workers(), len(chunks))
     cap = (max(r1 - r0 for r0, r1 in chunks) + 2 * p) * W
+    fn = _parallel_gemm(x.dtype)
+    if fn is not None:
+        _run_parallel(_par.forward_kn2row, x, k, taps, b, code, _bounds(chunks), workers,
+                            _worker_buffer("pxrows", workers, C * cap, x.dtype),
+                            _worker_buffer("ptaps", workers, F * k * k * cap, x.dtype), fn, out)
+        return
     deal = _dealer(len(chunks))
 
     def work(wid):
@@ -418,6 +485,18 @@ def _backward_unfolding_dz(d, y, code, x, w, input_grad, out):
     no_dT, no_dz = np.empty((0, 0), dtype=dt), np.empty((0, 0, 0, 0), dtype=dt)
     # dz: the calling thread's scratch, reused; without an activation it is dout itself.
     dz = _buffer("dz", N * F * H * W, dt, reuse_large=True).reshape(N, F, H, W) if code else d
+    w_turned = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).reshape(C, Kt)
+    zero_bias = np.zeros(C, dtype=dt)
+    dx = _out_array(out, (N, C, H, W), dt) if input_grad else None
+    fn = _parallel_gemm(dt)
+    if fn is not None:
+        dbs, dwts = np.zeros((workers, F)), np.zeros((workers, Kt, C), dtype=dt)
+        _run_parallel(_par.backward_unfolding_dz, d, y, code, x, k, w_turned, _bounds(chunks), workers, dz if code else no_dz, dz,
+                                   dbs, dwts, _worker_buffer("pcols", workers, Kt * cap, dt),
+                                   _worker_buffer("pxrows", workers, C * cap, dt),
+                                   _worker_buffer("ptmp", workers, C * cap if input_grad else 0, dt),
+                                   no_dT, zero_bias, fn, dx if input_grad else no_dz)
+        return dx, _turn_back(_sum_in_order(list(dwts)), F, k, C), _sum_in_order(list(dbs))
 
     def grad_z(wid):                                # pass 1: dz = dout * act', db
         db = np.zeros(F, dtype=np.float64)
@@ -427,9 +506,6 @@ def _backward_unfolding_dz(d, y, code, x, w, input_grad, out):
         return db
 
     db = _sum_in_order(_map_workers(grad_z, workers))
-    w_turned = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).reshape(C, Kt)
-    zero_bias = np.zeros(C, dtype=dt)
-    dx = _out_array(out, (N, C, H, W), dt) if input_grad else None
 
     def work(wid):                                  # pass 2: dzcols -> dw (and dx)
         dwt = np.zeros((Kt, C), dtype=dt)           # dwt[(f*k + i)*k + j, c] = dw[f, c, k-1-i, k-1-j]
@@ -450,9 +526,12 @@ def _backward_unfolding_dz(d, y, code, x, w, input_grad, out):
                 _bias_act_rows(tmp, zero_bias, 0, r0, r1, dx)
         return dwt
 
-    dwt = _sum_in_order(_map_workers(work, workers))
-    dw = np.ascontiguousarray(dwt.reshape(F, k, k, C)[:, ::-1, ::-1, :].transpose(0, 3, 1, 2))
-    return dx, dw, db
+    return dx, _turn_back(_sum_in_order(_map_workers(work, workers)), F, k, C), db
+
+
+def _turn_back(dwt, F, k, C):
+    """``dw`` (F, C, k, k) from ``dwt[(f*k + i)*k + j, c] = dw[f, c, k-1-i, k-1-j]``."""
+    return np.ascontiguousarray(dwt.reshape(F, k, k, C)[:, ::-1, ::-1, :].transpose(0, 3, 1, 2))
 
 
 def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
@@ -469,7 +548,6 @@ def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
     # dw2 (F, K) or its transpose, whichever puts the larger side first: OpenBLAS runs that one faster
     # (first layer, 64 x 25: 128 vs 164 us per 2048 pixels; 576 x 32 the other way round: 85 vs 63 GFLOP/s).
     tall = F >= K
-
     def work(wid):
         dw = np.zeros((F, K) if tall else (K, F), dtype=dt)
         db = np.zeros(F, dtype=np.float64)
@@ -491,7 +569,18 @@ def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
                 _col2im_rows(dcols, k, r0, r1, dx)
         return dw, db, dx
 
-    parts = _map_workers(work, workers)
+    fn = _parallel_gemm(dt)
+    if fn is not None:
+        dws = np.zeros((workers, F, K) if tall else (workers, K, F), dtype=dt)
+        dbs = np.zeros((workers, F))
+        dxs = np.zeros((workers, N, C, H, W) if input_grad else (workers, 0, 0, 0, 0), dtype=dt)
+        _run_parallel(_par.backward_unfolding_x, d, y, code, x, k, np.ascontiguousarray(w.reshape(F, K)), tall, _bounds(chunks),
+                                  workers, dws, dbs, dxs, _worker_buffer("pcols", workers, K * cap, dt),
+                                  _worker_buffer("ptmp", workers, F * cap, dt),
+                                  _worker_buffer("pdcols", workers, K * cap if input_grad else 0, dt), no_dz, fn)
+        parts = [(dws[i], dbs[i], dxs[i] if input_grad else None) for i in range(workers)]
+    else:
+        parts = _map_workers(work, workers)
     dw = _sum_in_order([p[0] for p in parts])
     db = _sum_in_order([p[1] for p in parts])
     dx = _sum_in_order([p[2] for p in parts]) if input_grad else None

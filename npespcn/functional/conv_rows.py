@@ -1,6 +1,7 @@
 """The numba loops over the rows of one chunk that the fast convolution's drivers call
-(:mod:`npespcn.functional.conv_chunked`): bias and activation on the way out of a GEMM, kn2row's
-shifted adds, the shifted taps' padded copies, and the backward pass's activation gradient.
+(:mod:`npespcn.functional.conv_chunked`, :mod:`npespcn.functional.conv_parallel`): bias and
+activation on the way out of a GEMM, kn2row's shifted adds, the shifted taps' padded copies, and the
+backward pass's activation gradient.
 
 Rows are the batch's stacked rows, ``r = n*H + h``; a chunk is ``r0 <= r < r1`` and may cross images,
 so every loop walks one image part at a time (:func:`image_part`), contiguous in an NCHW plane.

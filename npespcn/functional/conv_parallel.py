@@ -1,0 +1,142 @@
+"""The training convolution's chunk loops, each run in one numba parallel region.
+
+:mod:`npespcn.functional.conv_chunked` plans a layer (its chunks of stacked rows, its buffers) and runs
+the chunks on worker threads. Its Python drivers hand every chunk loop to a thread pool, and each step
+of a chunk (im2col, GEMM, bias and activation) returns to Python between calls. On a batch of 16
+17x17 patches a layer's work is a fraction of a millisecond, and those hand-offs are not: waking a
+pool thread and taking the GIL back costs 50-150 us each on a virtual machine, which is why the small
+layers ran *slower* on two threads than on one.
+
+Here the same loops are compiled as a whole: ``for wid in prange(workers)`` gives worker ``wid`` the
+chunks ``wid, wid + workers, ...`` (as in the Python backward drivers), and each chunk calls the same
+row kernels (:mod:`~npespcn.functional.conv_rows`, :mod:`~npespcn.functional.im2col`) and BLAS itself,
+through NumPy's OpenBLAS ``cblas_?gemm`` (:func:`~npespcn.functional._blas.gemm`), without the GIL. A
+region costs about 2 us to start with numba's OpenMP threading layer (whose threads spin briefly
+before they sleep) where the thread pool took about 90 us.
+
+Every worker writes its own partial sums (``dbs[wid]``, ``dwts[wid]``...), which the caller adds in
+worker order, so results are the same on every run with the same thread count. The arrays are the
+caller's: ``bounds`` (chunks + 1,) holds the chunks' first stacked rows and then ``N*H``; buffers are
+``(workers, size)``, each worker using its own row, reshaped per chunk.
+
+These are training paths only: inference chunks are large (hand-offs cost nothing there) and keep
+the Python drivers, whose results do not depend on the image size.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._blas import gemm
+from .conv_rows import bias_act_rows, gather_rows, kn2row_rows
+from .im2col import col2im_rows, im2col_rows
+
+_OPTS = dict(cache=True, nogil=True, error_model="numpy", parallel=True)
+
+
+@numba.njit(**_OPTS)
+def forward_im2col(x, k, w2, b, act, bounds, workers, colbuf, tmpbuf, fn, out):
+    """``out = act(conv(x, w) + b)``: per chunk, ``cols = im2col``, ``tmp = w2 @ cols``, bias and
+    activation on the way out. ``w2`` (F, C*k*k); ``colbuf`` (workers, >= C*k*k*P), ``tmpbuf``
+    (workers, >= F*P) for the largest chunk's P pixels."""
+    W = x.shape[3]
+    F, K = w2.shape
+    for wid in prange(workers):
+        for c in range(wid, bounds.size - 1, workers):
+            r0, r1 = bounds[c], bounds[c + 1]
+            n = (r1 - r0) * W
+            cols = colbuf[wid, :K * n].reshape(K, n)
+            tmp = tmpbuf[wid, :F * n].reshape(F, n)
+            im2col_rows(x, k, r0, r1, cols)
+            gemm(fn, False, False, w2, cols, 0.0, tmp)
+            bias_act_rows(tmp, b, act, r0, r1, out)
+
+
+@numba.njit(**_OPTS)
+def forward_kn2row(x, k, taps, b, act, bounds, workers, xbuf, ybuf, fn, out):
+    """``out = act(conv(x, w) + b)`` by kn2row: per chunk, ``xrows`` = its rows and ``p`` either side,
+    ``Y = taps @ xrows`` (every tap's product), then the shifted adds. ``taps`` (F*k*k, C);
+    ``xbuf`` (workers, >= C*P'), ``ybuf`` (workers, >= F*k*k*P') for ``P'`` pixels with the halo."""
+    N, C, H, W = x.shape
+    p = (k - 1) // 2
+    FKK = taps.shape[0]
+    for wid in prange(workers):
+        for c in range(wid, bounds.size - 1, workers):
+            r0, r1 = bounds[c], bounds[c + 1]
+            ra, rb = max(0, r0 - p), min(N * H, r1 + p)    # the input rows the chunk's outputs read
+            n = (rb - ra) * W
+            xrows = xbuf[wid, :C * n].reshape(C, n)
+            Y = ybuf[wid, :FKK * n].reshape(FKK, n)
+            im2col_rows(x, 1, ra, rb, xrows)
+            gemm(fn, False, False, taps, xrows, 0.0, Y)
+            kn2row_rows(Y, ra, k, b, act, r0, r1, out)
+
+
+@numba.njit(**_OPTS)
+def backward_unfolding_dz(d, y, act, x, k, w_turned, bounds, workers, dz_write, dz, dbs, dwts,
+                          colbuf, xbuf, tmpbuf, no_dT, zero_bias, fn, dx):
+    """The backward pass by the columns of ``dz`` (``F <= C``). First region: ``dz = d * act'`` into
+    ``dz_write`` (``dz`` itself, or empty when there is no activation and ``dz`` is ``d``) and
+    ``dbs[wid] +=`` its sums. Second: per chunk ``dzcols = im2col(dz)``, ``xrows = im2col(x, 1)``,
+    ``dwts[wid] += dzcols @ xrows.T`` and, when ``dx`` is not empty, ``dx = w_turned @ dzcols``.
+    ``dwts`` (workers, F*k*k, C) and ``dbs`` (workers, F) start at zero; ``w_turned`` (C, F*k*k)."""
+    W = x.shape[3]
+    C = x.shape[1]
+    Kt = w_turned.shape[1]
+    input_grad = dx.size > 0
+    for wid in prange(workers):                     # pass 1: dz, db
+        for c in range(wid, bounds.size - 1, workers):
+            gather_rows(d, y, act, bounds[c], bounds[c + 1], no_dT, dbs[wid], dz_write)
+    for wid in prange(workers):                     # pass 2: dzcols -> dw (and dx); reads dz around a chunk
+        for c in range(wid, bounds.size - 1, workers):
+            r0, r1 = bounds[c], bounds[c + 1]
+            n = (r1 - r0) * W
+            cols = colbuf[wid, :Kt * n].reshape(Kt, n)
+            xrows = xbuf[wid, :C * n].reshape(C, n)
+            im2col_rows(dz, k, r0, r1, cols)
+            im2col_rows(x, 1, r0, r1, xrows)
+            gemm(fn, False, True, cols, xrows, 1.0, dwts[wid])
+            if input_grad:
+                tmp = tmpbuf[wid, :C * n].reshape(C, n)
+                gemm(fn, False, False, w_turned, cols, 0.0, tmp)
+                bias_act_rows(tmp, zero_bias, 0, r0, r1, dx)
+
+
+@numba.njit(**_OPTS)
+def backward_unfolding_x(d, y, act, x, k, w2, tall, bounds, workers, dws, dbs, dxs,
+                         colbuf, dTbuf, dcolbuf, no_dz, fn):
+    """The backward pass by the columns of ``x`` (the first layer). Per chunk ``cols = im2col(x)``,
+    ``dT = d * act'`` in the chunk's columns (``dbs[wid] +=`` its sums), ``dws[wid] += dT @ cols.T``
+    (F, K), or ``cols @ dT.T`` (K, F) when not ``tall``; when ``dxs`` is not empty, ``dcols = w2.T @ dT``
+    folded into ``dxs[wid]`` by col2im. ``dws``, ``dbs``, ``dxs`` (workers, ...) start at zero."""
+    W = x.shape[3]
+    F, K = w2.shape
+    input_grad = dxs.size > 0
+    for wid in prange(workers):
+        for c in range(wid, bounds.size - 1, workers):
+            r0, r1 = bounds[c], bounds[c + 1]
+            n = (r1 - r0) * W
+            dT = dTbuf[wid, :F * n].reshape(F, n)
+            cols = colbuf[wid, :K * n].reshape(K, n)
+            im2col_rows(x, k, r0, r1, cols)
+            gather_rows(d, y, act, r0, r1, dT, dbs[wid], no_dz)
+            if tall:
+                gemm(fn, False, True, dT, cols, 1.0, dws[wid])
+            else:
+                gemm(fn, False, True, cols, dT, 1.0, dws[wid])
+            if input_grad:
+                dcols = dcolbuf[wid, :K * n].reshape(K, n)
+                gemm(fn, True, False, w2, dT, 0.0, dcols)
+                col2im_rows(dcols, k, r0, r1, dxs[wid])
+
+
+@numba.njit(**_OPTS)
+def _touch(a):
+    for i in prange(a.size):
+        a[i] = i
+
+
+def start_threads() -> None:
+    """Run a trivial parallel loop: numba then starts its threading layer (and says which it is)."""
+    _touch(np.zeros(2))

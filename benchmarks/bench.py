@@ -13,8 +13,8 @@ train-64       the same with a batch of 64 32x32 patches
 =============  =================================================================================
 
 Every implementation present is timed in the same run, in alternation (the order rotates every
-repeat), after two warm-up calls. Each turn makes one untimed call (another library's OpenMP threads
-may still be busy-waiting from its turn) and then ``INNER`` timed calls; the table gives the median
+repeat), after two warm-up calls. Each turn waits ``SETTLE_S`` and makes one untimed call (another
+library's OpenMP threads may still be busy-waiting from its turn) and then ``INNER`` timed calls; the table gives the median
 over all timed calls, the ratio to npespcn (> 1: npespcn is
 faster) and the achieved GFLOP/s (2 x multiply-adds of the forward pass; a training step counts 3 x
 the forward: forward, input gradient, weight gradient). PyTorch and OpenCV are used when they are
@@ -177,6 +177,9 @@ def runners(case, threads, notes):
 INNER = 3
 """Timed calls per turn (after one untimed call); the median is over ``repeats * INNER`` calls."""
 
+SETTLE_S = 0.03
+"""Seconds of rest before every turn, longer than OpenMP threads keep spinning after their last task."""
+
 
 def time_case(case, threads, repeats, notes):
     run = runners(case, threads, notes)
@@ -187,8 +190,10 @@ def time_case(case, threads, repeats, notes):
     for rep in range(repeats):
         k = rep % len(names)
         for name in names[k:] + names[:k]:                    # rotate the order every repeat
-            # One untimed call first: another library's threads may still be spinning after its turn
-            # (OpenMP keeps its workers busy-waiting for a while), which would be charged to this one.
+            # Another library's threads may still be spinning after its turn (OpenMP keeps its workers
+            # busy-waiting for a while: about 8 ms for numba's and PyTorch's libgomp, measured), which
+            # would be charged to this one: wait them out, then make one untimed call.
+            time.sleep(SETTLE_S)
             run[name]()
             for _ in range(INNER):
                 t0 = time.perf_counter()

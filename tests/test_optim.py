@@ -74,6 +74,29 @@ def test_adam_against_the_textbook_rule(betas, eps, weight_decay):
     assert opt.steps == 3
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.03])
+def test_adam_compiled_pass_gives_the_numpy_lines_bits(dtype, weight_decay):
+    """Contiguous parameters take one compiled pass (``_adam_update``); others the NumPy lines it
+    copies. Same operations in the same order and dtype: bitwise the same parameters and state."""
+    rng = np.random.default_rng(3)
+    contiguous = {"w": rng.standard_normal((6, 5)).astype(dtype), "b": rng.standard_normal(7).astype(dtype)}
+    strided = {"w": np.asfortranarray(contiguous["w"]),                # Fortran order
+               "b": np.repeat(contiguous["b"], 2)[::2]}                  # a view with stride 2
+    assert not strided["w"].flags.c_contiguous and not strided["b"].flags.c_contiguous
+    start = {k: v.copy() for k, v in contiguous.items()}
+    opts = [Adam(ps, lr=0.02, betas=(0.85, 0.99), eps=1e-6, weight_decay=weight_decay, lr_mult={"b": 0.5})
+            for ps in (contiguous, strided)]
+    for g in grad_sequence(contiguous, 6, seed=4):
+        for opt in opts:
+            opt.step(g)
+    for k in contiguous:
+        np.testing.assert_array_equal(contiguous[k], strided[k], err_msg=k)
+        for buf in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_array_equal(opts[0].state[k][buf], opts[1].state[k][buf], err_msg=f"{k} {buf}")
+    assert not any(np.array_equal(contiguous[k], start[k]) for k in start)
+
+
 def test_adam_first_step_moves_every_entry_by_about_lr():
     """With eps << |g| the first Adam step is lr * sign(g), whatever the gradient's scale."""
     params = make_params()

@@ -436,3 +436,26 @@ def test_training_convolutions_write_into_out(backend):
                 conv2d_forward(x, w, b, out=bad)
     with pytest.raises(ValueError, match="training passes only"):
         ESPCN.paper(3).layers[0].forward(x[:, :1], train=False, out=np.empty((2, 64, 8, 7), np.float32))
+
+
+@pytest.mark.parametrize("preset", [None, "50"])
+def test_starting_the_threads_sets_gomp_spincount_only_while_openmp_loads(preset):
+    """npespcn gives GNU OpenMP a short spin (conv_parallel.SPIN_COUNT) through GOMP_SPINCOUNT for the
+    moment numba loads it, leaves no trace in the environment, and never overrides the user's value.
+    (A fresh process: in this one numba's threads may have started already.)"""
+    import os
+    import subprocess
+    import sys
+    code = ("import os, numba\n"
+            "from npespcn.functional import conv_parallel as P\n"
+            "seen = []\n"
+            "real = numba.get_num_threads\n"
+            "numba.get_num_threads = lambda: seen.append(os.environ.get('GOMP_SPINCOUNT')) or real()\n"
+            "P.start_threads(); P.start_threads()\n"
+            "print(seen, os.environ.get('GOMP_SPINCOUNT'))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    if preset is not None:
+        env["GOMP_SPINCOUNT"] = preset
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    expected = ["1000"] if preset is None else [preset]
+    assert out.split("\n")[0] == f"{expected} {preset}"

@@ -79,9 +79,10 @@ Two drivers do the dealing:
 * **compiled** (training, :data:`PARALLEL_DRIVERS`): the whole chunk loop is one numba ``prange``
   region (:mod:`~npespcn.functional.conv_parallel`) that calls BLAS itself. A region starts in about
   2 us; the small layers of a training step (a batch of 16 17x17 patches: 0.2-1 ms of work each) ran
-  slower on two threads than on one through the thread pool. numba's OpenMP threads spin for about
-  8 ms after a region before they sleep; ``OMP_WAIT_POLICY=passive`` stops that, at the price of a
-  wake-up per region (a batch-16 step then took twice as long, measured).
+  slower on two threads than on one through the thread pool. Between regions numba's OpenMP threads
+  busy-wait for a short while (``GOMP_SPINCOUNT``, which npespcn sets to 1000 rather than OpenMP's
+  8 ms default: :func:`~npespcn.functional.conv_parallel.start_threads`) and then sleep, so they
+  neither miss the next layer nor hold a core another process wants.
 * **thread pool** (inference, and training where the compiled drivers cannot run): Python threads
   that return to Python between the steps of a chunk. Hand-offs cost 50-150 us, nothing next to an
   inference chunk's milliseconds.
@@ -216,7 +217,10 @@ def _max_workers() -> int:
     """numba's thread count (``NUMBA_NUM_THREADS``), if BLAS can be kept off its own threads.
 
     Without that control, one worker runs every chunk and BLAS threads the GEMMs its own way."""
-    return max(1, numba.get_num_threads()) if BLAS_CONTROL else 1
+    if not BLAS_CONTROL:
+        return 1
+    _par.start_threads()                            # before numba's threads start any other way
+    return max(1, numba.get_num_threads())
 
 
 _fast_layer = None
@@ -228,8 +232,7 @@ def _parallel_gemm(dt):
 
     numba's "workqueue" threading layer, its fallback when neither OpenMP nor TBB can be loaded,
     starts a region in 100-300 us (measured), slower than the thread pool: the compiled drivers run
-    only under the other two. The layer is known once a parallel function has run, so the first
-    call runs a trivial one."""
+    only under the other two. The layer is known once numba's threads have started."""
     global _fast_layer
     if not PARALLEL_DRIVERS:
         return None

@@ -191,7 +191,7 @@ def time_case(case, threads, repeats, notes):
         k = rep % len(names)
         for name in names[k:] + names[:k]:                    # rotate the order every repeat
             # Another library's threads may still be spinning after its turn (OpenMP keeps its workers
-            # busy-waiting for a while: about 8 ms for numba's and PyTorch's libgomp, measured), which
+            # busy-waiting for a while: about 8 ms by default, measured; npespcn shortens its own), which
             # would be charged to this one: wait them out, then make one untimed call.
             time.sleep(SETTLE_S)
             run[name]()

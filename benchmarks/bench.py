@@ -14,8 +14,8 @@ train-64       the same with a batch of 64 32x32 patches
 
 Every implementation present is timed in the same run, in alternation (the order rotates every
 repeat), after two warm-up calls. Each turn waits ``SETTLE_S`` and makes one untimed call (another
-library's OpenMP threads may still be busy-waiting from its turn) and then ``INNER`` timed calls; the table gives the median
-over all timed calls, the ratio to npespcn (> 1: npespcn is
+library's OpenMP threads may still be busy-waiting from its turn) and then ``INNER`` timed calls; the
+table gives the median over all timed calls, the ratio to npespcn (> 1: npespcn is
 faster) and the achieved GFLOP/s (2 x multiply-adds of the forward pass; a training step counts 3 x
 the forward: forward, input gradient, weight gradient). PyTorch and OpenCV are used when they are
 installed and skipped with a note otherwise. OpenCV runs the published TF model

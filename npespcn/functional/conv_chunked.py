@@ -18,15 +18,15 @@ it is still in cache.
 
 Inference of a layer with more than one input channel (float32, when NumPy's OpenBLAS ``cblas_sgemm``
 can be called, :data:`SHIFTED_TAPS`): **shifted taps**, no im2col. The chunk's rows are copied once
-into a zero-padded layout (:func:`~npespcn.functional.conv_rows.pad_rows`: ``p`` zeros after every row, ``p`` rows above and below
-every image part), in which pixel ``(h + i - p, w + j - p)`` is pixel ``(h, w)``'s position plus the
-constant ``(i - p)*Wp + (j - p)`` (``Wp = W + p``). So every tap is one GEMM that reads the padded
-input in place, at that offset, and adds into the chunk's output (``beta = 1``, through
-:func:`~npespcn.functional._blas.sgemm_add`, since NumPy's ``dot`` can neither accumulate nor read a
-window with its own row stride)::
+into a zero-padded layout (:func:`~npespcn.functional.conv_rows.pad_rows`: ``p`` zeros after every
+row, ``p`` rows above and below every image part), in which pixel ``(h + i - p, w + j - p)`` is
+pixel ``(h, w)``'s position plus the constant ``(i - p)*Wp + (j - p)`` (``Wp = W + p``). So every
+tap is one GEMM that reads the padded input in place, at that offset, and adds into the chunk's
+output (``beta = 1``, through :func:`~npespcn.functional._blas.sgemm_add`, since NumPy's ``dot`` can
+neither accumulate nor read a window with its own row stride)::
 
     tmp (F, P'') = b;   for every tap (i, j):   tmp += w[:, :, i, j] (F, C) @ xpad[:, shifted by the tap]
-    out[n, f, h, w] = act(tmp[f, position of (h, w)])                                   (_unpad_rows)
+    out[n, f, h, w] = act(tmp[f, position of (h, w)])                                    (unpad_rows)
 
 The ``p`` padding columns per row cost ``p/W`` more GEMM columns. On a 640-pixel-wide frame, one
 layer on two threads: 64 -> 32 1.27x, 32 -> 9 1.19x, 64 -> 64 1.07x as fast as im2col, 32 -> 32
@@ -97,8 +97,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numba
 import numpy as np
 
-from ._blas import AVAILABLE as BLAS_CONTROL
 from . import conv_parallel as _par
+from ._blas import AVAILABLE as BLAS_CONTROL
 from ._blas import GEMMS, SGEMM_AVAILABLE, sgemm_add, single_threaded_blas
 from .conv_rows import bias_act_rows as _bias_act_rows
 from .conv_rows import gather_rows as _gather_rows
@@ -315,8 +315,9 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     cap = max(max(r1 - r0 for r0, r1 in chunks) * W, min_cols)
     fn = None if size_independent else _parallel_gemm(dt)
     if fn is not None:
-        _run_parallel(_par.forward_im2col, x, k, w2, b, code, _bounds(chunks), workers, _worker_buffer("pcols", workers, K * cap, dt),
-                            _worker_buffer("ptmp", workers, F * cap, dt), fn, out)
+        _run_parallel(_par.forward_im2col, x, k, w2, b, code, _bounds(chunks), workers,
+                      _worker_buffer("pcols", workers, K * cap, dt), _worker_buffer("ptmp", workers, F * cap, dt),
+                      fn, out)
         return out
     deal = _dealer(len(chunks))
 
@@ -388,8 +389,8 @@ def _forward_kn2row(x, w, b, code, out):
     fn = _parallel_gemm(x.dtype)
     if fn is not None:
         _run_parallel(_par.forward_kn2row, x, k, taps, b, code, _bounds(chunks), workers,
-                            _worker_buffer("pxrows", workers, C * cap, x.dtype),
-                            _worker_buffer("ptaps", workers, F * k * k * cap, x.dtype), fn, out)
+                      _worker_buffer("pxrows", workers, C * cap, x.dtype),
+                      _worker_buffer("ptaps", workers, F * k * k * cap, x.dtype), fn, out)
         return
     deal = _dealer(len(chunks))
 
@@ -494,11 +495,11 @@ def _backward_unfolding_dz(d, y, code, x, w, input_grad, out):
     fn = _parallel_gemm(dt)
     if fn is not None:
         dbs, dwts = np.zeros((workers, F)), np.zeros((workers, Kt, C), dtype=dt)
-        _run_parallel(_par.backward_unfolding_dz, d, y, code, x, k, w_turned, _bounds(chunks), workers, dz if code else no_dz, dz,
-                                   dbs, dwts, _worker_buffer("pcols", workers, Kt * cap, dt),
-                                   _worker_buffer("pxrows", workers, C * cap, dt),
-                                   _worker_buffer("ptmp", workers, C * cap if input_grad else 0, dt),
-                                   no_dT, zero_bias, fn, dx if input_grad else no_dz)
+        _run_parallel(_par.backward_unfolding_dz, d, y, code, x, k, w_turned, _bounds(chunks), workers,
+                      dz if code else no_dz, dz, dbs, dwts, _worker_buffer("pcols", workers, Kt * cap, dt),
+                      _worker_buffer("pxrows", workers, C * cap, dt),
+                      _worker_buffer("ptmp", workers, C * cap if input_grad else 0, dt),
+                      no_dT, zero_bias, fn, dx if input_grad else no_dz)
         return dx, _turn_back(_sum_in_order(list(dwts)), F, k, C), _sum_in_order(list(dbs))
 
     def grad_z(wid):                                # pass 1: dz = dout * act', db
@@ -577,10 +578,10 @@ def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
         dws = np.zeros((workers, F, K) if tall else (workers, K, F), dtype=dt)
         dbs = np.zeros((workers, F))
         dxs = np.zeros((workers, N, C, H, W) if input_grad else (workers, 0, 0, 0, 0), dtype=dt)
-        _run_parallel(_par.backward_unfolding_x, d, y, code, x, k, np.ascontiguousarray(w.reshape(F, K)), tall, _bounds(chunks),
-                                  workers, dws, dbs, dxs, _worker_buffer("pcols", workers, K * cap, dt),
-                                  _worker_buffer("ptmp", workers, F * cap, dt),
-                                  _worker_buffer("pdcols", workers, K * cap if input_grad else 0, dt), no_dz, fn)
+        _run_parallel(_par.backward_unfolding_x, d, y, code, x, k, np.ascontiguousarray(w.reshape(F, K)), tall,
+                      _bounds(chunks), workers, dws, dbs, dxs, _worker_buffer("pcols", workers, K * cap, dt),
+                      _worker_buffer("ptmp", workers, F * cap, dt),
+                      _worker_buffer("pdcols", workers, K * cap if input_grad else 0, dt), no_dz, fn)
         parts = [(dws[i], dbs[i], dxs[i] if input_grad else None) for i in range(workers)]
     else:
         parts = _map_workers(work, workers)

@@ -145,8 +145,8 @@ def start_threads() -> None:
     GNU OpenMP reads ``GOMP_SPINCOUNT`` once, when numba loads it, so npespcn calls this before it
     asks numba anything about threads, and sets the variable for that moment only. OpenMP's default
     (300 000 spins, about 8 ms) lets an idle thread hold a core long after a region: with another
-    process busy on the machine, a batch-16 training step took 13.6-14.7 ms instead of 10.3-10.8 ms
-    with 1000 spins (10.7-10.9 with the thread-pool drivers); on an idle machine 1000 spins cost
+    process busy on the machine, a batch-16 training step took 12.6-15.2 ms instead of 10.3-11.0 ms
+    with 1000 spins (10.4-11.4 with the thread-pool drivers); on an idle machine 1000 spins cost
     nothing measurable (6.8 vs 6.6 ms; ``OMP_WAIT_POLICY=passive``, no spinning at all, doubled the
     step). If numba's threads were already running, this changes nothing."""
     global _started

@@ -459,3 +459,24 @@ def test_starting_the_threads_sets_gomp_spincount_only_while_openmp_loads(preset
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     expected = ["1000"] if preset is None else [preset]
     assert out.split("\n")[0] == f"{expected} {preset}"
+
+
+def _train_and_infer(seed):
+    """One training forward + backward and one inference forward of a small layer: (dw sum, y sum)."""
+    x, w, b = rand((4, 8, 17, 17), seed), rand((4, 8, 3, 3), seed + 1, 0.3), rand((4,), seed + 2)
+    y, cache = F.conv.conv2d_act_train_forward(x, w, b, "tanh")
+    dw = F.conv.conv2d_act_backward(y, cache)[1]
+    return float(dw.astype(np.float64).sum()), float(conv2d_act_forward(x, w, b, "tanh").astype(np.float64).sum())
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "register_at_fork"), reason="needs os.fork")
+def test_a_process_forked_after_training_and_inference_can_do_both():
+    """multiprocessing's "fork" start method after npespcn ran in the parent: the parent's pool threads
+    and OpenMP threads are not in the child (OpenMP even refuses to run there), so the child must start
+    its own pool and use it; before, it waited forever on the parent's threads."""
+    import multiprocessing
+    expected = [_train_and_infer(s) for s in (5, 9)]          # also starts this process's threads
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = [pool.apply_async(_train_and_infer, (s,)).get(timeout=120) for s in (5, 9)]
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-6)          # the child's drivers may differ in rounding

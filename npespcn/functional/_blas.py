@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import re
 import threading
 
@@ -148,6 +149,20 @@ def gemm(fn, trans_a, trans_b, a, b, beta, c):
 _lock = threading.Lock()
 _depth = 0
 _saved = 1
+
+
+def _reset_in_child():
+    """After ``fork``: the child has only the forking thread, so no block of another thread is open
+    here: a fresh lock, and BLAS's thread count back to what it was outside every block."""
+    global _lock, _depth
+    _lock = threading.Lock()
+    if _depth and AVAILABLE:
+        _FUNCS[0](_saved)
+    _depth = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
 
 
 @contextlib.contextmanager

@@ -83,14 +83,16 @@ Two drivers do the dealing:
   busy-wait for a short while (``GOMP_SPINCOUNT``, which npespcn sets to 1000 rather than OpenMP's
   8 ms default: :func:`~npespcn.functional.conv_parallel.start_threads`) and then sleep, so they
   neither miss the next layer nor hold a core another process wants.
-* **thread pool** (inference, and training where the compiled drivers cannot run): Python threads
-  that return to Python between the steps of a chunk. Hand-offs cost 50-150 us, nothing next to an
-  inference chunk's milliseconds.
+* **thread pool** (inference, and training where the compiled drivers cannot run, including a process
+  forked after they ran: GNU OpenMP cannot run there): Python threads that return to Python between
+  the steps of a chunk. Hand-offs cost 50-150 us, nothing next to an inference chunk's milliseconds.
+  A forked child starts a pool of its own.
 
 If NumPy's BLAS cannot be made single-threaded, one worker runs every chunk and BLAS threads the GEMMs.
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -140,6 +142,17 @@ PARALLEL_DRIVERS = bool(GEMMS) and BLAS_CONTROL
 # --------------------------------------------------------------------------------------------------
 _pool = None
 _pool_size = 0
+
+
+def _forget_the_pool():
+    """In a child made by ``fork``: the parent's pool threads do not exist here, and work handed to them
+    would wait forever. The child's first layer starts a pool of its own."""
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_the_pool)
 
 
 def _map_workers(fn, workers: int):
@@ -234,7 +247,7 @@ def _parallel_gemm(dt):
     starts a region in 100-300 us (measured), slower than the thread pool: the compiled drivers run
     only under the other two. The layer is known once numba's threads have started."""
     global _fast_layer
-    if not PARALLEL_DRIVERS:
+    if not PARALLEL_DRIVERS or _par.forked_after_start():
         return None
     if _fast_layer is None:
         _par.start_threads()

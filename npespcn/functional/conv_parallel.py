@@ -137,6 +137,25 @@ SPIN_COUNT = 1000
 or ``OMP_WAIT_POLICY`` is set): how long a thread busy-waits for the next region before it sleeps."""
 
 _started = False
+_forked = False
+
+
+def _note_fork():
+    global _forked
+    _forked = _forked or _started
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork)
+
+
+def forked_after_start() -> bool:
+    """Whether this process was forked from one in which npespcn had started numba's threads.
+
+    GNU OpenMP cannot run in such a child (it would print "fork() called from a process already
+    using GNU OpenMP" and terminate), so npespcn's layers run on the thread pool there instead, as in
+    a ``multiprocessing`` pool started with the "fork" method after training in the parent."""
+    return _forked
 
 
 def start_threads() -> None:

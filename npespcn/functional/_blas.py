@@ -12,10 +12,10 @@ wheels bundle). This module finds that function among the loaded libraries (as t
 offers :func:`single_threaded_blas`. When it cannot be found (another BLAS, another OS), :data:`AVAILABLE`
 is False and callers keep BLAS's own threading.
 
-It also finds that library's ``cblas_sgemm`` (:func:`sgemm_add`), for the one product NumPy cannot
-express: ``C += A @ B`` where B is a window of a larger array with its own row stride, read in place;
-and its ``cblas_sgemm``/``cblas_dgemm`` for numba-compiled code (:data:`GEMMS`, :func:`gemm`), so that
-the training drivers of :mod:`npespcn.functional.conv_parallel` call BLAS without returning to Python.
+It also finds that library's ``cblas_sgemm`` and ``cblas_dgemm`` (:data:`GEMMS`): for the one product
+NumPy cannot express, ``C += A @ B`` where B is a window of a larger array with its own row stride,
+read in place (:func:`sgemm_add`); and for numba-compiled code (:func:`gemm`), so that the training
+drivers of :mod:`npespcn.functional.conv_parallel` call BLAS without returning to Python.
 """
 from __future__ import annotations
 
@@ -64,24 +64,32 @@ AVAILABLE = _FUNCS is not None
 """Whether NumPy's OpenBLAS thread count can be set from here."""
 
 
-def _find_sgemm():
-    """NumPy's OpenBLAS ``cblas_sgemm`` as a ctypes function (64-bit integers in the ILP64 builds
-    NumPy's wheels bundle); None if not found."""
+def _find_gemms():
+    """NumPy's OpenBLAS ``cblas_sgemm`` and ``cblas_dgemm`` as ctypes functions that numba-compiled
+    code can call (pointers passed as integers), keyed by dtype; empty if not found."""
     for lib in _openblas_libraries():
-        for name, integer in (("scipy_cblas_sgemm64_", ctypes.c_int64), ("cblas_sgemm64_", ctypes.c_int64),
-                              ("scipy_cblas_sgemm", ctypes.c_int), ("cblas_sgemm", ctypes.c_int)):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                i, v, f = integer, ctypes.c_void_p, ctypes.c_float
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, f, v, i, v, i, f, v, i]
-                fn.restype = None
-                return fn
-    return None
+        for prefix, integer in (("scipy_cblas_", ctypes.c_int64), ("cblas_", ctypes.c_int64),
+                                ("scipy_cblas_", ctypes.c_int), ("cblas_", ctypes.c_int)):
+            suffix = "64_" if integer is ctypes.c_int64 else ""
+            found = {}
+            for letter, dt, scalar in (("s", np.float32, ctypes.c_float), ("d", np.float64, ctypes.c_double)):
+                fn = getattr(lib, f"{prefix}{letter}gemm{suffix}", None)
+                if fn is not None:
+                    i, v, c = integer, ctypes.c_size_t, ctypes.c_int
+                    proto = ctypes.CFUNCTYPE(None, c, c, c, i, i, i, scalar, v, i, v, i, scalar, v, i)
+                    found[np.dtype(dt)] = proto(ctypes.cast(fn, ctypes.c_void_p).value)
+            if len(found) == 2:
+                return found
+    return {}
 
 
-_SGEMM = _find_sgemm()
-SGEMM_AVAILABLE = _SGEMM is not None
+GEMMS = _find_gemms()
+"""``{float32: cblas_sgemm, float64: cblas_dgemm}`` of NumPy's OpenBLAS, for :func:`sgemm_add` and
+:func:`gemm` (empty when not found)."""
+
+SGEMM_AVAILABLE = np.dtype(np.float32) in GEMMS
 """Whether :func:`sgemm_add` can run (NumPy's BLAS is an OpenBLAS whose ``cblas_sgemm`` was found)."""
+
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -105,31 +113,8 @@ def sgemm_add(a, b, offset: int, n: int, c) -> None:
             and 0 <= n <= c.shape[1] and offset + n <= b.shape[1]):
         raise ValueError(f"sgemm_add: bad operands a {a.shape} {a.dtype}, b {b.shape} {b.dtype}, "
                          f"offset {offset}, n {n}, c {c.shape} {c.dtype}")
-    _SGEMM(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, n, K, 1.0, a.ctypes.data, K,
-           b.ctypes.data + 4 * offset, b.shape[1], 1.0, c.ctypes.data, c.shape[1])
-
-def _find_gemms():
-    """NumPy's OpenBLAS ``cblas_sgemm`` and ``cblas_dgemm`` as ctypes functions that numba-compiled
-    code can call (pointers passed as integers), keyed by dtype; empty if not found."""
-    for lib in _openblas_libraries():
-        for prefix, integer in (("scipy_cblas_", ctypes.c_int64), ("cblas_", ctypes.c_int64),
-                                ("scipy_cblas_", ctypes.c_int), ("cblas_", ctypes.c_int)):
-            suffix = "64_" if integer is ctypes.c_int64 else ""
-            found = {}
-            for letter, dt, scalar in (("s", np.float32, ctypes.c_float), ("d", np.float64, ctypes.c_double)):
-                fn = getattr(lib, f"{prefix}{letter}gemm{suffix}", None)
-                if fn is not None:
-                    i, v, c = integer, ctypes.c_size_t, ctypes.c_int
-                    proto = ctypes.CFUNCTYPE(None, c, c, c, i, i, i, scalar, v, i, v, i, scalar, v, i)
-                    found[np.dtype(dt)] = proto(ctypes.cast(fn, ctypes.c_void_p).value)
-            if len(found) == 2:
-                return found
-    return {}
-
-
-GEMMS = _find_gemms()
-"""``{float32: cblas_sgemm, float64: cblas_dgemm}`` of NumPy's OpenBLAS, for :func:`gemm` (empty when
-not found)."""
+    GEMMS[np.dtype(np.float32)](_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, n, K, 1.0, a.ctypes.data, K,
+                                b.ctypes.data + 4 * offset, b.shape[1], 1.0, c.ctypes.data, c.shape[1])
 
 
 @numba.njit(nogil=True, cache=True)

@@ -236,23 +236,10 @@ def _max_workers() -> int:
     return max(1, numba.get_num_threads())
 
 
-_fast_layer = None
-
-
 def _parallel_gemm(dt):
     """The ``cblas_?gemm`` for :mod:`~npespcn.functional.conv_parallel`'s drivers in ``dt``, or None
-    when the Python drivers are to run.
-
-    numba's "workqueue" threading layer, its fallback when neither OpenMP nor TBB can be loaded,
-    starts a region in 100-300 us (measured), slower than the thread pool: the compiled drivers run
-    only under the other two. The layer is known once numba's threads have started."""
-    global _fast_layer
-    if not PARALLEL_DRIVERS or _par.forked_after_start():
-        return None
-    if _fast_layer is None:
-        _par.start_threads()
-        _fast_layer = numba.threading_layer() in ("omp", "tbb")
-    return GEMMS.get(np.dtype(dt)) if _fast_layer else None
+    when the Python drivers are to run (see :func:`~npespcn.functional.conv_parallel.usable`)."""
+    return GEMMS.get(np.dtype(dt)) if PARALLEL_DRIVERS and _par.usable() else None
 
 
 def _run_parallel(driver, *args):
@@ -565,6 +552,7 @@ def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
     # dw2 (F, K) or its transpose, whichever puts the larger side first: OpenBLAS runs that one faster
     # (first layer, 64 x 25: 128 vs 164 us per 2048 pixels; 576 x 32 the other way round: 85 vs 63 GFLOP/s).
     tall = F >= K
+
     def work(wid):
         dw = np.zeros((F, K) if tall else (K, F), dtype=dt)
         db = np.zeros(F, dtype=np.float64)

@@ -149,13 +149,25 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_note_fork)
 
 
-def forked_after_start() -> bool:
-    """Whether this process was forked from one in which npespcn had started numba's threads.
+_fast_layer = None
 
-    GNU OpenMP cannot run in such a child (it would print "fork() called from a process already
-    using GNU OpenMP" and terminate), so npespcn's layers run on the thread pool there instead, as in
-    a ``multiprocessing`` pool started with the "fork" method after training in the parent."""
-    return _forked
+
+def usable() -> bool:
+    """Whether these drivers can run here: numba's threading layer is OpenMP or TBB, and this process
+    was not forked from one in which npespcn had started numba's threads.
+
+    numba's "workqueue" layer, its fallback when neither OpenMP nor TBB can be loaded, starts a region
+    in 100-300 us (measured), slower than the thread pool. GNU OpenMP cannot run in a forked child (it
+    would print "fork() called from a process already using GNU OpenMP" and terminate), as in a
+    ``multiprocessing`` pool started with the "fork" method after training in the parent. In both
+    cases npespcn's layers run on the thread pool."""
+    global _fast_layer
+    if _forked:
+        return False
+    if _fast_layer is None:
+        start_threads()                             # the layer is known once numba's threads started
+        _fast_layer = numba.threading_layer() in ("omp", "tbb")
+    return _fast_layer
 
 
 def start_threads() -> None:

@@ -46,8 +46,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from npespcn.functional import mse_loss  # noqa: E402
-from npespcn.model import ESPCN  # noqa: E402
-from npespcn.optim import Adam  # noqa: E402
+from npespcn.nn.model import ESPCN  # noqa: E402
+from npespcn.nn.optim import Adam  # noqa: E402
 
 SCALE = 3
 CASES = {

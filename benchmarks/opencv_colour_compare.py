@@ -6,7 +6,7 @@ root::
     python benchmarks/opencv_colour_compare.py [--published ../shared/published] [--data ../shared/datasets/Set5]
 
 For every image and scale the LR image is the project's (Pillow bicubic downscale of the uint8 RGB HR, see
-:mod:`npespcn.evaluation`), and four uint8 RGB upscales of it are compared:
+:mod:`npespcn.evaluation.protocol`), and four uint8 RGB upscales of it are compared:
 
 =============  =====================================================================================
 ``opencv``     ``cv2.dnn_superres`` ``upsample()`` on the BGR image: full-range (JPEG) YCrCb on floats in
@@ -36,9 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from npespcn import load_model, upscale  # noqa: E402
-from npespcn.evaluation import degrade, list_images, load_rgb8, score  # noqa: E402
 from published_psnr import JPEG, upscale_full_range  # noqa: E402
+
+from npespcn import load_model, upscale  # noqa: E402
+from npespcn.evaluation.protocol import degrade, list_images, load_rgb8, score  # noqa: E402
 
 
 def opencv_upsample(pb: Path, r: int, lr_rgb: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """PSNR of the published TF-ESPCN models (``ESPCN_x{2,3,4}.pb``) on Set5 and Set14, next to bicubic.
 
-Protocol (:mod:`npespcn.evaluation`, the project's): HR cropped to a multiple of r; LR = Pillow bicubic
+Protocol (:mod:`npespcn.evaluation.protocol`, the project's): HR cropped to a multiple of r; LR = Pillow bicubic
 downscale of the uint8 RGB HR; SR quantised to uint8 RGB; PSNR on BT.601 studio-range Y (float64) with r
 border pixels removed; mean over the set; grey images as R = G = B.
 
@@ -12,7 +12,7 @@ Two ESPCN columns:
 * ``full-range`` -- the convention the published models were trained with (OpenCV's ``COLOR_BGR2YCrCb``,
   JPEG full range: ``Y = 0.299 R + 0.587 G + 0.114 B``, ``Cb/Cr = 128 + ...``): LR converted to full-range
   YCbCr, Y / 255 through the network, Cb and Cr upscaled with Pillow's bicubic kernel (float64,
-  :func:`npespcn.bicubic.bicubic_upscale`), back to RGB, rounded to uint8. Same protocol for the PSNR.
+  :func:`npespcn.image.bicubic.bicubic_upscale`), back to RGB, rounded to uint8. Same protocol for the PSNR.
 
 Usage (from the repository root; about a minute per scale on two cores)::
 
@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from npespcn import load_model, upscale  # noqa: E402
 from npespcn.atomic import atomic_write  # noqa: E402
-from npespcn.bicubic import bicubic_upscale  # noqa: E402
-from npespcn.color import rgb_to_y  # noqa: E402
-from npespcn.evaluation import bicubic_upscale8, degrade, list_images, load_rgb8  # noqa: E402
-from npespcn.inference import network  # noqa: E402
-from npespcn.metrics import psnr  # noqa: E402
+from npespcn.evaluation.metrics import psnr  # noqa: E402
+from npespcn.evaluation.protocol import bicubic_upscale8, degrade, list_images, load_rgb8  # noqa: E402
+from npespcn.image.bicubic import bicubic_upscale  # noqa: E402
+from npespcn.image.color import rgb_to_y  # noqa: E402
+from npespcn.inference.pipeline import network  # noqa: E402
 
 # JPEG / OpenCV full-range YCbCr (ITU-T T.871), on 0..255
 JPEG = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])

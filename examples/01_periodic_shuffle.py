@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import string
 
-import numpy as np
-
 import _common
 import _draw
-from npespcn.functional import mse_loss, pixel_shuffle, pixel_unshuffle, tf_to_torch_channel_order
+import numpy as np
+
+from npespcn.formats.tf_graphdef import tf_to_torch_channel_order
+from npespcn.functional import mse_loss, pixel_shuffle, pixel_unshuffle
 
 
 def labelled_input(C: int, r: int, H: int, W: int):

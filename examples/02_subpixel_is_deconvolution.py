@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import string
 
-import numpy as np
-
 import _common
 import _draw
+import numpy as np
+
 from npespcn import ESPCN
 from npespcn.functional import conv2d_forward, pixel_shuffle
 
@@ -42,9 +42,9 @@ def lr_conv_then_shuffle(x, K, b, r):
 
     The MAC count is read off the GEMM the convolution performs: ``(F, C_in*k*k) @ (C_in*k*k, H*W)``.
     """
-    z, (shape, w, cols) = conv2d_forward(x[None], K, b, backend="reference")
-    F = w.shape[0]
-    macs = F * cols.shape[1] * cols.shape[2]
+    z, _ = conv2d_forward(x[None], K, b, backend="reference")
+    F, C_in, k, _ = K.shape
+    macs = F * (C_in * k * k) * (x.shape[1] * x.shape[2])
     return pixel_shuffle(z, r)[0], macs
 
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import string
 
-import numpy as np
-
 import _common
 import _draw
+import numpy as np
+
 from npespcn.functional import col2im, conv2d_backward, conv2d_forward, im2col
 from npespcn.functional.conv import conv2d_backward_naive, conv2d_forward_naive
 

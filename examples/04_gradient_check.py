@@ -14,10 +14,10 @@ Run: ``python examples/04_gradient_check.py [--out DIR] [--fast]``
 """
 from __future__ import annotations
 
-import numpy as np
-
 import _common
 import _draw
+import numpy as np
+
 from npespcn import ESPCN
 from npespcn.functional import mse_loss, use_backend
 

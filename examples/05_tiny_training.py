@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 import _common
 import _draw
+import numpy as np
+
 from npespcn import ESPCN, Adam
+from npespcn.evaluation.metrics import psnr
 from npespcn.functional import mse_loss
-from npespcn.metrics import psnr
 
 
 def training_images(n: int):

@@ -18,13 +18,13 @@ Run: ``python examples/06_inside_the_model.py [--out DIR] [--fast]``
 """
 from __future__ import annotations
 
-import numpy as np
-
 import _common
 import _draw
+import numpy as np
+
 from npespcn import ESPCN, Adam, load_model
+from npespcn.evaluation.metrics import psnr
 from npespcn.functional import mse_loss, pixel_shuffle
-from npespcn.metrics import psnr
 
 WEIGHTS = _common.ROOT / "weights" / "espcn_x3.npz"
 

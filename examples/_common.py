@@ -22,8 +22,8 @@ except ImportError:  # pragma: no cover - depends on how the example is started
 import numpy as np
 from PIL import Image
 
-from npespcn.cli_common import OneLineParser
-from npespcn.color import rgb_to_y
+from npespcn.cli.common import OneLineParser
+from npespcn.image.color import rgb_to_y
 
 DEFAULT_OUT = HERE / "out"
 
@@ -31,7 +31,7 @@ DEFAULT_OUT = HERE / "out"
 # ------------------------------------------------------------------------------------------ command line
 def parse_args(argv, description: str):
     """The two options every example takes: ``--out DIR`` and ``--fast``. A bad command line is reported
-    in one line (``npespcn.cli_common.OneLineParser``), like the project's other tools."""
+    in one line (``npespcn.cli.common.OneLineParser``), like the project's other tools."""
     p = OneLineParser(description=description)
     p.add_argument("--out", metavar="DIR", default=None,
                    help=f"folder for the PNG pictures (default {DEFAULT_OUT})")

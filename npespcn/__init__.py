@@ -2,40 +2,34 @@
 
 Public API::
 
-    npespcn.ESPCN, npespcn.load_model          the model and its files      (model.py, formats/)
-    npespcn.SGD, npespcn.Adam, StepLR, CosineLR optimizers and schedules     (optim.py)
-    npespcn.functional                          the kernels, forward/backward (functional/)
-    npespcn.upscale, npespcn.psnr, npespcn.ssim inference and metrics        (inference.py, metrics.py)
+    npespcn.upscale(image, scale=3, model=None)     super-resolve an array or PIL image   (inference/)
+    npespcn.ESPCN, npespcn.load_model              the model and its files               (nn/, formats/)
+    npespcn.SGD, Adam, StepLR, CosineLR            optimizers and schedules              (nn/optim.py)
+    npespcn.evaluate, npespcn.psnr, npespcn.ssim   scoring                               (evaluation/)
+    npespcn.functional                             the kernels, forward and backward     (functional/)
 
-Inference and the metrics load on first use; ``import npespcn`` itself loads the
-model and its numba kernels (about 0.3 s on the development machine).
+The package, folder by folder (each imports only the ones above it in this list)::
+
+    atomic.py, version.py    writing files atomically; the version
+    formats/                 model files: npespcn .npz, PyTorch .pth, TensorFlow .pb (a leaf)
+    fast/                    the machinery behind the fast kernels (threads, chunks, BLAS)
+    functional/              the maths: im2col, conv, activation, shuffle, loss (reference + fast)
+    nn/                      layers, the ESPCN model, optimizers, the shipped models
+    image/                   colour conversion, bicubic resampling, image files
+    inference/               upscale: the colour pipeline and tiling
+    evaluation/              metrics and the evaluation protocol
+    training/                trainer, patches, datasets
+    cli/                     every command line (``npespcn <command>``)
+
+``python -m npespcn.<command>`` (upscale, train, evaluate, convert, demo) is ``npespcn <command>``.
 """
 from __future__ import annotations
 
-import importlib
+from . import functional
+from .evaluation import evaluate, psnr, ssim
+from .inference import upscale
+from .nn import ESPCN, SGD, Adam, CosineLR, StepLR, load_model
+from .version import __version__
 
-from .formats import load_model
-from .model import ESPCN
-from .optim import SGD, Adam, CosineLR, StepLR
-
-__version__ = "0.1.0"
-
-# name -> (module, attribute): resolved lazily by __getattr__ below.
-_LAZY = {
-    "upscale": ("npespcn.inference", "upscale"),
-    "psnr": ("npespcn.metrics", "psnr"),
-    "ssim": ("npespcn.metrics", "ssim"),
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'npespcn' has no attribute {name!r}")
-
-
-__all__ = ["ESPCN", "load_model", "SGD", "Adam", "StepLR", "CosineLR", "upscale", "psnr", "ssim",
-           "__version__"]
+__all__ = ["upscale", "ESPCN", "load_model", "SGD", "Adam", "StepLR", "CosineLR", "evaluate", "psnr", "ssim",
+           "functional", "__version__"]

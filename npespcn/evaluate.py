@@ -1,7 +1,5 @@
-"""``python -m npespcn.evaluate``: see :mod:`npespcn.cli_evaluate` (the library is :mod:`npespcn.evaluation`)."""
-import sys
+"""``python -m npespcn.evaluate ...`` is ``npespcn evaluate ...`` (:mod:`npespcn.cli.evaluate`)."""
+from .cli import door
+from .evaluation import evaluate as function
 
-from npespcn.cli_evaluate import main
-
-if __name__ == "__main__":
-    sys.exit(main())
+door(__name__, "evaluate", function)

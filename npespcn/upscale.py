@@ -1,7 +1,5 @@
-"""``python -m npespcn.upscale``: see :mod:`npespcn.cli_upscale` (``npespcn.upscale`` is the function)."""
-import sys
+"""``python -m npespcn.upscale ...`` is ``npespcn upscale ...`` (:mod:`npespcn.cli.upscale`)."""
+from .cli import door
+from .inference import upscale as function
 
-from npespcn.cli_upscale import main
-
-if __name__ == "__main__":
-    sys.exit(main())
+door(__name__, "upscale", function)

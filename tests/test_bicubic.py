@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from npespcn.bicubic import HALO, bicubic_region, bicubic_upscale, coefficients, cubic
+from npespcn.image.bicubic import HALO, bicubic_region, bicubic_upscale, coefficients, cubic
 
 
 def test_cubic_kernel_values():

@@ -1,6 +1,6 @@
 """``python -m npespcn.upscale``: formats, folders and globs, overwrite protection, bad files, the demo.
 
-Most tests call :func:`npespcn.cli_upscale.main` in-process (``npespcn.upscale`` is the function, so the
+Most tests call :func:`npespcn.cli.upscale.main` in-process (``npespcn.upscale`` is the function, so the
 module file ``npespcn/upscale.py`` is never imported); two run the real ``python -m`` in a subprocess.
 """
 from __future__ import annotations
@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 
 import npespcn
-from npespcn import ESPCN, pretrained
-from npespcn.cli_upscale import main
-from npespcn.demo import test_chart as draw_chart
-from npespcn.inference import upscale
+from npespcn import ESPCN
+from npespcn.cli.upscale import main
+from npespcn.evaluation.chart import test_chart as draw_chart
+from npespcn.inference.pipeline import upscale
+from npespcn.nn import pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,8 +91,8 @@ def test_grey_rgba_and_16_bit_pngs(tmp_path, model_file):
     g16 = (img((15, 16), 4).astype(np.uint16) * 257)
     for name, arr in (("g.png", grey), ("a.png", rgba), ("w.png", g16)):
         write(tmp_path / name, arr)
-    assert main([str(tmp_path), "--out-dir", str(tmp_path / "out"), "--model", str(path)]) == 2  # no out dir
-    (tmp_path / "out").mkdir()
+    assert main([str(tmp_path), "--out-dir", str(tmp_path / "out" / "deep"), "--model", str(path), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "deep").iterdir()) == ["a.png", "g.png", "w.png"]
     assert main([str(tmp_path), "--out-dir", str(tmp_path / "out"), "--model", str(path), "-q"]) == 0
     for name, arr in (("g.png", grey), ("a.png", rgba), ("w.png", g16)):
         with Image.open(tmp_path / "out" / name) as im:

@@ -6,13 +6,24 @@ import pytest
 from PIL import Image
 
 from npespcn import functional as F
-from npespcn.data import (augment_batch, bicubic_downscale, build_patches, crop_to_multiple, dihedral,
-                          dihedral_subpixel, epoch_plan, extract_patches, find_images, load_rgb, make_pair,
-                          patch_origins)
+from npespcn.image.io import list_images
+from npespcn.training.patches import (
+    augment_batch,
+    bicubic_downscale,
+    build_patches,
+    crop_to_multiple,
+    dihedral,
+    dihedral_subpixel,
+    epoch_plan,
+    extract_patches,
+    load_rgb,
+    make_pair,
+    patch_origins,
+)
 
 
 def _y_by_hand(rgb):
-    """BT.601 studio-range luma written out from the standard, independent of npespcn.color."""
+    """BT.601 studio-range luma written out from the standard, independent of npespcn.image.color."""
     r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
     return 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
 
@@ -33,7 +44,7 @@ def test_find_images_recursive_suffixes_sorted_hidden(tmp_path, rng):
     for rel in ("b.png", "a/c.JPG", "a/deep/d.bmp", "e.jpeg", ".hidden.png", ".dot/f.png"):
         _save(tmp_path / rel, img)
     (tmp_path / "notes.txt").write_text("not an image")
-    got = [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)]
+    got = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)]
     assert got == ["a/c.JPG", "a/deep/d.bmp", "b.png", "e.jpeg"]
 
 
@@ -42,18 +53,18 @@ def test_training_reads_the_formats_and_pairs_of_the_evaluation(tmp_path, rng):
     img = rng.integers(0, 256, (20, 23, 3), dtype=np.uint8)
     for rel in ("a.tif", "b.TIFF", "c.png"):                       # TIFF was missed by training only
         _save(tmp_path / rel, img)
-    got = find_images(tmp_path)
-    assert [p.name for p in got] == [p.name for p in evaluation.list_images(tmp_path)] == ["a.tif", "b.TIFF", "c.png"]
+    got = list_images(tmp_path, recursive=True)
+    assert [p.name for p in got] == [p.name for p in list_images(tmp_path)] == ["a.tif", "b.TIFF", "c.png"]
     hr, lr = evaluation.degrade(load_rgb(got[0]), 3)
     lr_y, hr_y = make_pair(load_rgb(got[0]), 3)
-    from npespcn.color import rgb_to_y
+    from npespcn.image.color import rgb_to_y
     np.testing.assert_array_equal(lr_y, (rgb_to_y(lr) / 255.0).astype(np.float32))
     np.testing.assert_array_equal(hr_y, (rgb_to_y(hr) / 255.0).astype(np.float32))
 
 
 def test_find_images_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        find_images(tmp_path / "nowhere")
+        list_images(tmp_path / "nowhere", recursive=True)
 
 
 def test_load_rgb_grey_becomes_rgb(tmp_path, rng):
@@ -146,7 +157,7 @@ def test_build_patches_counts_and_rescale(tmp_path, rng):
 
 
 def test_t91_patch_count_matches_the_grid(t91_dir):
-    paths = find_images(t91_dir)
+    paths = list_images(t91_dir, recursive=True)
     assert len(paths) == 91
     ps = build_patches(paths, 3, 17, 13)
     expected = 0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from npespcn import datasets
-from npespcn._datasets_manifest import MANIFEST
+from npespcn.training import datasets
+from npespcn.training.manifest import MANIFEST
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -142,14 +142,14 @@ def test_cache_dir_from_environment(tmp_path, monkeypatch):
 
 
 def test_cli_download_then_train_finds_the_data(server, tmp_path, monkeypatch):
-    from npespcn.train import main
+    from npespcn.cli.train import main
     monkeypatch.setenv("NPESPCN_CACHE", str(tmp_path / "cache"))
     assert main(["--download", "--download-url", server.url, "--quiet"]) == 0
     assert datasets.verify("T91") == [] and datasets.verify("Set14") == []
 
 
 def test_cli_download_error_is_one_line(tmp_path, monkeypatch, capsys):
-    from npespcn.train import main
+    from npespcn.cli.train import main
     monkeypatch.setenv("NPESPCN_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("NPESPCN_DATASETS_URL", raising=False)
     assert main(["--download"]) != 0

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from npespcn import ESPCN, pretrained
-from npespcn.cli_evaluate import main
-from npespcn.evaluation import degrade, evaluate
+from npespcn import ESPCN
+from npespcn.cli.evaluate import main
+from npespcn.evaluation.protocol import degrade, evaluate
+from npespcn.nn import pretrained
 
 
 def nearest_model(r):
@@ -63,7 +64,7 @@ def test_model_scores_follow_the_protocol_on_arrays():
     crop = hr[:30, :27]
     lr = np.asarray(Image.fromarray(crop).resize((9, 10), Image.BICUBIC))
     # the nearest-neighbour network upscales Y exactly; Cb/Cr are bicubic: build the SR from scratch
-    from npespcn.color import rgb_to_ycbcr, ycbcr_to_rgb
+    from npespcn.image.color import rgb_to_ycbcr, ycbcr_to_rgb
     ycc = rgb_to_ycbcr(lr.astype(np.float64))
     y = np.kron(ycc[..., 0], np.ones((3, 3)))
     up = [np.asarray(Image.fromarray(ycc[..., c].astype(np.float32), mode="F").resize((27, 30), Image.BICUBIC))

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 import npespcn.functional as F
-from npespcn.functional import _blas, conv_chunked
+from npespcn.fast import blas as _blas
+from npespcn.fast import chunked as conv_chunked
+from npespcn.fast.vecmath import tanh32
 from npespcn.functional.conv import conv2d_act_forward, conv2d_backward_numba, conv2d_forward_numba
 from npespcn.functional.im2col import im2col_reference
-from npespcn.functional.vecmath import tanh32
-from npespcn.model import ESPCN
+from npespcn.nn.model import ESPCN
 
 
 def rand(shape, seed=0, scale=1.0, dtype=np.float32):
@@ -374,7 +375,7 @@ def test_blas_thread_count_is_restored():
 
 def test_training_steps_are_bitwise_reproducible(monkeypatch, drivers):
     """Same seed, same data, same thread count: bitwise the same parameters after a few Adam steps."""
-    from npespcn.optim import Adam
+    from npespcn.nn.optim import Adam
     monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 100)          # several chunks, both workers busy
     rng = np.random.default_rng(20)
     x = rng.random((6, 1, 13, 11)).astype(np.float32)
@@ -402,8 +403,8 @@ def test_inference_pads_its_gemms_and_keeps_no_cache(monkeypatch):
     def spy(*args, **kwargs):
         calls.append(kwargs.get("size_independent", True))
         return real(*args, **kwargs)
-    import npespcn.functional.conv as conv_module
-    monkeypatch.setattr(conv_module, "conv2d_chunked_forward", spy)
+    import npespcn.fast
+    monkeypatch.setattr(npespcn.fast, "conv2d_chunked_forward", spy)
     m = ESPCN.paper(3, seed=1)
     x = np.random.default_rng(0).random((1, 1, 20, 24), dtype=np.float32)
     m.infer(x)
@@ -447,7 +448,7 @@ def test_starting_the_threads_sets_gomp_spincount_only_while_openmp_loads(preset
     import subprocess
     import sys
     code = ("import os, numba\n"
-            "from npespcn.functional import conv_parallel as P\n"
+            "from npespcn.fast import compiled as P\n"
             "seen = []\n"
             "real = numba.get_num_threads\n"
             "numba.get_num_threads = lambda: seen.append(os.environ.get('GOMP_SPINCOUNT')) or real()\n"

@@ -5,12 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _formats_writers as W
 import numpy as np
 import pytest
 
-import _formats_writers as W
 from npespcn import ESPCN, load_model
-from npespcn.convert import main
+from npespcn.cli.convert import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def test_cli_as_a_module_exits_nonzero_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "npespcn.convert", "notes.txt", "out.npz"], cwd=tmp_path,
                           capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1
-    assert proc.stderr.startswith("npespcn.convert: error:") and "accepted formats" in proc.stderr
+    assert proc.stderr.startswith("npespcn convert: error:") and "accepted formats" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -116,7 +116,7 @@ def test_cli_on_an_npz_record_missing_a_field_is_one_line(tmp_path, capsys):
     bad = _npz_without(tmp_path / "bad.npz", "layers")
     assert main([str(bad), str(tmp_path / "out.npz")]) != 0
     err = capsys.readouterr().err
-    assert err.startswith("npespcn.convert: error:") and "lacks ['layers']" in err
+    assert err.startswith("npespcn convert: error:") and "lacks ['layers']" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.npz").exists()
 
@@ -128,7 +128,7 @@ def test_cli_bad_command_line_is_one_line_with_exit_2(capsys, args):
         main(args)
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m npespcn.convert: error:") and len(err.strip().splitlines()) == 1
+    assert err.startswith("npespcn convert: error:") and len(err.strip().splitlines()) == 1
 
 
 def test_npz_of_a_newer_format_version_is_refused(tmp_path):

@@ -8,10 +8,10 @@ import os
 import pickle
 import zipfile
 
+import _formats_writers as W
 import numpy as np
 import pytest
 
-import _formats_writers as W
 from npespcn import ESPCN, load_model
 from npespcn.formats.torch_pth import UnsafePickleError
 

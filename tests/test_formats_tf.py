@@ -5,10 +5,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import _formats_writers as W
 import numpy as np
 import pytest
 
-import _formats_writers as W
 from npespcn import ESPCN, load_model
 from npespcn.formats.protobuf import ProtobufError, iter_fields, read_varint
 from npespcn.formats.tf_graphdef import decode_tensor, parse_graphdef, read_graphdef

@@ -1,10 +1,10 @@
 """PyTorch state dicts (.pth, torch.save zip format) read without torch, in the ESPCN-pytorch layout."""
 from __future__ import annotations
 
+import _formats_writers as W
 import numpy as np
 import pytest
 
-import _formats_writers as W
 from npespcn import load_model
 from npespcn.formats.torch_pth import espcn_from_state_dict, read_state_dict
 

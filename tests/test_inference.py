@@ -1,7 +1,7 @@
 """npespcn.upscale: the colour pipeline, dtypes and layouts, and tiles bitwise equal to the whole image.
 
 Expected values come from independent routes: the training forward (im2col + GEMM, ``model.infer``),
-``npespcn.color``'s matrix conversion and Pillow's own bicubic resize; or from hand-built networks whose
+``npespcn.image.color``'s matrix conversion and Pillow's own bicubic resize; or from hand-built networks whose
 output is known in closed form (nearest-neighbour upscaling).
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from PIL import Image
 
 import npespcn
 from npespcn import ESPCN
-from npespcn.color import rgb_to_ycbcr, ycbcr_to_rgb
-from npespcn.inference import upscale
+from npespcn.image.color import rgb_to_ycbcr, ycbcr_to_rgb
+from npespcn.inference.pipeline import upscale
 
 
 def rand_image(shape, dtype=np.uint8, seed=0):
@@ -53,7 +53,7 @@ def nearest_model(r, layers=((5, 8), (3, 4))):
 
 
 def pipeline_by_hand(img_u8, net):
-    """RGB uint8 through npespcn.color (matrix form), model.infer (GEMM) and Pillow's float bicubic."""
+    """RGB uint8 through npespcn.image.color (matrix form), model.infer (GEMM) and Pillow's float bicubic."""
     r = net.scale
     H, W = img_u8.shape[:2]
     ycc = rgb_to_ycbcr(img_u8.astype(np.float64))
@@ -202,7 +202,8 @@ SHIPPED_X3 = Path(__file__).resolve().parents[1] / "weights" / "espcn_x3.npz"
 
 @pytest.mark.skipif(not SHIPPED_X3.is_file(), reason=f"shipped weights not trained yet: {SHIPPED_X3} is missing")
 def test_default_model_is_the_shipped_x3():
-    from npespcn import load_model, pretrained
+    from npespcn import load_model
+    from npespcn.nn import pretrained
     assert pretrained.shipped_path("espcn", 3).resolve() == SHIPPED_X3.resolve()
     img = rand_image((14, 16, 3), seed=16)
     np.testing.assert_array_equal(upscale(img), upscale(img, 3, load_model(SHIPPED_X3)))
@@ -211,7 +212,7 @@ def test_default_model_is_the_shipped_x3():
 @pytest.mark.parametrize("n,side,expected", [(512, 153, 128), (512, 600, 512), (700, 100, 100), (701, 100, 88),
                                              (1, 32, 1), (33, 32, 17)])
 def test_balanced_tiles_are_as_few_and_nearly_equal(n, side, expected):
-    from npespcn.inference import balanced, tiles
+    from npespcn.inference.pipeline import balanced, tiles
     t = balanced(n, side)
     assert t == expected
     pieces = [x1 - x0 for _, _, x0, x1 in tiles((1, n), (1, t))]
@@ -221,7 +222,7 @@ def test_balanced_tiles_are_as_few_and_nearly_equal(n, side, expected):
 @pytest.mark.parametrize("shape,tile", [((37, 29, 3), None), ((37, 29, 4), 16), ((64, 80, 3), 24)])
 def test_fused_uint8_colour_step_gives_the_numpy_bits(monkeypatch, shape, tile):
     """The one-pass numba colour conversion + rounding of uint8 RGB(A) equals the NumPy expressions."""
-    import npespcn.inference as inference
+    import npespcn.inference.pipeline as inference
     net = ESPCN.paper(3, seed=4)
     for arr in net.params.values():                      # outputs that reach past 0 and 255 (clipping)
         arr += np.random.default_rng(5).normal(0, 0.2, arr.shape).astype(arr.dtype)

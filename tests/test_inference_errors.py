@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from npespcn import ESPCN, pretrained
-from npespcn.imageio import read_image, write_image
-from npespcn.inference import upscale
+from npespcn import ESPCN
+from npespcn.image.io import read_image, write_image
+from npespcn.inference.pipeline import upscale
+from npespcn.nn import pretrained
 
 
 @pytest.fixture(scope="module")

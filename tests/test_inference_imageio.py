@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from npespcn import ESPCN
-from npespcn.imageio import png_filter_rows, png_filter_rows_reference, read_image, write_image, write_png_rows
-from npespcn.inference import upscale, upscale_bands
+from npespcn.image.io import png_filter_rows, png_filter_rows_reference, read_image, write_image, write_png_rows
+from npespcn.inference.pipeline import upscale, upscale_bands
 
 
 def rand(shape, dtype=np.uint8, seed=0):
@@ -133,7 +133,8 @@ def test_streamed_png_copes_with_a_producer_that_reuses_its_array(tmp_path):
 
 def test_streamed_png_failures_on_either_thread_leave_no_file(tmp_path, monkeypatch):
     import threading
-    import npespcn.imageio as imageio
+
+    import npespcn.image.io as imageio
     a = rand((40, 6, 3), seed=6)
     path = tmp_path / "keep.png"
     path.write_bytes(b"old")

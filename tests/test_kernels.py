@@ -12,17 +12,32 @@ import numpy as np
 import pytest
 from scipy.signal import correlate2d
 
-from npespcn.functional.conv import conv2d_act_forward
 from npespcn import functional as F
-from npespcn.functional.activation import (_backward_reference, prelu_backward_numba,
-                                           prelu_backward_reference, prelu_forward_numba,
-                                           prelu_forward_reference)
-from npespcn.functional.conv import (conv2d_backward_naive, conv2d_backward_numba, conv2d_backward_reference,
-                                     conv2d_forward_naive, conv2d_forward_numba, conv2d_forward_reference)
+from npespcn.formats.tf_graphdef import tf_to_torch_channel_order
+from npespcn.functional.activation import (
+    _backward_reference,
+    prelu_backward_numba,
+    prelu_backward_reference,
+    prelu_forward_numba,
+    prelu_forward_reference,
+)
+from npespcn.functional.conv import (
+    conv2d_act_forward,
+    conv2d_backward_naive,
+    conv2d_backward_numba,
+    conv2d_backward_reference,
+    conv2d_forward_naive,
+    conv2d_forward_numba,
+    conv2d_forward_reference,
+)
 from npespcn.functional.im2col import col2im_numba, col2im_reference, im2col_numba, im2col_reference
 from npespcn.functional.loss import mse_loss_numba, mse_loss_reference
-from npespcn.functional.shuffle import (pixel_shuffle_numba, pixel_shuffle_reference, pixel_unshuffle_numba,
-                                        pixel_unshuffle_reference)
+from npespcn.functional.shuffle import (
+    pixel_shuffle_numba,
+    pixel_shuffle_reference,
+    pixel_unshuffle_numba,
+    pixel_unshuffle_reference,
+)
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -198,17 +213,17 @@ def test_tf_to_torch_channel_order(r):
             for j in range(r):
                 d2s[:, c, i::r, j::r] = x_tf[:, (i * r + j) * C + c]
     # The function reorders axis 0: apply it to the channel axis.
-    x_torch = F.tf_to_torch_channel_order(x_tf.transpose(1, 0, 2, 3), r).transpose(1, 0, 2, 3)
+    x_torch = tf_to_torch_channel_order(x_tf.transpose(1, 0, 2, 3), r).transpose(1, 0, 2, 3)
     np.testing.assert_array_equal(shuffle_loops(np.ascontiguousarray(x_torch), r), d2s)
     # On a weight (C*r*r, in, k, k) and a bias, as used to convert TF checkpoints.
     w = rand((C * r * r, 2, 3, 3), np.float32, 1)
-    wt = F.tf_to_torch_channel_order(w, r)
+    wt = tf_to_torch_channel_order(w, r)
     for c in range(C):
         for i in range(r):
             for j in range(r):
                 np.testing.assert_array_equal(wt[c * r * r + i * r + j], w[(i * r + j) * C + c])
     b = np.arange(C * r * r, dtype=np.float32)
-    assert F.tf_to_torch_channel_order(b, r).tolist() == [(i * r + j) * C + c for c in range(C)
+    assert tf_to_torch_channel_order(b, r).tolist() == [(i * r + j) * C + c for c in range(C)
                                                           for i in range(r) for j in range(r)]
 
 
@@ -336,7 +351,7 @@ def test_other_kernels_reject_bad_input(backend):
 
 def test_tf_to_torch_channel_order_rejects_a_channel_count_not_divisible_by_r2():
     with pytest.raises(ValueError, match="divisible by r\\*r = 9, got 10"):
-        F.tf_to_torch_channel_order(np.zeros((10, 2)), 3)
+        tf_to_torch_channel_order(np.zeros((10, 2)), 3)
 
 
 @pytest.mark.parametrize("call", [

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from npespcn.metrics import psnr, ssim
+from npespcn.evaluation.metrics import psnr, ssim
 
 
 def ssim_by_windows(a, b, L=255.0, size=11, sigma=1.5):

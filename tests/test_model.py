@@ -258,7 +258,7 @@ def test_constructor_rejects_bad_architecture():
         ESPCN(layers=[(4, 64), (3, 32)])
     with pytest.raises(ValueError, match=r"output_activation must be parameter-free .* identity"):
         ESPCN(output_activation="prelu")
-    with pytest.raises(ValueError, match=r"scale must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"scale must be a positive integer such as 2, 3 or 4, got 0"):
         ESPCN(scale=0)
     with pytest.raises(ValueError, match=r"channels must be a positive integer, got 2.5"):
         ESPCN(channels=2.5)
@@ -347,7 +347,7 @@ def test_returned_arrays_survive_the_next_step(backend, shuffle):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_reused_arrays_give_the_same_training_as_fresh_ones(backend):
-    from npespcn.optim import Adam
+    from npespcn.nn.optim import Adam
     rng = np.random.default_rng(9)
     batches = [(rng.random((4, 1, 7, 9), dtype=np.float32), rng.random((4, 1, 21, 27), dtype=np.float32))
                for _ in range(3)]

@@ -1,7 +1,7 @@
 """Optimizers and schedules against update rules and closed forms written out in this file.
 
 The hand-written rules are the textbook forms (e.g. Adam's ``m_hat / (sqrt(v_hat) + eps)``), not the
-rearranged ones in :mod:`npespcn.optim`, so agreement checks the algebra too. Float64 parameters:
+rearranged ones in :mod:`npespcn.nn.optim`, so agreement checks the algebra too. Float64 parameters:
 ``rtol 1e-12``. Agreement with PyTorch's optimizers itself is in ``test_torch_reference.py``.
 """
 from __future__ import annotations

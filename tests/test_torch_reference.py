@@ -37,11 +37,11 @@ import hashlib
 import json
 from pathlib import Path
 
+import _det
 import numpy as np
 import pytest
 
-import _det
-from npespcn import SGD, Adam, ESPCN
+from npespcn import ESPCN, SGD, Adam
 from npespcn.functional import mse_loss, use_backend
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from npespcn.plot import plot_curves, render_curves
-from npespcn.progress import Progress, format_seconds
+from npespcn.training.plot import plot_curves, render_curves
+from npespcn.training.progress import Progress, format_seconds
 
 
 class _Clock:

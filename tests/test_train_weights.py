@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from npespcn.evaluation import evaluate
-from npespcn.formats import load_model
+from npespcn import load_model
+from npespcn.evaluation.protocol import evaluate
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def test_shipped_weights_reach_their_record_and_seven_beats_paper(scale, set5_di
 
 def test_a_short_real_run_beats_bicubic(tmp_path, t91_dir, set5_dir):
     """Three epochs of the paper model at x3 on T91 already beat bicubic on Set5."""
-    from npespcn.train import main
+    from npespcn.cli.train import main
     rc = main(["--scale", "3", "--data", str(t91_dir), "--val", str(set5_dir), "--epochs", "3",
                "--stride", "7", "--schedule", "none", "--out", str(tmp_path), "--quiet"])
     assert rc == 0

@@ -15,11 +15,24 @@ import pytest
 from PIL import Image
 
 from npespcn import functional as F
-from npespcn.data import PatchSet, augment_batch, build_patches, find_images
-from npespcn.formats import load_model
-from npespcn.model import ESPCN
-from npespcn.training import (BEST, CHECKPOINT, LAST, LOG, PLOT, NonFiniteLoss, Trainer, TrainConfig,
-                              forward_backward, load_checkpoint, load_validation_set, validate)
+from npespcn import load_model
+from npespcn.image.io import list_images
+from npespcn.nn.model import ESPCN
+from npespcn.training.patches import PatchSet, augment_batch, build_patches
+from npespcn.training.trainer import (
+    BEST,
+    CHECKPOINT,
+    LAST,
+    LOG,
+    PLOT,
+    NonFiniteLoss,
+    TrainConfig,
+    Trainer,
+    forward_backward,
+    load_checkpoint,
+    load_validation_set,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(layers=[[3, 8], [3, 4]], patch_size=6, stride=4, batch_size=8)
@@ -47,7 +60,7 @@ def val_dir(tmp_path):
 
 
 def _patches(folder, scale=3):
-    return build_patches(find_images(folder), scale, TINY["patch_size"], TINY["stride"])
+    return build_patches(list_images(folder, recursive=True), scale, TINY["patch_size"], TINY["stride"])
 
 
 def _params(path):
@@ -95,7 +108,7 @@ def test_trick_trains_to_the_same_weights(tmp_path, data_dir):
 
 # ------------------------------------------------------------------------------------------ a run's files
 def test_run_writes_weights_log_plot_and_validation_matches_evaluate(tmp_path, data_dir, val_dir):
-    from npespcn.evaluation import evaluate
+    from npespcn.evaluation.protocol import evaluate
     ps = _patches(data_dir)
     val = load_validation_set(val_dir)
     cfg = TrainConfig(scale=3, epochs=3, lr=3e-3, **TINY)
@@ -158,9 +171,9 @@ def test_resume_refuses_other_settings(tmp_path, data_dir):
 
 
 def test_checkpoint_readers_share_their_errors(tmp_path):
-    from npespcn.training import read_checkpoint_meta
+    from npespcn.training.trainer import read_checkpoint_meta
     model = TrainConfig(scale=3, **TINY).build_model()
-    from npespcn.optim import Adam
+    from npespcn.nn.optim import Adam
     opt = Adam(model.params, 1e-3)
     for read in (read_checkpoint_meta, lambda p: load_checkpoint(p, model, opt)):
         with pytest.raises(FileNotFoundError, match="no checkpoint at"):
@@ -222,18 +235,18 @@ def _cli(args, env_extra=None, **kw):
 
 
 def test_cli_without_data_says_where_it_looked(tmp_path):
-    env = {"NPESPCN_CACHE": str(tmp_path / "cache"), "NPESPCN_DATA": str(tmp_path / "nothing")}
+    env = {"NPESPCN_CACHE": str(tmp_path / "cache"), "NPESPCN_DATASETS": str(tmp_path / "nothing")}
     p = _cli(["--scale", "3", "--out", str(tmp_path / "out")], env)
     out, err = p.communicate(timeout=60)
     assert p.returncode != 0
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert str(tmp_path / "nothing") in err and str(tmp_path / "cache" / "T91") in err
+    assert str(tmp_path / "nothing" / "T91") in err and str(tmp_path / "cache" / "T91") in err
     assert "--download" in err
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_bad_option_is_one_line(capsys):
-    from npespcn.train import main
+    from npespcn.cli.train import main
     with pytest.raises(SystemExit) as e:
         main(["--layers", "5y64"])
     assert e.value.code == 2
@@ -242,8 +255,8 @@ def test_cli_bad_option_is_one_line(capsys):
 
 
 def test_cli_epochs_and_checkpoint_every_are_validated_and_kept_on_resume(tmp_path, data_dir, capsys):
-    from npespcn.train import main
-    from npespcn.training import read_checkpoint_meta
+    from npespcn.cli.train import main
+    from npespcn.training.trainer import read_checkpoint_meta
     common = ["--data", str(data_dir), "--no-val", "--quiet", "--layers", "3x8,3x4", "--patch-size", "6",
               "--stride", "4", "--batch-size", "8"]
     out = tmp_path / "run"

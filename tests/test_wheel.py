@@ -59,7 +59,7 @@ def test_installed_wheel_upscales_with_its_shipped_weights(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     script = textwrap.dedent(f"""
         import sys, numpy as np, npespcn
-        from npespcn import pretrained
+        from npespcn.nn import pretrained
         assert {str(ROOT)!r} not in npespcn.__file__, npespcn.__file__
         assert "site-packages" in npespcn.__file__, npespcn.__file__
         assert "site-packages" in str(pretrained.weights_dir()), pretrained.weights_dir()
@@ -74,8 +74,8 @@ def test_installed_wheel_upscales_with_its_shipped_weights(tmp_path):
     assert "OK" in res.stdout and "site-packages" in res.stdout
 
     # the command line from the installed package, too
-    from PIL import Image
     import numpy as np
+    from PIL import Image
     Image.fromarray(np.zeros((12, 12, 3), np.uint8) + 90).save(elsewhere / "a.png")
     run([str(py), "-m", "npespcn.upscale", "a.png", "-o", "b.png"], cwd=elsewhere, env=env)
     assert Image.open(elsewhere / "b.png").size == (36, 36)

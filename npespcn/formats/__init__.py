@@ -1,6 +1,7 @@
 """Model files: npespcn's ``.npz``, and the formats other ESPCN implementations publish.
 
-:func:`load_model` recognises a file by its content, not its name:
+:func:`read_model_file` recognises a file by its content, not its name (:func:`npespcn.load_model`
+builds the model from what it reads):
 
 ========================  ==============================================  ==================================
 format                    recognised by                                   module
@@ -25,41 +26,21 @@ What each format determines:
 
 ``overrides`` may be any of ``scale, channels, layers, activation, output_activation``. For every format an
 override of a field the file determines (scale, channels, layers) must agree with the file; activations are
-replaced. No format is ever read with ``pickle``: see :mod:`npespcn.formats.torch_pth` for why a ``.pth``
+replaced. This package is a leaf: it reads and writes files of arrays and records and imports nothing else
+of npespcn (but :mod:`npespcn.atomic`). No format is ever read with ``pickle``: see :mod:`npespcn.formats.torch_pth` for why a ``.pth``
 cannot run code here.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .npz import is_npespcn_npz, load_npz, read_npz, save_npz
+from .arch import ARCH_FIELDS, apply_overrides, check_overrides
+from .npz import is_npespcn_npz, read_npz, save_npz
+from .tf_graphdef import looks_like_graphdef, read_graphdef
+from .torch_pth import espcn_from_state_dict, is_torch_zip, read_state_dict
 
 ACCEPTED = ("npespcn .npz; PyTorch state_dict .pth (torch.save zip format, ESPCN-pytorch keys); "
             "TensorFlow frozen GraphDef .pb of an ESPCN (TF-ESPCN / OpenCV dnn_superres)")
-ARCH_FIELDS = ("scale", "channels", "layers", "activation", "output_activation")
-FROM_SHAPES = ("scale", "channels", "layers")
-
-
-def _check_overrides(overrides: dict) -> None:
-    unknown = sorted(set(overrides) - set(ARCH_FIELDS))
-    if unknown:
-        raise TypeError(f"unknown model override(s) {unknown}; expected any of {list(ARCH_FIELDS)}")
-
-
-def _build(path, arch: dict, params: dict, overrides: dict):
-    """Apply ``overrides`` to an ``arch`` read from a model file and load ``params`` into a new ESPCN.
-
-    The one override path of every format: scale, channels and layers must agree with ``arch``."""
-    from ..model import ESPCN
-    for key, value in overrides.items():
-        if key in FROM_SHAPES:
-            same = ([list(map(int, l)) for l in value] == arch[key]) if key == "layers" else value == arch[key]
-            if not same:
-                raise ValueError(f"{path}: the file holds a model with {key}={arch[key]!r}, "
-                                 f"but {key}={value!r} was asked for")
-        else:
-            arch[key] = value
-    return ESPCN(**arch).load_params(params)
 
 
 def read_foreign(path) -> tuple[str, dict, dict] | None:
@@ -68,8 +49,6 @@ def read_foreign(path) -> tuple[str, dict, dict] | None:
     ``params`` are in npespcn's naming and layout (``conv1.weight`` (out, in, k, k), ...); for a ``.pth`` the
     ``arch`` holds ESPCN-pytorch's default activations.
     """
-    from .tf_graphdef import looks_like_graphdef, read_graphdef
-    from .torch_pth import espcn_from_state_dict, is_torch_zip, read_state_dict
     if is_torch_zip(path):
         arch, params = espcn_from_state_dict(read_state_dict(path))
         return "PyTorch state_dict", arch, params
@@ -79,44 +58,33 @@ def read_foreign(path) -> tuple[str, dict, dict] | None:
     return None
 
 
-def load_model(path, **overrides):
-    """Load an ESPCN from ``path``, whatever its format (see the table above).
+def read_model_file(path) -> tuple[str, dict, dict]:
+    """Read any accepted model file (see the table above), recognised by its content.
 
-    Parameters
-    ----------
-    path : str or Path
-    **overrides
-        Architecture fields (``scale, channels, layers, activation, output_activation``); see the module
-        docstring for how each format treats them.
+    Args:
+        path: str or Path.
 
-    Returns
-    -------
-    ESPCN
-        float32 model with the file's weights, in npespcn's layout.
+    Returns:
+        ``(format name, arch, params)``: ``arch`` has the fields :data:`ARCH_FIELDS` (the arguments of
+        :class:`npespcn.ESPCN`), ``params`` maps ``"conv1.weight"``... to arrays in npespcn's layout.
 
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    ValueError
-        The file is none of the accepted formats, is truncated or corrupted, or holds something that is not
-        an ESPCN (the message names the formats accepted or what was wrong). A ``.pth`` whose pickle names a
-        global other than the few a tensor state dict needs raises :class:`~npespcn.formats.torch_pth.
-        UnsafePickleError` (a ``ValueError``) without running anything.
-    TypeError
-        An unknown override.
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is none of the accepted formats, is truncated or corrupted, or holds
+            something that is not an ESPCN (the message names the formats accepted or what was wrong).
+            A ``.pth`` whose pickle names a global other than the few a tensor state dict needs raises
+            :class:`~npespcn.formats.torch_pth.UnsafePickleError` (a ``ValueError``) without running
+            anything.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    _check_overrides(overrides)
     if is_npespcn_npz(path):
         arch, params = read_npz(path)
-        return _build(path, arch, params, overrides)
+        return "npespcn .npz", arch, params
     found = read_foreign(path)
     if found is not None:
-        _, arch, params = found
-        return _build(path, arch, params, overrides)
+        return found
     with open(path, "rb") as fh:
         head = fh.read(2)
     if head[:1] == b"\x80":
@@ -126,4 +94,5 @@ def load_model(path, **overrides):
     raise ValueError(f"{path}: not a model file npespcn can read; accepted formats: {ACCEPTED}")
 
 
-__all__ = ["load_model", "load_npz", "save_npz", "read_foreign", "ACCEPTED"]
+__all__ = ["read_model_file", "read_foreign", "save_npz", "apply_overrides", "check_overrides", "ARCH_FIELDS",
+           "ACCEPTED"]

@@ -20,9 +20,9 @@ import zlib
 import numpy as np
 
 from ..atomic import atomic_write
+from .arch import ARCH_FIELDS
 
 ARCH_KEY = "__npespcn__"
-ARCH_FIELDS = ("scale", "channels", "layers", "activation", "output_activation")
 FORMAT_VERSION = 1
 """Version of the architecture record; a file of a newer version is refused rather than misread."""
 
@@ -72,15 +72,3 @@ def read_npz(path) -> tuple[dict, dict]:
         raise ValueError(f"{path}: the architecture record lacks {missing}")
     arch = {k: record[k] for k in ARCH_FIELDS}
     return arch, params
-
-
-def load_npz(path, **overrides):
-    """Build the ESPCN stored in ``path``.
-
-    ``overrides`` are treated as by :func:`npespcn.formats.load_model`: ``scale``, ``channels`` and ``layers``
-    must agree with the file (``ValueError`` naming what the file holds otherwise); activations are replaced.
-    """
-    from . import _build, _check_overrides
-    _check_overrides(overrides)
-    arch, params = read_npz(path)
-    return _build(path, arch, params, overrides)

@@ -24,7 +24,7 @@ scale) and converts the weights into npespcn's layout:
   a stride-1 ``SAME`` convolution with an odd kernel pads ``(k - 1) / 2`` on every side, like npespcn's;
 * the last layer's ``C*r*r`` output channels: ``depth_to_space`` reads sub-pixel ``(i, j)`` of colour ``c``
   from channel ``(i*r + j)*C + c`` but npespcn's shuffle from ``c*r*r + i*r + j``, so the rows of the last
-  kernel and bias are permuted once (:func:`npespcn.functional.tf_to_torch_channel_order`) and one shuffle
+  kernel and bias are permuted once (:func:`tf_to_torch_channel_order`) and one shuffle
   order then serves every model;
 * an activation between the last convolution and ``DepthToSpace`` is moved after the shuffle (an
   element-wise function commutes with a permutation of the elements).
@@ -40,8 +40,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .protobuf import (I32, I64, LEN, VARINT, ProtobufError, as_float, as_int64, as_str, iter_fields,
-                       packed_floats, packed_varints)
+from .protobuf import (
+    I32,
+    I64,
+    LEN,
+    VARINT,
+    ProtobufError,
+    as_float,
+    as_int64,
+    as_str,
+    iter_fields,
+    packed_floats,
+    packed_varints,
+)
 
 # TensorFlow DataType enum (types.proto) -> NumPy dtype, for the constants an ESPCN graph holds.
 TF_DTYPES = {1: np.dtype("<f4"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 9: np.dtype("<i8")}
@@ -354,12 +365,25 @@ def _assemble(steps) -> tuple[dict, dict]:
     if params[f"{last}.weight"].shape[2] != 3:
         raise ValueError(f"the last convolution has a {params[f'{last}.weight'].shape[2]}x"
                          f"{params[f'{last}.weight'].shape[2]} kernel; npespcn's ESPCN uses 3x3 there")
-    from ..functional import tf_to_torch_channel_order
     params[f"{last}.weight"] = np.ascontiguousarray(tf_to_torch_channel_order(params[f"{last}.weight"], r))
     params[f"{last}.bias"] = np.ascontiguousarray(tf_to_torch_channel_order(params[f"{last}.bias"], r))
     arch = {"scale": int(r), "channels": int(channels), "layers": layers, "activation": hidden_acts.pop(),
             "output_activation": out_acts[0] if out_acts else None}
     return arch, params
+
+
+def tf_to_torch_channel_order(x, r):
+    """Reorder channels from TensorFlow's depth_to_space order to PyTorch's (npespcn's).
+
+    TensorFlow reads sub-pixel ``(i, j)`` of output channel ``c`` from input channel ``(i*r + j)*C + c``;
+    PyTorch from ``c*r*r + i*r + j``. Works on any array whose axis 0 is that channel axis (e.g. conv
+    weights (C*r*r, ...) or a bias (C*r*r,)).
+    """
+    Cr2 = x.shape[0]
+    if r < 1 or Cr2 % (r * r):
+        raise ValueError(f"tf_to_torch_channel_order: axis 0 must be divisible by r*r = {r * r}, got {Cr2}")
+    C = Cr2 // (r * r)
+    return x.reshape(r * r, C, *x.shape[1:]).swapaxes(0, 1).reshape(x.shape)
 
 
 def read_graphdef(path) -> tuple[dict, dict]:

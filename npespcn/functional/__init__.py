@@ -3,7 +3,7 @@
 Every kernel follows the CS231n convention: ``*_forward(...)`` returns ``(out, cache)`` and
 ``*_backward(dout, cache)`` returns the gradients. Each has a readable NumPy reference and a numba fast
 path with the same signature; ``backend="reference" | "numba" | None`` picks one (None: the default,
-see :mod:`npespcn.functional._backend`).
+see :mod:`npespcn.functional.backend`).
 
 =================  ===========================================
 file               concept
@@ -15,14 +15,26 @@ file               concept
 ``loss.py``        mean squared error
 =================  ===========================================
 """
-from ._backend import BACKENDS, get_backend, set_backend, use_backend
-from .activation import (ACTIVATIONS, activation_backward, activation_forward, check_activation,
-                         prelu_backward, prelu_forward)
+from .activation import (
+                         ACTIVATIONS,
+                         activation_backward,
+                         activation_forward,
+                         check_activation,
+                         prelu_backward,
+                         prelu_forward,
+)
+from .backend import BACKENDS, get_backend, set_backend, use_backend
 from .conv import conv2d_backward, conv2d_forward
 from .im2col import col2im, im2col
 from .loss import mse_loss
-from .shuffle import (pixel_shuffle, pixel_shuffle_backward, pixel_shuffle_forward, pixel_unshuffle,
-                      pixel_unshuffle_backward, pixel_unshuffle_forward, tf_to_torch_channel_order)
+from .shuffle import (
+                         pixel_shuffle,
+                         pixel_shuffle_backward,
+                         pixel_shuffle_forward,
+                         pixel_unshuffle,
+                         pixel_unshuffle_backward,
+                         pixel_unshuffle_forward,
+)
 
 __all__ = [
     "BACKENDS", "get_backend", "set_backend", "use_backend",
@@ -30,5 +42,5 @@ __all__ = [
     "prelu_forward", "prelu_backward",
     "conv2d_forward", "conv2d_backward", "im2col", "col2im", "mse_loss",
     "pixel_shuffle", "pixel_unshuffle", "pixel_shuffle_forward", "pixel_shuffle_backward",
-    "pixel_unshuffle_forward", "pixel_unshuffle_backward", "tf_to_torch_channel_order",
+    "pixel_unshuffle_forward", "pixel_unshuffle_backward",
 ]

@@ -23,10 +23,21 @@ import math
 
 import numba
 import numpy as np
-from ._backend import resolve
-from .vecmath import activation_code, gelu, gelu_grad, tanh32
 
-ACTIVATIONS = ("identity", "relu", "tanh", "gelu")
+from ..fast import (
+    ACT_CODES,
+    GELU,
+    RELU,
+    TANH,
+    TANH_LIBM,
+    activation_code,
+    gelu,
+    gelu_grad,
+    tanh32,
+)
+from .backend import resolve
+
+ACTIVATIONS = tuple(ACT_CODES)          # ("identity", "relu", "tanh", "gelu")
 """Names accepted by :func:`activation_forward`. PReLU has learned slopes, see :func:`prelu_forward`."""
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
@@ -55,7 +66,9 @@ def check_activation(name, allow_prelu: bool = False, what: str = "activation") 
 # Reference: NumPy array expressions, one line per formula in the table above.
 # --------------------------------------------------------------------------------------------------
 def _forward_reference(x, name):
-    from scipy.special import erf   # imported here: scipy.special costs ~0.2 s at start-up
+    from scipy.special import (
+        erf,  # imported here: scipy.special costs ~0.2 s at start-up
+    )
     if name == "identity":
         return x.copy()
     if name == "relu":
@@ -109,17 +122,17 @@ _FAST = dict(cache=True, nogil=True, error_model="numpy")
 @numba.njit(**_FAST)
 def _forward_numba_flat(x, code, y):
     n = x.size
-    if code == 1:
+    if code == RELU:
         for t in range(n):
             v = x[t]
             y[t] = v if v > 0 else 0
-    elif code == 2:
+    elif code == TANH:
         for t in range(n):
             y[t] = tanh32(x[t])
-    elif code == 3:
+    elif code == GELU:
         for t in range(n):
             y[t] = gelu(x[t])
-    elif code == 4:
+    elif code == TANH_LIBM:
         for t in range(n):
             y[t] = math.tanh(x[t])
     else:
@@ -130,13 +143,13 @@ def _forward_numba_flat(x, code, y):
 @numba.njit(**_FAST)
 def _backward_numba_flat(d, x, y, code, dx):
     n = d.size
-    if code == 1:
+    if code == RELU:
         for t in range(n):
             dx[t] = d[t] if x[t] > 0 else 0
-    elif code == 2 or code == 4:
+    elif code == TANH or code == TANH_LIBM:
         for t in range(n):
             dx[t] = d[t] * (1 - y[t] * y[t])
-    elif code == 3:
+    elif code == GELU:
         for t in range(n):
             dx[t] = d[t] * gelu_grad(x[t])
     else:
@@ -200,6 +213,40 @@ def prelu_backward_numba(dout, cache):
 # --------------------------------------------------------------------------------------------------
 # Dispatch.
 # --------------------------------------------------------------------------------------------------
+def activation_forward_reference(x, name):
+    """Activation ``name`` in NumPy. Returns ``(out, cache)``, the cache ``(name, x, out)``."""
+    return _with_cache(x, name, _forward_reference(x, name))
+
+
+def activation_forward_numba(x, name):
+    """Same contract as :func:`activation_forward_reference`, one compiled loop."""
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _forward_numba_flat(x.reshape(-1), activation_code(name, x.dtype), y.reshape(-1))
+    return _with_cache(x, name, y)
+
+
+def _with_cache(x, name, y):
+    # tanh's derivative needs only the output; the others need the input.
+    return y, (name, x, y)
+
+
+def activation_backward_reference(dout, cache):
+    """Backward of :func:`activation_forward_reference` in NumPy: returns ``dx``."""
+    name, x, y = cache
+    return _backward_reference(dout, x, y, name)
+
+
+def activation_backward_numba(dout, cache):
+    """Same contract as :func:`activation_backward_reference`, one compiled loop."""
+    name, x, y = cache
+    dout = np.ascontiguousarray(dout, dtype=x.dtype)
+    dx = np.empty_like(dout)
+    _backward_numba_flat(dout.reshape(-1), x.reshape(-1), y.reshape(-1), activation_code(name, x.dtype),
+                         dx.reshape(-1))
+    return dx
+
+
 def activation_forward(x, name, backend: str | None = None):
     """Apply activation ``name`` (see :data:`ACTIVATIONS`). Returns ``(out, cache)``.
 
@@ -209,26 +256,14 @@ def activation_forward(x, name, backend: str | None = None):
     name : str or None ("identity")
     """
     name = check_activation(name)
-    if resolve(backend) == "reference":
-        y = _forward_reference(x, name)
-    else:
-        x = np.ascontiguousarray(x)
-        y = np.empty_like(x)
-        _forward_numba_flat(x.reshape(-1), activation_code(name, x.dtype), y.reshape(-1))
-    # tanh's derivative needs only the output; the others need the input.
-    return y, (name, x, y)
+    fn = activation_forward_reference if resolve(backend) == "reference" else activation_forward_numba
+    return fn(x, name)
 
 
 def activation_backward(dout, cache, backend: str | None = None):
     """Backward of :func:`activation_forward`: returns ``dx`` of the shape of ``dout``."""
-    name, x, y = cache
-    if resolve(backend) == "reference":
-        return _backward_reference(dout, x, y, name)
-    dout = np.ascontiguousarray(dout, dtype=x.dtype)
-    dx = np.empty_like(dout)
-    _backward_numba_flat(dout.reshape(-1), x.reshape(-1), y.reshape(-1), activation_code(name, x.dtype),
-                         dx.reshape(-1))
-    return dx
+    fn = activation_backward_reference if resolve(backend) == "reference" else activation_backward_numba
+    return fn(dout, cache)
 
 
 def prelu_forward(x, a, backend: str | None = None):

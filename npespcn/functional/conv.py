@@ -19,17 +19,25 @@ Backward, given ``dout = dL/dout`` (N, F, H, W), reshaped to ``(N, F, H*W)``::
     dcols[n] = W2.T @ dout[n]                    (C*k*k, H*W)
     dx      = col2im(dcols)                      (N, C, H, W)
 
-Three implementations share one signature: :func:`conv2d_forward_naive` (six nested loops, for checking),
-the readable NumPy reference and the fast path (chunked numba im2col + BLAS GEMM,
-:mod:`npespcn.functional.conv_chunked`).
+Three implementations: :func:`conv2d_forward_naive` (the definition as loops, for checking), the
+readable NumPy reference (``*_reference``: im2col + one matrix product) and the fast path
+(``*_numba``). The reference and the fast path share one signature and one cache, ``(x, w)``, so a
+forward in one backend and a backward in the other work; the dispatchers (``conv2d_forward`` ...,
+``backend=None | "reference" | "numba"``) pick one.
+
+The fast path is machinery (:mod:`npespcn.fast`): it cuts the batch into chunks of rows that fit in
+cache, runs them on worker threads, and per layer shape picks im2col + GEMM (as here), kn2row (one GEMM
+for every tap's product, then shifted adds) or shifted taps (one GEMM per kernel tap on a padded copy).
+All compute the sum above; they differ from the reference only in the order of the additions, so in
+the last bits.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._backend import resolve
+from .. import fast
 from .activation import activation_backward, activation_forward, check_activation
-from .conv_chunked import _out_array, conv2d_chunked_backward, conv2d_chunked_forward
+from .backend import resolve
 from .im2col import col2im_reference, im2col_reference
 
 
@@ -87,181 +95,192 @@ def conv2d_backward_naive(dout, cache):
 # --------------------------------------------------------------------------------------------------
 # Reference: im2col + one matrix product per image (np.matmul broadcasts over the batch).
 # --------------------------------------------------------------------------------------------------
-def conv2d_forward_reference(x, w, b):
+def conv2d_forward_reference(x, w, b, out=None):
     """Convolution via :func:`~npespcn.functional.im2col.im2col_reference` and ``np.matmul``.
 
-    Parameters
-    ----------
-    x : ndarray (N, C, H, W)
-    w : ndarray (F, C, k, k), k odd
-    b : ndarray (F,)
+    Args:
+        x: input, shape (N, C, H, W).
+        w: weights, shape (F, C, k, k), k odd.
+        b: bias, shape (F,).
+        out: optional C-contiguous array of the result's shape and dtype to write the result into.
 
-    Returns
-    -------
-    out : ndarray (N, F, H, W)
-    cache : tuple ``(x.shape, w, cols)`` for :func:`conv2d_backward_reference`
+    Returns:
+        ``(y, cache)``: ``y`` of shape (N, F, H, W) and the cache ``(x, w)`` for the backward pass.
     """
     _check_conv_args(x, w, b)
+    x = np.asarray(x, dtype=np.result_type(x, w))
     N, C, H, W = x.shape
     F, _, k, _ = w.shape
     cols = im2col_reference(x, k)                       # (N, C*k*k, H*W)
-    out = np.matmul(w.reshape(F, -1), cols)             # (N, F, H*W)
-    out += b[:, None]
-    return out.reshape(N, F, H, W), (x.shape, w, cols)
+    y = np.matmul(w.reshape(F, -1), cols)               # (N, F, H*W)
+    y += b[:, None]
+    return _into(out, y.reshape(N, F, H, W)), (x, w)
 
 
-def conv2d_backward_reference(dout, cache, input_grad: bool = True):
-    """Gradients of :func:`conv2d_forward_reference`.
+def conv2d_backward_reference(dout, cache, input_grad: bool = True, out=None):
+    """Gradients of :func:`conv2d_forward_reference` (or of the fast forward: the caches are the same).
 
-    Parameters
-    ----------
-    dout : ndarray (N, F, H, W), dL/dout
-    cache : from the forward
-    input_grad : bool
-        False skips ``dx`` (the network's first layer: nothing needs the gradient of its input).
+    Args:
+        dout: dL/dy, shape (N, F, H, W).
+        cache: ``(x, w)`` from the forward.
+        input_grad: False skips ``dx`` (the network's first layer: nothing needs the gradient of its input).
+        out: optional array to write ``dx`` into.
 
-    Returns
-    -------
-    dx : ndarray (N, C, H, W), or None without ``input_grad``
-    dw : ndarray (F, C, k, k)
-    db : ndarray (F,)
+    Returns:
+        ``(dx, dw, db)``: shapes (N, C, H, W) (None without ``input_grad``), (F, C, k, k) and (F,).
     """
-    shape, w, cols = cache
-    N, C, H, W = shape
+    x, w = cache
+    N, C, H, W = x.shape
     F, _, k, _ = w.shape
+    cols = im2col_reference(x, k)                       # unfolded again: the cache keeps only x
     d = dout.reshape(N, F, H * W)
     db = d.sum(axis=(0, 2))
     dw = np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
     dx = None
     if input_grad:
         dcols = np.matmul(w.reshape(F, -1).T, d)        # (N, C*k*k, H*W)
-        dx = col2im_reference(dcols, shape, k)
+        dx = _into(out, col2im_reference(dcols, x.shape, k))
     return dx, dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
 
 
-# --------------------------------------------------------------------------------------------------
-# Fast path: im2col of a few rows at a time, one GEMM per chunk, chunks spread over worker threads
-# (see npespcn.functional.conv_chunked). The cache keeps the input; the backward pass unfolds it, or the
-# output gradient, again.
-# --------------------------------------------------------------------------------------------------
-def conv2d_forward_numba(x, w, b, activation: str = "identity", out=None):
-    """Same contract as :func:`conv2d_forward_reference`, fast; the cache is ``(x, w)`` (the backward pass
-    unfolds ``x`` again, chunk by chunk). ``activation`` is applied in the same pass (for
-    :func:`conv2d_act_train_forward`).
+def conv2d_act_train_forward_reference(x, w, b, activation: str, out=None):
+    """``y = act(conv(x, w) + b)`` for training, ``activation`` one of :data:`FUSED_TRAIN_ACTIVATIONS`.
 
-    Unlike inference, training does not pad small GEMMs to keep them size independent: a batch of
-    16 17x17 patches then runs its first and last layers on every thread, not one. And a layer with
-    fewer outputs than inputs on narrow images runs by kn2row (see
-    :mod:`~npespcn.functional.conv_chunked`), which sums in another order. So the values may differ
-    from :func:`conv2d_act_forward`'s in the last bits; with im2col and the same chunks they are
-    bitwise equal.
-
-    ``out`` (optional, here and in the functions below that take it): an array to write the result
-    into, see :func:`~npespcn.functional.conv_chunked.conv2d_chunked_forward`."""
-    _check_conv_args(x, w, b)
-    x = np.ascontiguousarray(x, dtype=np.result_type(x, w))
-    y = conv2d_chunked_forward(x, w, b, activation, size_independent=False, out=out)
-    return y, (x, w)
+    Returns ``(y, cache)`` with the cache ``((x, w), activation, y)``: these activations' derivatives
+    are functions of their output, so nothing else is kept."""
+    z, conv_cache = conv2d_forward_reference(x, w, b)
+    y = _into(out, activation_forward(z, activation, "reference")[0])
+    return y, (conv_cache, activation, y)
 
 
-def conv2d_backward_numba(dout, cache, input_grad: bool = True, out=None):
-    """Same contract as :func:`conv2d_backward_reference`, fast; ``dx`` goes into ``out`` if given."""
-    x, w = cache
-    return conv2d_chunked_backward(dout, x, w, input_grad, out=out)
+def conv2d_act_backward_reference(dy, cache, input_grad: bool = True, out=None):
+    """Backward of :func:`conv2d_act_train_forward_reference`: ``dz = dy * act'(z)`` from the output
+    alone (``act'`` is 1, ``y > 0`` or ``1 - y**2``), then :func:`conv2d_backward_reference`."""
+    conv_cache, name, y = cache
+    dz = activation_backward(dy, (name, y, y), "reference")    # y > 0 exactly where z > 0
+    return conv2d_backward_reference(dz, conv_cache, input_grad, out)
+
+
+def conv2d_act_forward_reference(x, w, b, activation: str = "identity"):
+    """Inference: ``act(conv(x, w) + b)``, no cache. Returns ``y`` (N, F, H, W)."""
+    return activation_forward(conv2d_forward_reference(x, w, b)[0], activation, "reference")[0]
 
 
 def _into(out, result):
-    """``result``, or its values written into ``out`` (the reference path's way of honouring ``out``)."""
+    """``result``, or its values written into ``out`` (checked: shape, dtype, C-contiguous)."""
     if out is None or result is None:
         return result
-    np.copyto(_out_array(out, result.shape, result.dtype), result)
+    np.copyto(fast.out_array(out, result.shape, result.dtype), result)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast path: the same functions, through the machinery of npespcn.fast (chunks of rows on worker
+# threads, fused bias and activation). The cache keeps the input; the backward pass unfolds it, or the
+# output gradient, again.
+# --------------------------------------------------------------------------------------------------
+def _fast_input(x, w):
+    return np.ascontiguousarray(x, dtype=np.result_type(x, w))
+
+
+def conv2d_forward_numba(x, w, b, out=None):
+    """Same contract as :func:`conv2d_forward_reference`, fast.
+
+    Training does not pad small GEMMs to keep them size independent (a batch of 16 17x17 patches then
+    runs on every thread), and a narrowing layer on narrow images runs by kn2row, which sums in
+    another order: values may differ from :func:`conv2d_act_forward_numba`'s in the last bits."""
+    _check_conv_args(x, w, b)
+    x = _fast_input(x, w)
+    return fast.conv2d_chunked_forward(x, w, b, "identity", size_independent=False, out=out), (x, w)
+
+
+def conv2d_backward_numba(dout, cache, input_grad: bool = True, out=None):
+    """Same contract as :func:`conv2d_backward_reference`, fast."""
+    x, w = cache
+    return fast.conv2d_chunked_backward(dout, _fast_input(x, w), w, input_grad, out=out)
+
+
+def conv2d_act_train_forward_numba(x, w, b, activation: str, out=None):
+    """Same contract as :func:`conv2d_act_train_forward_reference`; the activation is applied as each
+    chunk leaves its GEMM."""
+    _check_conv_args(x, w, b)
+    x = _fast_input(x, w)
+    y = fast.conv2d_chunked_forward(x, w, b, activation, size_independent=False, out=out)
+    return y, ((x, w), activation, y)
+
+
+def conv2d_act_backward_numba(dy, cache, input_grad: bool = True, out=None):
+    """Same contract as :func:`conv2d_act_backward_reference`; ``dz`` is computed while ``dy`` is
+    gathered chunk by chunk: one pass less over memory."""
+    (x, w), name, y = cache
+    return fast.conv2d_chunked_backward(dy, _fast_input(x, w), w, input_grad, y, name, out)
+
+
+def conv2d_act_forward_numba(x, w, b, activation: str = "identity"):
+    """Same contract as :func:`conv2d_act_forward_reference`, fused, with results that do not depend
+    on the image's size (a pixel's value is the same in a tile as in the whole image)."""
+    _check_conv_args(x, w, b)
+    return fast.conv2d_chunked_forward(x, w, b, activation)
 
 
 # --------------------------------------------------------------------------------------------------
 # Dispatch.
 # --------------------------------------------------------------------------------------------------
-def conv2d_forward(x, w, b, backend: str | None = None, out=None):
-    """Convolution forward with the chosen backend. Returns ``(out, cache)``; the result is written
-    into ``out`` when given (see :func:`conv2d_forward_numba`)."""
-    if resolve(backend) == "reference":
-        y, cache = conv2d_forward_reference(x, w, b)
-        return _into(out, y), cache
-    return conv2d_forward_numba(x, w, b, out=out)
-
-
-def conv2d_backward(dout, cache, backend: str | None = None, input_grad: bool = True, out=None):
-    """Convolution backward with the chosen backend. Returns ``(dx, dw, db)``, ``dx`` None without
-    ``input_grad``, else written into ``out`` when given."""
-    if resolve(backend) == "reference":
-        dx, dw, db = conv2d_backward_reference(dout, cache, input_grad)
-        return _into(out, dx), dw, db
-    return conv2d_backward_numba(dout, cache, input_grad, out)
-
-
 FUSED_TRAIN_ACTIVATIONS = ("identity", "relu", "tanh")
 """Activations whose derivative is a function of their output (``relu: y > 0``, ``tanh: 1 - y**2``),
 so that a training forward fused with the convolution needs to keep only the output."""
 
 
+def _pick(backend, reference, numba_fn):
+    return reference if resolve(backend) == "reference" else numba_fn
+
+
+def conv2d_forward(x, w, b, backend: str | None = None, out=None):
+    """Convolution forward with the chosen backend. Returns ``(y, cache)``; see
+    :func:`conv2d_forward_reference`."""
+    return _pick(backend, conv2d_forward_reference, conv2d_forward_numba)(x, w, b, out=out)
+
+
+def conv2d_backward(dout, cache, backend: str | None = None, input_grad: bool = True, out=None):
+    """Convolution backward with the chosen backend. Returns ``(dx, dw, db)``; see
+    :func:`conv2d_backward_reference`."""
+    return _pick(backend, conv2d_backward_reference, conv2d_backward_numba)(dout, cache, input_grad, out)
+
+
 def conv2d_act_train_forward(x, w, b, activation: str, backend: str | None = None, out=None):
     """Training: ``y = act(conv(x, w) + b)`` in one pass, and a cache for :func:`conv2d_act_backward`.
 
-    ``activation`` is one of :data:`FUSED_TRAIN_ACTIVATIONS`. Same numbers as :func:`conv2d_forward`
-    followed by :func:`~npespcn.functional.activation.activation_forward`.
+    Args:
+        activation: one of :data:`FUSED_TRAIN_ACTIVATIONS`.
 
-    Returns
-    -------
-    y : ndarray (N, F, H, W)
-    cache : ``(conv cache, activation, y)``
+    Returns:
+        ``(y, cache)``: the same numbers as :func:`conv2d_forward` followed by
+        :func:`~npespcn.functional.activation.activation_forward`, and ``((x, w), activation, y)``.
     """
     name = check_activation(activation)
     if name not in FUSED_TRAIN_ACTIVATIONS:
         raise ValueError(f"a fused training convolution takes one of {FUSED_TRAIN_ACTIVATIONS}, got {name!r}")
-    if resolve(backend) == "reference":
-        z, conv_cache = conv2d_forward_reference(x, w, b)
-        y = _into(out, activation_forward(z, name, "reference")[0])
-        return y, (conv_cache, name, y)
-    y, conv_cache = conv2d_forward_numba(x, w, b, name, out)
-    return y, (conv_cache, name, y)
+    fn = _pick(backend, conv2d_act_train_forward_reference, conv2d_act_train_forward_numba)
+    return fn(x, w, b, name, out=out)
 
 
 def conv2d_act_backward(dy, cache, backend: str | None = None, input_grad: bool = True, out=None):
     """Backward of :func:`conv2d_act_train_forward`: returns ``(dx, dw, db)`` (``dx`` None without
-    ``input_grad``).
-
-    ``dz = dy * act'(z)`` from the output alone (``act'`` is 1, ``y > 0`` or ``1 - y**2``), then
-    :func:`conv2d_backward`. The fast path computes ``dz`` while it gathers ``dy`` chunk by chunk
-    (:func:`~npespcn.functional.conv_chunked.conv2d_chunked_backward`): one pass less over memory.
-    """
-    conv_cache, name, y = cache
-    if resolve(backend) == "reference":
-        # For these activations the output decides the derivative: y > 0 exactly where z > 0.
-        dz = activation_backward(dy, (name, y, y), backend)
-        return conv2d_backward(dz, conv_cache, backend, input_grad, out)
-    x, w = conv_cache
-    return conv2d_chunked_backward(dy, x, w, input_grad, y, name, out)
+    ``input_grad``)."""
+    return _pick(backend, conv2d_act_backward_reference, conv2d_act_backward_numba)(dy, cache, input_grad,
+                                                                                   out)
 
 
 def conv2d_act_forward(x, w, b, activation: str | None = "identity", backend: str | None = None):
     """Inference only: ``act(conv(x, w) + b)``, fused in the fast path (no cache, one pass less).
 
-    Gives the same numbers as :func:`conv2d_forward` followed by
-    :func:`~npespcn.functional.activation.activation_forward` with the same backend.
+    Args:
+        x: (N, C, H, W); w: (F, C, k, k), k odd; b: (F,).
+        activation: "identity", "relu", "tanh", "gelu" or None (identity).
 
-    Parameters
-    ----------
-    x : ndarray (N, C, H, W)
-    w : ndarray (F, C, k, k), k odd
-    b : ndarray (F,)
-    activation : "identity", "relu", "tanh", "gelu" or None (identity)
-
-    Returns
-    -------
-    out : ndarray (N, F, H, W)
+    Returns:
+        ``y`` of shape (N, F, H, W): the same numbers as :func:`conv2d_forward` followed by
+        :func:`~npespcn.functional.activation.activation_forward` with the same backend.
     """
     name = check_activation(activation)
-    if resolve(backend) == "reference":
-        return activation_forward(conv2d_forward_reference(x, w, b)[0], name, "reference")[0]
-    _check_conv_args(x, w, b)
-    return conv2d_chunked_forward(x, w, b, name)
+    return _pick(backend, conv2d_act_forward_reference, conv2d_act_forward_numba)(x, w, b, name)

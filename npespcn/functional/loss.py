@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._backend import resolve
+from .backend import resolve
 
 
 def _check(pred, target):

@@ -8,7 +8,7 @@ them into a ``C``-channel image ``r`` times larger, in PyTorch's channel order::
 
 So channel ``c*r*r + i*r + j`` holds the sub-pixel at offset ``(i, j)`` of every r×r output block.
 (TensorFlow's ``depth_to_space`` uses ``x[n, (i*r + j)*C + c, h, w]`` instead; see
-:func:`tf_to_torch_channel_order`.)
+:func:`npespcn.formats.tf_graphdef.tf_to_torch_channel_order`.)
 
 The shuffle only moves numbers, so its backward is its inverse applied to the gradient::
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._backend import resolve
+from .backend import resolve
 
 
 def _check_shuffle(x, r, inverse: bool = False):
@@ -112,20 +112,6 @@ def pixel_unshuffle_numba(x, r):
     out = np.empty((N, C * r * r, Hr // r, Wr // r), dtype=x.dtype)
     _unshuffle_numba(np.ascontiguousarray(x), r, out)
     return out
-
-
-def tf_to_torch_channel_order(x, r):
-    """Reorder channels from TensorFlow's depth_to_space order to PyTorch's (this module's).
-
-    TensorFlow reads sub-pixel ``(i, j)`` of output channel ``c`` from input channel ``(i*r + j)*C + c``;
-    PyTorch from ``c*r*r + i*r + j``. Works on any array whose axis 0 is that channel axis (e.g. conv
-    weights (C*r*r, ...) or a bias (C*r*r,)).
-    """
-    Cr2 = x.shape[0]
-    if r < 1 or Cr2 % (r * r):
-        raise ValueError(f"tf_to_torch_channel_order: axis 0 must be divisible by r*r = {r * r}, got {Cr2}")
-    C = Cr2 // (r * r)
-    return x.reshape(r * r, C, *x.shape[1:]).swapaxes(0, 1).reshape(x.shape)
 
 
 # --------------------------------------------------------------------------------------------------

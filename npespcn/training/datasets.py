@@ -5,7 +5,7 @@ downloaded dataset lands in ``<cache>/<name>/`` (``T91``, ``Set5``, ``Set14``).
 
 Download format: one HTTP(S) GET per image from a mirror laid out as ``<url>/<dataset>/<file>``
 (``<url>/T91/t1.png``, ``<url>/Set5/baby.png``, ...). Every file is streamed into a temporary file in
-the cache, checked against the size and SHA-256 in :data:`npespcn._datasets_manifest.MANIFEST`, and
+the cache, checked against the size and SHA-256 in :data:`npespcn.training.manifest.MANIFEST`, and
 only then renamed into place, so a cache folder never holds a partial or wrong file. A short read
 (the server closed early) is reported as *truncated*, a full-length file with the wrong hash as
 *corrupted*; both raise :class:`DownloadError` and leave nothing behind. Files already present with the
@@ -29,8 +29,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ._datasets_manifest import MANIFEST
-from .atomic import atomic_write
+from ..atomic import atomic_write
+from ..image.io import list_images
+from .manifest import MANIFEST
 
 DATASETS = tuple(MANIFEST)
 DEFAULT_URL = None
@@ -53,19 +54,19 @@ def cache_dir() -> Path:
 def find_training_data(data=None, with_images: bool = False):
     """Where the training images are: ``(folder or None, [places looked])``.
 
-    ``data`` if given, else ``$NPESPCN_DATA``, else ``<cache>/T91``; the first folder holding at least one
+    ``data`` if given, else ``$NPESPCN_DATASETS/T91``, else ``<cache>/T91``; the first folder holding at least one
     image (PNG/JPEG/BMP/TIFF, searched recursively) wins. With ``with_images``, returns
     ``(folder or None, [its images] or None, [places looked])``, so the caller need not walk it again.
     """
-    from .data import find_images
     if data is not None:
         cands = [Path(data)]
     else:
-        cands = ([Path(os.environ["NPESPCN_DATA"])] if os.environ.get("NPESPCN_DATA") else []) + [cache_dir() / "T91"]
+        cands = ([Path(os.environ["NPESPCN_DATASETS"]) / "T91"] if os.environ.get("NPESPCN_DATASETS") else []) \
+            + [cache_dir() / "T91"]
     looked = []
     for c in cands:
         looked.append(str(c))
-        images = find_images(c) if c.is_dir() else []
+        images = list_images(c, recursive=True) if c.is_dir() else []
         if images:
             return (c, images, looked) if with_images else (c, looked)
     return (None, None, looked) if with_images else (None, looked)

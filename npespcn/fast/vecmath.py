@@ -58,18 +58,25 @@ def tanh32(xf):
 
 
 # ------------------------------------------------------------------------------------------------------
-# The activation codes shared by every fast kernel that applies an activation (the element-wise kernels in
-# activation.py and the fused conv + bias + activation in conv_chunked.py), and the formulas they share.
+# The activation codes: the one home of the integers by which every fast kernel that applies an
+# activation (the element-wise kernels of npespcn.functional.activation and the fused conv + bias +
+# activation rows of npespcn.fast.rows) selects it. numba reads these module constants at compile time.
 # ------------------------------------------------------------------------------------------------------
-ACT_CODES = {"identity": 0, "relu": 1, "tanh": 2, "gelu": 3}
+IDENTITY = 0
+RELU = 1
+TANH = 2
+"""tanh by :func:`tanh32`, for float32 data."""
+GELU = 3
 TANH_LIBM = 4
-"""Code of tanh through libm, used for float64 data (:func:`tanh32` rounds to float32)."""
+"""tanh through libm, for float64 data (:func:`tanh32` rounds to float32)."""
+ACT_CODES = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "gelu": GELU}
+"""Activation name -> code; its keys are the activations the fast path knows."""
 
 
 def activation_code(name: str, dtype) -> int:
     """The kernel code of activation ``name`` for data of ``dtype``."""
     code = ACT_CODES[name]
-    return TANH_LIBM if code == ACT_CODES["tanh"] and np.dtype(dtype) != np.float32 else code
+    return TANH_LIBM if code == TANH and np.dtype(dtype) != np.float32 else code
 
 
 _EXACT = dict(cache=True, nogil=True, inline="always", error_model="numpy")   # no fastmath: exact formulas

@@ -1,5 +1,5 @@
 """The numba loops over the rows of one chunk that the fast convolution's drivers call
-(:mod:`npespcn.functional.conv_chunked`, :mod:`npespcn.functional.conv_parallel`): bias and
+(:mod:`npespcn.fast.chunked`, :mod:`npespcn.fast.compiled`): im2col and col2im of a band, bias and
 activation on the way out of a GEMM, kn2row's shifted adds, the shifted taps' padded copies, and the
 backward pass's activation gradient.
 
@@ -12,9 +12,10 @@ import math
 
 import numba
 
-from .vecmath import gelu, tanh32
+from .vecmath import GELU, IDENTITY, RELU, TANH, TANH_LIBM, gelu, tanh32
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
+
 
 @numba.njit(inline="always", **_OPTS)
 def image_part(r, r1, H, W):
@@ -44,17 +45,17 @@ def bias_act_rows(tmp, b, act, r0, r1, out):
             n, h0, L = image_part(r, r1, H, W)
             dst = plane(out, n, f, h0, L)
             src = tmp[f, (r - r0) * W:(r - r0) * W + L]
-            if act == 0:
+            if act == IDENTITY:
                 for t in range(L):
                     dst[t] = src[t] + bf
-            elif act == 1:
+            elif act == RELU:
                 for t in range(L):
                     v = src[t] + bf
                     dst[t] = v if v > 0 else 0
-            elif act == 2:
+            elif act == TANH:
                 for t in range(L):
                     dst[t] = tanh32(src[t] + bf)
-            elif act == 3:
+            elif act == GELU:
                 for t in range(L):
                     dst[t] = gelu(src[t] + bf)
             else:
@@ -120,20 +121,20 @@ def kn2row_rows(Y, ra, k, b, act, r0, r1, out):
 
 @numba.njit(inline="always", **_OPTS)
 def activate(a, act):
-    """``a[:] = act(a)`` in place, for the codes of :data:`~npespcn.functional.vecmath.ACT_CODES`.
+    """``a[:] = act(a)`` in place, for the codes of :data:`~npespcn.fast.vecmath.ACT_CODES`.
 
     (:func:`bias_act_rows` keeps its own copy of this switch: adding the bias and applying tanh in
     one loop measured 5-9 % faster than a copy followed by this pass.)"""
-    if act == 1:
+    if act == RELU:
         for t in range(a.size):
             a[t] = a[t] if a[t] > 0 else 0
-    elif act == 2:
+    elif act == TANH:
         for t in range(a.size):
             a[t] = tanh32(a[t])
-    elif act == 3:
+    elif act == GELU:
         for t in range(a.size):
             a[t] = gelu(a[t])
-    elif act == 4:
+    elif act == TANH_LIBM:
         for t in range(a.size):
             a[t] = math.tanh(a[t])
 
@@ -218,13 +219,13 @@ def gather_rows(d, y, act, r0, r1, dT, db, dz):
                 dst = plane(dz, n, f, h0, L)
             else:
                 dst = src                           # act 0: nothing to write, sum d itself
-            if act == 0:
+            if act == IDENTITY:
                 if write_dT or write_dz:
                     for t in range(L):
                         dst[t] = src[t]
             else:
                 yv = plane(y, n, f, h0, L)
-                if act == 1:
+                if act == RELU:
                     for t in range(L):
                         dst[t] = src[t] if yv[t] > 0 else 0
                 else:
@@ -243,3 +244,86 @@ def gather_rows(d, y, act, r0, r1, dT, db, dz):
             s += (s0 + s1) + (s2 + s3)
             r += L // W
         db[f] += s
+
+
+# --------------------------------------------------------------------------------------------------
+# im2col and col2im over a band of rows (the whole-image forms and their maths are in
+# npespcn.functional.im2col), so that the chunked convolution can unfold a few rows at a time into a
+# cache-sized buffer.
+# The batch's rows are stacked, ``r = n*H + h``; a band is ``r0 <= r < r1`` and its columns are
+# ``cols[(c*k+i)*k+j, (r-r0)*W + w]``. Within one image, the rows of column row ``(c, i, j)`` are the
+# channel's plane shifted by ``(i-p)*W + (j-p)`` places: one contiguous copy per image and kernel offset,
+# then a few zeros where the shift wrapped around a row end (a 17-pixel-wide training patch would
+# otherwise pay a loop start per 17 values). The innermost loops run over 0-based slices, so reads and
+# writes are contiguous and LLVM vectorises them; the padding is handled by clipping the row range
+# instead of materialising a padded copy.
+# --------------------------------------------------------------------------------------------------
+@numba.njit(**_OPTS)
+def im2col_rows(x, k, r0, r1, cols):
+    """``cols[(c*k+i)*k+j, (r-r0)*W + w] = xpad[n, c, h+i, w+j]`` for the stacked rows ``r0 <= r < r1``.
+
+    ``x`` must be C-contiguous; ``cols`` may have more columns than the band (they are left alone)."""
+    N, C, H, W = x.shape
+    p = (k - 1) // 2
+    kk = k * k
+    xf = x.reshape(N * C * H * W)
+    for q in range(C * kk):
+        c = q // kk
+        di = (q // k) % k - p                  # row shift of this kernel offset
+        dj = q % k - p                         # column shift
+        w0 = min(max(0, -dj), W)               # columns w < w0 read left of the image: zero
+        w1 = max(min(W, W - dj), w0)           # columns w >= w1 read right of it: zero
+        dst_q = cols[q]
+        r = r0
+        while r < r1:                          # one image's part of the band at a time
+            n, h0 = r // H, r % H
+            h1 = min(H, h0 + r1 - r)
+            dst = dst_q[(r - r0) * W:(r - r0 + h1 - h0) * W]    # dst[(h - h0)*W + w]
+            ha = min(max(h0, -di), h1)         # rows h < ha or h >= hb read above/below the image: zero
+            hb = max(min(h1, H - di), ha)
+            for t in range((ha - h0) * W):
+                dst[t] = 0
+            for t in range((hb - h0) * W, (h1 - h0) * W):
+                dst[t] = 0
+            if w0 < w1 and ha < hb:
+                # Rows ha..hb-1 of the shifted plane are one contiguous run of the source: copy it in
+                # one go, then zero the columns that wrapped around from a neighbouring row.
+                a = (ha - h0) * W + w0
+                e = (hb - 1 - h0) * W + w1
+                s0 = ((n * C + c) * H + ha + di) * W + w0 + dj
+                src = xf[s0:s0 + e - a]
+                mid = dst[a:e]
+                for t in range(e - a):
+                    mid[t] = src[t]
+                if dj != 0:
+                    for h in range(ha - h0, hb - h0):
+                        row = dst[h * W:(h + 1) * W]
+                        for t in range(w0):
+                            row[t] = 0
+                        for t in range(w1, W):
+                            row[t] = 0
+            else:                              # no column of the shifted plane is inside the image
+                for t in range((ha - h0) * W, (hb - h0) * W):
+                    dst[t] = 0
+            r += h1 - h0
+
+
+@numba.njit(**_OPTS)
+def col2im_rows(dcols, k, r0, r1, dx):
+    """Adjoint of :func:`im2col_rows`: ``dx[n, c, h+i-p, w+j-p] += dcols[(c*k+i)*k+j, (r-r0)*W + w]``."""
+    N, C, H, W = dx.shape
+    p = (k - 1) // 2
+    for c in range(C):
+        for i in range(k):
+            for j in range(k):
+                w0 = min(max(0, p - j), W)
+                w1 = max(min(W, W + p - j), w0)
+                for r in range(r0, r1):
+                    hs = r % H + i - p
+                    if hs < 0 or hs >= H:
+                        continue
+                    base = (r - r0) * W
+                    src = dcols[(c * k + i) * k + j, base + w0:base + w1]
+                    dst = dx[r // H, c, hs, w0 + j - p:w1 + j - p]
+                    for t in range(w1 - w0):
+                        dst[t] += src[t]

@@ -25,10 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli_common import OneLineParser
-from .imageio import PNG_COMPRESSION, format_for, image_files, read_image, write_image, write_png_rows
+from ..image.io import (
+    PNG_COMPRESSION,
+    format_for,
+    list_images,
+    read_image,
+    write_image,
+    write_png_rows,
+)
+from ..inference import upscale, upscale_bands
+from ..nn import resolve_model
+from .common import HelpFormatter, OneLineParser
+from .demo import demo_command
 
-PROG = "python -m npespcn.upscale"
+PROG = "npespcn upscale"
 
 
 class UsageError(Exception):
@@ -49,7 +59,7 @@ def expand_inputs(patterns) -> list[Path]:
     for pat in patterns:
         p = Path(pat)
         if p.is_dir():
-            for q in image_files(p):
+            for q in list_images(p):
                 add(q)
         elif p.exists():
             add(p)
@@ -76,19 +86,20 @@ def output_path(src: Path, scale: int, out=None, out_dir=None) -> Path:
 
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog=PROG, description="Super-resolve images with ESPCN (Shi et al., 2016).",
-                                epilog="Exit status: 0 all written, 1 some files failed, 2 usage error.")
+                      formatter_class=HelpFormatter, epilog="Exit status: 0 all written, 1 some files failed, 2 usage error.")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("-o", "--out", help="output file (one input only; with --demo: the demo PNG, replaced if it exists)")
-    where.add_argument("--out-dir", help="folder for the outputs (same file names)")
+    where.add_argument("-o", "--out", help="output file (one input only; with --demo: the demo PNG, replaced if it exists; default: "
+                       "<stem>_x<scale><suffix> next to the input)")
+    where.add_argument("--out-dir", help="folder for the outputs, created if missing; the outputs keep the inputs' file names")
     p.add_argument("--scale", type=int, default=None,
                    help="upscale factor (default: the model file's, else 3)")
     p.add_argument("--model", default=None,
                    help="shipped name (espcn, espcn7) or a model file (default: the shipped espcn)")
     p.add_argument("--tile", type=int, default=None, help="low-resolution tile side (default: automatic)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default: %(default)s)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100")
     p.add_argument("--png-compression", type=int, default=PNG_COMPRESSION, metavar="LEVEL",
-                   help="PNG zlib level 0..9: higher is smaller and slower (default: %(default)s)")
+                   help="PNG zlib level 0..9: higher is smaller and slower")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--clip", action="store_true", help="clip float images to [0, 1] instead of refusing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -99,7 +110,6 @@ def build_parser() -> OneLineParser:
 
 def _resolve(args):
     """The model and the scale: ``--scale``, else the model file's, else 3."""
-    from .inference import resolve_model
     net = resolve_model(args.model, args.scale)
     return net, net.scale
 
@@ -107,7 +117,6 @@ def _resolve(args):
 def run(args, stderr=None) -> int:
     """Upscale every input of the parsed ``args``; returns the exit status."""
     stderr = sys.stderr if stderr is None else stderr
-    from .inference import upscale, upscale_bands
     if args.tile is not None and args.tile < 1:
         raise UsageError(f"--tile must be a positive integer, got {args.tile}")
     if not 1 <= args.quality <= 100:
@@ -123,8 +132,10 @@ def run(args, stderr=None) -> int:
         format_for(args.out)
         if not Path(args.out).parent.is_dir():
             raise UsageError(f"cannot write {args.out}: the folder {Path(args.out).parent} does not exist")
-    if args.out_dir is not None and not Path(args.out_dir).is_dir():
-        raise UsageError(f"--out-dir {args.out_dir} does not exist (create it first)")
+    if args.out_dir is not None:
+        if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+            raise UsageError(f"--out-dir {args.out_dir} exists and is not a folder")
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     net, scale = _resolve(args)
     failed = 0
     for i, src in enumerate(files, start=1):
@@ -164,7 +175,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.demo:
-            from .demo import demo_command
             if args.inputs:
                 raise UsageError("--demo takes no input files")
             return demo_command(args.out or "espcn_demo.png", 3 if args.scale is None else args.scale,

@@ -20,22 +20,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .color import rgb_to_y
-from .imageio import SUFFIXES, image_files
+from ..image.color import rgb_to_y
+from ..image.io import list_images
+from ..inference.pipeline import upscale
+from ..nn.model import check_scale
+from ..nn.pretrained import resolve_model
 from .metrics import psnr, ssim
-
-IMAGE_SUFFIXES = SUFFIXES                    # every format npespcn reads
-
-
-def list_images(folder) -> list[Path]:
-    """The image files of ``folder`` (by suffix, see :data:`IMAGE_SUFFIXES`), sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"expected a folder of images, got {folder} (not a directory)")
-    files = image_files(folder)
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return files
 
 
 def as_rgb8(image) -> np.ndarray:
@@ -89,7 +79,7 @@ def score(hr, sr, scale: int) -> tuple[float, float]:
 def _items(images):
     """(name, image-or-path) pairs from a folder, a list of paths, or a list of arrays / (name, array)."""
     if isinstance(images, (str, os.PathLike)):
-        return [(p.name, p) for p in list_images(images)]
+        return [(p.name, p) for p in list_images(images, nonempty=True)]
     items = []
     for i, it in enumerate(images):
         if isinstance(it, tuple) and len(it) == 2:
@@ -125,7 +115,6 @@ def evaluate(model, images, scale: int, tile=None, bicubic: bool = True) -> dict
         "ssim", "bicubic_psnr", "bicubic_ssim"}, ...]}``; means over the images; the ``psnr``/``ssim``
         entries are None when ``model`` is None, the ``bicubic_*`` ones when ``bicubic`` is False.
     """
-    from .inference import check_scale, resolve_model, upscale
     scale = check_scale(scale)
     net = None if model is None else resolve_model(model, scale)
     rows = []

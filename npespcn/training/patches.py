@@ -25,47 +25,29 @@ an HR patch is, on its unshuffled form, the same op on the spatial axes plus a p
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .color import rgb_to_y
-from .evaluation import IMAGE_SUFFIXES, degrade
-from .evaluation import load_rgb8 as load_rgb          # the evaluation's reader: training sees what it scores
-from .inference import check_scale
-
-
-# ------------------------------------------------------------------------------------------ files
-def find_images(root) -> list[Path]:
-    """All image files under ``root`` (:data:`IMAGE_SUFFIXES`, searched recursively), sorted by path.
-
-    Raises ``FileNotFoundError`` when ``root`` is not a folder. Hidden files and folders are skipped.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES):
-                found.append(Path(dirpath) / name)
-    return sorted(found)
+from ..evaluation.protocol import degrade
+from ..evaluation.protocol import (
+    load_rgb8 as load_rgb,  # the evaluation's reader: training sees what it scores
+)
+from ..image.color import rgb_to_y
+from ..nn.model import check_scale
 
 
 # ------------------------------------------------------------------------------------------ pairs
 def crop_to_multiple(img: np.ndarray, scale: int) -> np.ndarray:
     """Crop an RGB uint8 ``img`` (H, W, 3) at the top-left so that both sides are multiples of ``scale``
-    (:func:`npespcn.evaluation.degrade`'s crop)."""
+    (:func:`npespcn.evaluation.protocol.degrade`'s crop)."""
     return degrade(img, check_scale(scale))[0]
 
 
 def bicubic_downscale(hr_rgb: np.ndarray, scale: int) -> np.ndarray:
     """Pillow's bicubic resize of an RGB uint8 (r*h, r*w, 3) image to (h, w, 3) uint8
-    (:func:`npespcn.evaluation.degrade`'s LR)."""
+    (:func:`npespcn.evaluation.protocol.degrade`'s LR)."""
     scale = check_scale(scale)
     hr_rgb = np.asarray(hr_rgb)
     if hr_rgb.dtype != np.uint8 or hr_rgb.ndim != 3 or hr_rgb.shape[2] != 3:
@@ -170,7 +152,7 @@ def build_patches(paths, scale: int, size: int = 17, stride: int = 13, rescale=(
 
     Parameters
     ----------
-    paths : list of image files (:func:`find_images`)
+    paths : list of image files (:func:`~npespcn.image.io.list_images`)
     scale : int r
     size, stride : LR patch size and stride
     rescale : factors in (0, 1] applied to each HR image before making its pair (1.0 = as is)

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functional as F
-from .functional.conv import conv2d_act_backward, conv2d_act_forward, conv2d_act_train_forward
-from .functional.im2col import check_kernel
+from .. import functional as F
+from ..functional.conv import (
+    conv2d_act_backward,
+    conv2d_act_forward,
+    conv2d_act_train_forward,
+)
+from ..functional.im2col import check_kernel
 
 
 class Layer:

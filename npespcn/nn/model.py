@@ -18,13 +18,26 @@ import math
 
 import numpy as np
 
-from .functional import ACTIVATIONS, check_activation
-from .functional.conv import FUSED_TRAIN_ACTIVATIONS
-from .functional.im2col import check_kernel
+from ..formats import apply_overrides, check_overrides, read_model_file, save_npz
+from ..functional import ACTIVATIONS, check_activation
+from ..functional.conv import FUSED_TRAIN_ACTIVATIONS
+from ..functional.im2col import check_kernel
 from .layers import Activation, Conv2d, PixelShuffle, PReLU
 
 PAPER_LAYERS = ((5, 64), (3, 32))
 SEVEN_LAYERS = ((5, 64), (3, 64), (3, 32), (3, 32), (3, 32))
+
+
+def check_scale(scale) -> int:
+    """Return ``scale`` as an int >= 1, or raise ``ValueError`` / ``TypeError`` saying what was expected."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer, float, np.floating)):
+        raise TypeError(f"scale must be a positive integer such as 2, 3 or 4, got {type(scale).__name__} "
+                        f"{scale!r}")
+    if isinstance(scale, (float, np.floating)) and not float(scale).is_integer():
+        raise ValueError(f"scale must be a positive integer such as 2, 3 or 4, got {scale!r}")
+    if scale < 1:
+        raise ValueError(f"scale must be a positive integer such as 2, 3 or 4, got {scale!r}")
+    return int(scale)
 
 
 def _check_layers(layers):
@@ -62,8 +75,7 @@ class ESPCN:
 
     def __init__(self, scale: int = 3, channels: int = 1, layers=PAPER_LAYERS, activation: str = "tanh",
                  output_activation: str | None = None, seed: int = 0, dtype=np.float32):
-        if not isinstance(scale, (int, np.integer)) or isinstance(scale, bool) or scale < 1:
-            raise ValueError(f"scale must be a positive integer, got {scale!r}")
+        scale = check_scale(scale)
         if not isinstance(channels, (int, np.integer)) or channels < 1:
             raise ValueError(f"channels must be a positive integer, got {channels!r}")
         self.scale, self.channels = int(scale), int(channels)
@@ -297,5 +309,31 @@ class ESPCN:
     # ---------------------------------------------------------------------------------- files
     def save(self, path) -> None:
         """Write npespcn's ``.npz`` (parameters + architecture), atomically; see :mod:`npespcn.formats.npz`."""
-        from .formats.npz import save_npz
         save_npz(self, path)
+
+
+def load_model(path, **overrides) -> ESPCN:
+    """Load an ESPCN from a model file, whatever its format (see :mod:`npespcn.formats`).
+
+    Args:
+        path: str or Path of an npespcn ``.npz``, a PyTorch ``.pth`` state dict or a TensorFlow ``.pb``.
+        **overrides: architecture fields (``scale, channels, layers, activation, output_activation``).
+            Scale, channels and layers must agree with the file; the activations replace what the
+            file holds or implies (a ``.pth`` stores none: ESPCN-pytorch's tanh is assumed).
+
+    Returns:
+        A float32 :class:`ESPCN` with the file's weights, in npespcn's layout.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: not a model file npespcn reads, or damaged, or not an ESPCN (the message says which).
+        TypeError: an unknown override.
+
+    Examples:
+        >>> model = load_model("weights/espcn_x3.npz")            # doctest: +SKIP
+        >>> model.scale
+        3
+    """
+    check_overrides(overrides)
+    _, arch, params = read_model_file(path)
+    return ESPCN(**apply_overrides(path, arch, overrides)).load_params(params)

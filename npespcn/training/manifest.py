@@ -1,4 +1,4 @@
-"""SHA-256 and size of every image :mod:`npespcn.datasets` downloads: ``{dataset: {file: (sha256, bytes)}}``.
+"""SHA-256 and size of every image :mod:`npespcn.training.datasets` downloads: ``{dataset: {file: (sha256, bytes)}}``.
 
 Computed from the copies the project trains and evaluates on (``../shared/datasets``, PNG files named
 as in the SRCNN release: T91 ``t1.png`` .. ``tt27.png``, Set5 ``baby.png`` .., Set14 ``baboon.png`` ..).

@@ -1,6 +1,6 @@
 """Run NumPy's OpenBLAS single-threaded for a block of code, so that npespcn can run its own threads.
 
-The fast convolution (:mod:`npespcn.functional.conv_chunked`) splits an image into row chunks and gives
+The fast convolution (:mod:`npespcn.fast.chunked`) splits an image into row chunks and gives
 them to ``numba.get_num_threads()`` worker threads, each doing im2col, one GEMM and the bias/activation
 of its own chunks. OpenBLAS must then run every GEMM on the calling thread: its own thread pool spins
 and synchronises inside every call, which costs little on an idle machine but makes small GEMMs up to
@@ -15,7 +15,7 @@ is False and callers keep BLAS's own threading.
 It also finds that library's ``cblas_sgemm`` and ``cblas_dgemm`` (:data:`GEMMS`): for the one product
 NumPy cannot express, ``C += A @ B`` where B is a window of a larger array with its own row stride,
 read in place (:func:`sgemm_add`); and for numba-compiled code (:func:`gemm`), so that the training
-drivers of :mod:`npespcn.functional.conv_parallel` call BLAS without returning to Python.
+drivers of :mod:`npespcn.fast.compiled` call BLAS without returning to Python.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads
 def _openblas_libraries():
     """The OpenBLAS libraries loaded in this process (NumPy's first of all), opened with ctypes."""
     try:
-        import numpy  # noqa: F401  (make sure NumPy's BLAS is loaded)
         with open("/proc/self/maps") as f:
             paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so[.\d]*)", f.read())))
     except OSError:
@@ -124,7 +123,7 @@ def gemm(fn, trans_a, trans_b, a, b, beta, c):
 
     All three arrays are 2-D, C-contiguous, of ``fn``'s dtype, of agreeing shapes: ``c`` (M, N),
     ``op(a)`` (M, K), ``op(b)`` (K, N). The caller guarantees that (the drivers of
-    :mod:`~npespcn.functional.conv_parallel` build them so); nothing is checked here."""
+    :mod:`~npespcn.fast.compiled` build them so); nothing is checked here."""
     M, N = c.shape
     K = a.shape[0] if trans_a else a.shape[1]
     fn(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, M, N, K, 1.0,

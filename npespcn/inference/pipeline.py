@@ -1,6 +1,6 @@
 """Super-resolve an image with ESPCN: ``npespcn.upscale(image, scale=3, model=None, tile=None)``.
 
-Colour, as the super-resolution literature does it (BT.601 studio range, :mod:`npespcn.color`)::
+Colour, as the super-resolution literature does it (BT.601 studio range, :mod:`npespcn.image.color`)::
 
     grey (H, W)         Y = grey                      -> network -> grey        (r H, r W)
     RGB  (H, W, 3)      Y, Cb, Cr = ycbcr(RGB)        -> Y through the network, Cb and Cr bicubic
@@ -12,11 +12,11 @@ Colour, as the super-resolution literature does it (BT.601 studio range, :mod:`n
 Every dtype goes through one pipeline on the 0..255 scale in float64 (uint8 as is, uint16 / 257, floats
 * 255); the network sees ``Y / 255`` in the model's dtype (float32); the result is converted back with
 rounding and clipping (integers) or clipping to [0, 1] (floats). Bicubic is Pillow's kernel computed in
-float64 (:mod:`npespcn.bicubic`), so uint16 and float images keep their precision.
+float64 (:mod:`npespcn.image.bicubic`), so uint16 and float images keep their precision.
 
 Tiling: the low-resolution image is cut into ``tile`` x ``tile`` tiles; each is processed with a halo of
 ``max(model.receptive_radius, 2)`` pixels (2 is the bicubic's reach) and only its core is kept. With the
-default numba backend the convolutions (:meth:`ESPCN.infer`, :mod:`npespcn.functional.conv_chunked`) give
+default numba backend the convolutions (:meth:`ESPCN.infer`, :mod:`npespcn.fast.chunked`) give
 a pixel the same bits whatever the array size, and everything else is elementwise or position-based, so a
 tiled result is bitwise equal to the untiled one (``tile`` >= the image size). (The NumPy reference
 backend, one GEMM per image, agrees only to float rounding.) ``tile=None`` picks the largest tile that keeps the
@@ -24,40 +24,28 @@ working memory of one tile near :data:`TILE_BUDGET` bytes, then evens the tiles 
 """
 from __future__ import annotations
 
-import math
-import os
-
-import numba
 import numpy as np
 
-from . import pretrained
-from .bicubic import HALO as BICUBIC_HALO
-from .bicubic import bicubic_region
-from .color import _M, _M_INV, _OFFSET
-from .model import ESPCN
+from ..image.bicubic import bicubic_region
+from ..image.color import (
+    BT601_INV,
+    rgb_to_ycc_planes,
+    ycc_planes_to_rgb,
+    ycc_to_rgb_uint8,
+)
+from ..image.io import to_pil
+from ..nn.model import ESPCN, check_scale
+from ..nn.pretrained import resolve_model
+from .tiling import auto_tile, balanced, halo, max_kernel, tiles
 
 DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
-TILE_BUDGET = 24 * 2 ** 20
-MIN_TILE = 32
 FUSED_UINT8 = True
-"""uint8 RGB results: colour conversion and rounding in one numba pass (:func:`_ycc_to_rgb_uint8`);
+"""uint8 RGB results: colour conversion and rounding in one numba pass (:func:`~npespcn.image.color.ycc_to_rgb_uint8`);
 False runs the NumPy expressions (the same bits; tests compare the two)."""
 _PIL_MODES = ("L", "RGB", "RGBA", "I;16", "F")
 
 
 # ---------------------------------------------------------------------------------------------- checks
-def check_scale(scale) -> int:
-    """Return ``scale`` as an int >= 1, or raise ``ValueError`` / ``TypeError`` saying what was expected."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer, float, np.floating)):
-        raise TypeError(f"scale must be a positive integer such as 2, 3 or 4, got {type(scale).__name__} "
-                        f"{scale!r}")
-    if isinstance(scale, (float, np.floating)) and not float(scale).is_integer():
-        raise ValueError(f"scale must be a positive integer such as 2, 3 or 4, got {scale!r}")
-    if scale < 1:
-        raise ValueError(f"scale must be a positive integer such as 2, 3 or 4, got {scale!r}")
-    return int(scale)
-
-
 def check_image(image, clip: bool = False) -> np.ndarray:
     """Validate an image array (see :func:`upscale`) and return it; raise on anything else.
 
@@ -100,87 +88,11 @@ def _from_pil(image):
     return arr, mode
 
 
-# ---------------------------------------------------------------------------------------------- models
-_CACHE: dict = {}
-
-
-def _load_cached(path):
-    from .formats import load_model
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
-    if key not in _CACHE:
-        _CACHE.clear()
-        _CACHE[key] = load_model(path)
-    return _CACHE[key]
-
-
-def resolve_model(model, scale: int | None) -> ESPCN:
-    """Turn ``model`` (None, a shipped name, a path or an ESPCN) into an ESPCN of scale ``scale``.
-
-    ``scale=None`` accepts a file's or object's own scale (and means 3 for the shipped models). Raises
-    ``ValueError`` naming what was expected (a missing shipped file:
-    :class:`~npespcn.pretrained.MissingWeightsError`, also a ``FileNotFoundError``), ``TypeError`` for
-    other objects.
-    """
-    scale = None if scale is None else check_scale(scale)
-    if model is None:
-        model = pretrained.DEFAULT
-    if isinstance(model, ESPCN):
-        net = model
-    elif isinstance(model, (str, os.PathLike)):
-        if isinstance(model, str) and model.lower() in pretrained.NAMES:
-            scale = 3 if scale is None else scale
-            if scale not in pretrained.SCALES:
-                raise ValueError(f"there is no shipped {model} model at scale {scale}; shipped scales are "
-                                 f"{', '.join(map(str, pretrained.SCALES))} (pass your own model for others)")
-            path = pretrained.shipped_path(model, scale)
-        else:
-            path = os.fspath(model)
-            if not os.path.isfile(path):
-                raise ValueError(f"model {str(model)!r} is neither a shipped model name "
-                                 f"({', '.join(pretrained.NAMES)}) nor an existing model file")
-        try:
-            net = _load_cached(path)
-        except ValueError:
-            raise
-        except Exception as e:                       # a corrupt archive can raise nearly anything
-            raise ValueError(f"{path}: not a readable model file ({type(e).__name__}: {e})") from None
-    else:
-        raise TypeError(f"model must be None, a shipped name ({', '.join(pretrained.NAMES)}), a path or "
-                        f"an ESPCN, got {type(model).__name__}")
-    if scale is not None and net.scale != scale:
-        raise ValueError(f"the model upscales x{net.scale} but scale={scale} was requested")
-    return net
-
-
-def _max_kernel(net: ESPCN) -> int:
-    return max([k for k, _ in net.hidden] + [3])
-
-
-def halo(net: ESPCN) -> int:
-    """Low-resolution pixels added around every tile: ``max(receptive_radius, 2)``."""
-    return max(net.receptive_radius, BICUBIC_HALO)
-
-
-def auto_tile(net: ESPCN, budget: int = TILE_BUDGET) -> int:
-    """The tile size ``tile=None`` uses: working memory of one tile about ``budget`` bytes.
-
-    Per low-resolution pixel of a tile: two float32 feature maps of the widest convolution (its input and
-    output) plus about eight float64 planes of the ``r x r`` high-resolution block (colour conversion,
-    bicubic, network output).
-    """
-    widest = max(a + b for a, b in zip([net.channels] + [f for _, f in net.hidden],
-                                       [f for _, f in net.hidden] + [net.channels * net.scale ** 2]))
-    per_pixel = 4 * widest + 8 * 8 * net.scale ** 2
-    side = int(math.sqrt(budget / per_pixel)) - 2 * halo(net)
-    return max(MIN_TILE, side)
-
-
 # ---------------------------------------------------------------------------------------------- compute
 def network(net: ESPCN, x: np.ndarray) -> np.ndarray:
     """Run ``net`` on ``x`` (N, C, H, W) for inference: :meth:`ESPCN.infer`, whose fused chunked
     convolution gives every pixel the same bits whatever the tile size (see
-    :mod:`npespcn.functional.conv_chunked`)."""
+    :mod:`npespcn.fast.chunked`)."""
     return net.infer(x)
 
 
@@ -200,37 +112,6 @@ def _from_255(v, dtype):
     if dtype == np.uint16:
         return np.clip(np.rint(v * (65535.0 / 255.0)), 0, 65535).astype(np.uint16)
     return np.clip(np.rint(v), 0, 255).astype(np.uint8)
-
-
-def _rgb_to_ycc(rgb):
-    """Elementwise BT.601 (same numbers as :func:`npespcn.color.rgb_to_ycbcr`, no size-dependent BLAS)."""
-    R, G, B = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    return [off + m[0] * R + m[1] * G + m[2] * B for m, off in zip(_M, _OFFSET)]
-
-
-def _ycc_to_rgb(y, cb, cr):
-    y, cb, cr = y - 16.0, cb - 128.0, cr - 128.0
-    return [m[0] * y + m[1] * cb + m[2] * cr for m in _M_INV]
-
-
-@numba.njit(cache=True, nogil=True)
-def _ycc_to_rgb_uint8(ynet, cb, cr, m_inv, dst):
-    """The last step for uint8 RGB, in one pass: ``dst[..., c] = clip(rint(m_inv[c] . (Y - 16, Cb - 128,
-    Cr - 128)), 0, 255)`` with ``Y = float64(ynet) * 255``. The same operations in the same order as
-    :func:`_ycc_to_rgb` + :func:`_from_255` (no fused multiply-adds), so the same bits, without their dozen
-    float64 temporaries of the whole tile.
-
-    ynet (h, w) float32 network output; cb, cr (h, w) float64 on 0..255; dst (h, w, >= 3) uint8.
-    """
-    h, w = cb.shape
-    for i in range(h):
-        for j in range(w):
-            y = np.float64(ynet[i, j]) * 255.0 - 16.0
-            b = cb[i, j] - 128.0
-            r = cr[i, j] - 128.0
-            for c in range(3):
-                v = np.rint(m_inv[c, 0] * y + m_inv[c, 1] * b + m_inv[c, 2] * r)
-                dst[i, j, c] = min(max(v, 0.0), 255.0)
 
 
 def _process_tile(arr, net, r, core, margin, out, top=0):
@@ -266,34 +147,18 @@ def _process_tile(arr, net, r, core, margin, out, top=0):
     if net.channels == 3:
         rgb = net_planes([v[..., 0], v[..., 1], v[..., 2]])
     else:
-        y, cb, cr = _rgb_to_ycc(v)
+        y, cb, cr = rgb_to_ycc_planes(v)
         if arr.dtype == np.uint8 and FUSED_UINT8:
-            _ycc_to_rgb_uint8(network(net, (y / 255.0)[None, None])[0, 0][sl], bicubic(cb), bicubic(cr),
-                              _M_INV, dst)
+            ycc_to_rgb_uint8(network(net, (y / 255.0)[None, None])[0, 0][sl], bicubic(cb), bicubic(cr),
+                              BT601_INV, dst)
             rgb = None
         else:
-            rgb = _ycc_to_rgb(net_planes([y])[0], bicubic(cb), bicubic(cr))
+            rgb = ycc_planes_to_rgb(net_planes([y])[0], bicubic(cb), bicubic(cr))
     if rgb is not None:
         for c in range(3):
             dst[..., c] = _from_255(rgb[c], arr.dtype)
     if v.shape[2] == 4:
         dst[..., 3] = _from_255(bicubic(v[..., 3]), arr.dtype)
-
-
-def tiles(shape, tile):
-    """The tile cores ``(y0, y1, x0, x1)`` covering an image of ``shape`` (H, W), row by row;
-    ``tile`` is a side or a ``(height, width)``."""
-    H, W = shape
-    th, tw = (tile, tile) if np.ndim(tile) == 0 else tile
-    for y0 in range(0, H, th):
-        for x0 in range(0, W, tw):
-            yield y0, min(H, y0 + th), x0, min(W, x0 + tw)
-
-
-def balanced(n: int, side: int) -> int:
-    """The tile length that cuts ``n`` pixels into as few pieces as tiles of ``side`` would, all
-    (nearly) equal: 512 with side 153 gives 4 x 128, not 153 + 153 + 153 + 53."""
-    return -(-n // -(-n // side))
 
 
 def upscale(image, scale: int = 3, model=None, tile: int | None = None, clip: bool = False, progress=None):
@@ -335,7 +200,6 @@ def upscale(image, scale: int = 3, model=None, tile: int | None = None, clip: bo
     for _ in bands(out):                              # each band is written in place into out
         pass
     if pil_mode:
-        from .imageio import to_pil          # imported here: plain-array callers need no PIL
         return to_pil(out)
     return out
 
@@ -357,7 +221,7 @@ def upscale_bands(image, scale: int = 3, model=None, tile: int | None = None, cl
             raise ValueError(f"tile must be a positive integer (low-resolution pixels) or None, got {tile!r}")
         tile = int(tile)
     H, W = arr.shape[:2]
-    k = _max_kernel(net)
+    k = max_kernel(net)
     if H < k or W < k:
         raise ValueError(f"the image is {H}x{W} pixels, smaller than the model's {k}x{k} kernel; expected at "
                          f"least {k}x{k}")

@@ -1,6 +1,6 @@
 """The training convolution's chunk loops, each run in one numba parallel region.
 
-:mod:`npespcn.functional.conv_chunked` plans a layer (its chunks of stacked rows, its buffers) and runs
+:mod:`npespcn.fast.chunked` plans a layer (its chunks of stacked rows, its buffers) and runs
 the chunks on worker threads. Its Python drivers hand every chunk loop to a thread pool, and each step
 of a chunk (im2col, GEMM, bias and activation) returns to Python between calls. On a batch of 16
 17x17 patches a layer's work is a fraction of a millisecond, and those hand-offs are not: waking a
@@ -9,8 +9,8 @@ layers ran *slower* on two threads than on one.
 
 Here the same loops are compiled as a whole: ``for wid in prange(workers)`` gives worker ``wid`` the
 chunks ``wid, wid + workers, ...`` (as in the Python backward drivers), and each chunk calls the same
-row kernels (:mod:`~npespcn.functional.conv_rows`, :mod:`~npespcn.functional.im2col`) and BLAS itself,
-through NumPy's OpenBLAS ``cblas_?gemm`` (:func:`~npespcn.functional._blas.gemm`), without the GIL. A
+row kernels (:mod:`~npespcn.fast.rows`, :mod:`~npespcn.functional.im2col`) and BLAS itself,
+through NumPy's OpenBLAS ``cblas_?gemm`` (:func:`~npespcn.fast.blas.gemm`), without the GIL. A
 region costs about 2 us to start with numba's OpenMP threading layer (whose threads spin briefly
 before they sleep) where the thread pool took about 90 us.
 
@@ -29,9 +29,8 @@ import os
 import numba
 from numba import prange
 
-from ._blas import gemm
-from .conv_rows import bias_act_rows, gather_rows, kn2row_rows
-from .im2col import col2im_rows, im2col_rows
+from .blas import gemm
+from .rows import bias_act_rows, col2im_rows, gather_rows, im2col_rows, kn2row_rows
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy", parallel=True)
 

@@ -20,7 +20,7 @@ import math
 
 from PIL import Image, ImageDraw
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 
 _COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
 

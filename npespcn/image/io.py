@@ -15,6 +15,7 @@ and goes through :func:`npespcn.atomic.atomic_write`: a crash never leaves half 
 """
 from __future__ import annotations
 
+import os
 import queue
 import struct
 import threading
@@ -25,15 +26,44 @@ import numba
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 SUFFIXES = tuple(FORMATS)
 
 
-def image_files(folder) -> list:
-    """The files of ``folder`` whose suffix npespcn reads (:data:`SUFFIXES`), sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+class NotAFolderError(FileNotFoundError, ValueError):
+    """A folder of images was expected and the path is not one. Both a ``FileNotFoundError`` and a
+    ``ValueError``."""
+
+
+def list_images(folder, recursive: bool = False, nonempty: bool = False) -> list[Path]:
+    """The image files of ``folder`` by suffix (:data:`SUFFIXES`, any case).
+
+    Args:
+        folder: the folder to list.
+        recursive: also list its subfolders (hidden files and folders skipped); sorted by path.
+            Otherwise only the folder's own files, sorted by name.
+        nonempty: raise ``ValueError`` when no image is found.
+
+    Raises:
+        NotAFolderError: ``folder`` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotAFolderError(f"expected a folder of images, got {folder} (not a directory)")
+    if recursive:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            found += [Path(dirpath) / n for n in filenames
+                      if not n.startswith(".") and n.lower().endswith(SUFFIXES)]
+        files = sorted(found)
+    else:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if nonempty and not files:
+        raise ValueError(f"no images ({', '.join(SUFFIXES)}) in {folder}")
+    return files
 
 
 def _check_folder(path: Path) -> None:

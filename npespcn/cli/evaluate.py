@@ -6,7 +6,7 @@
     python -m npespcn.evaluate --data Set5 --scale 3 --model runs/x3/best.npz --json
     python -m npespcn.evaluate --data Set5 --bicubic-only
 
-The protocol is :mod:`npespcn.evaluation`'s (Y channel, BT.601, ``scale`` pixels of border removed,
+The protocol is :mod:`npespcn.evaluation.protocol`'s (Y channel, BT.601, ``scale`` pixels of border removed,
 Pillow bicubic degradation). ``--model`` defaults to the shipped ``espcn`` at each scale; a model file
 fixes the scale to its own.
 """
@@ -16,13 +16,18 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_common import OneLineParser
+from ..evaluation import evaluate
+from ..image.io import list_images
+from ..nn import check_scale, resolve_model
+from ..nn.pretrained import DEFAULT
+from .common import HelpFormatter, OneLineParser
 
-PROG = "python -m npespcn.evaluate"
+PROG = "npespcn evaluate"
 
 
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog=PROG, description="PSNR/SSIM (Y, BT.601) of ESPCN and bicubic.")
+    p = OneLineParser(prog=PROG, description="PSNR/SSIM (Y, BT.601) of ESPCN and bicubic.",
+                      formatter_class=HelpFormatter)
     p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of high-resolution images")
     p.add_argument("--scale", nargs="+", type=int, default=None, metavar="R",
                    help="scales (default: 3, or the model file's)")
@@ -31,7 +36,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--bicubic-only", action="store_true", help="score bicubic only (no model needed)")
     p.add_argument("--tile", type=int, default=None, help="low-resolution tile side (default: automatic)")
     p.add_argument("--per-image", action="store_true", help="also list every image")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     return p
 
 
@@ -53,11 +58,8 @@ def table(results) -> str:
 
 
 def run(args) -> int:
-    from .evaluation import evaluate, list_images
-    from .inference import check_scale, resolve_model
-    from .pretrained import DEFAULT
     for d in args.data:
-        list_images(d)                                           # fail early on a bad folder
+        list_images(d, nonempty=True)                                         # fail early on a bad folder
     if args.scale is None:                  # a model file knows its scale; shipped names default to 3
         scales = [3] if args.bicubic_only else [resolve_model(args.model, None).scale]
     else:

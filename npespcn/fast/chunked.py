@@ -18,11 +18,11 @@ it is still in cache.
 
 Inference of a layer with more than one input channel (float32, when NumPy's OpenBLAS ``cblas_sgemm``
 can be called, :data:`SHIFTED_TAPS`): **shifted taps**, no im2col. The chunk's rows are copied once
-into a zero-padded layout (:func:`~npespcn.functional.conv_rows.pad_rows`: ``p`` zeros after every
+into a zero-padded layout (:func:`~npespcn.fast.rows.pad_rows`: ``p`` zeros after every
 row, ``p`` rows above and below every image part), in which pixel ``(h + i - p, w + j - p)`` is
 pixel ``(h, w)``'s position plus the constant ``(i - p)*Wp + (j - p)`` (``Wp = W + p``). So every
 tap is one GEMM that reads the padded input in place, at that offset, and adds into the chunk's
-output (``beta = 1``, through :func:`~npespcn.functional._blas.sgemm_add`, since NumPy's ``dot`` can
+output (``beta = 1``, through :func:`~npespcn.fast.blas.sgemm_add`, since NumPy's ``dot`` can
 neither accumulate nor read a window with its own row stride)::
 
     tmp (F, P'') = b;   for every tap (i, j):   tmp += w[:, :, i, j] (F, C) @ xpad[:, shifted by the tap]
@@ -36,7 +36,7 @@ order, each a BLAS dot product over ``C`` from the same kernels (GEMMs padded to
 Training forward of a layer with fewer outputs than inputs (``F < C``: 64 -> 32, 32 -> 9) on images
 at most :data:`KN2ROW_MAX_WIDTH` wide: **kn2row**. One GEMM gives every kernel tap's product for the
 chunk's rows and the ``p`` rows around it, and the taps' products are then added, each shifted by its
-offset, with the bias and activation (:func:`~npespcn.functional.conv_rows.kn2row_rows`)::
+offset, with the bias and activation (:func:`~npespcn.fast.rows.kn2row_rows`)::
 
     xrows (C, P')           the chunk's input rows and p rows either side (im2col with k = 1)
     Y     (F*k*k, P')       = taps (F*k*k, C) @ xrows          taps[(f*k + i)*k + j, c] = w[f, c, i, j]
@@ -72,16 +72,16 @@ determinism, which holds: every sum over chunks and pixels runs in a fixed order
 Threads: the chunks are dealt to ``numba.get_num_threads()`` worker threads (``NUMBA_NUM_THREADS``),
 on demand in the inference forward pass, chunk ``c`` to worker ``c % workers`` otherwise (partial sums
 must not depend on timing); each worker runs its chunks start to finish (serial numba loops that
-release the GIL, a single-threaded GEMM, see :mod:`npespcn.functional._blas`). No barrier inside a
+release the GIL, a single-threaded GEMM, see :mod:`npespcn.fast.blas`). No barrier inside a
 layer, no thread spinning while another is descheduled: that is what keeps it fast on a shared machine.
 Two drivers do the dealing:
 
 * **compiled** (training, :data:`PARALLEL_DRIVERS`): the whole chunk loop is one numba ``prange``
-  region (:mod:`~npespcn.functional.conv_parallel`) that calls BLAS itself. A region starts in about
+  region (:mod:`~npespcn.fast.compiled`) that calls BLAS itself. A region starts in about
   2 us; the small layers of a training step (a batch of 16 17x17 patches: 0.2-1 ms of work each) ran
   slower on two threads than on one through the thread pool. Between regions numba's OpenMP threads
   busy-wait for a short while (``GOMP_SPINCOUNT``, which npespcn sets to 1000 rather than OpenMP's
-  8 ms default: :func:`~npespcn.functional.conv_parallel.start_threads`) and then sleep, so they
+  8 ms default: :func:`~npespcn.fast.compiled.start_threads`) and then sleep, so they
   neither miss the next layer nor hold a core another process wants.
 * **thread pool** (inference, and training where the compiled drivers cannot run, including a process
   forked after they ran: GNU OpenMP cannot run there): Python threads that return to Python between
@@ -99,17 +99,17 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numba
 import numpy as np
 
-from . import conv_parallel as _par
-from ._blas import AVAILABLE as BLAS_CONTROL
-from ._blas import GEMMS, SGEMM_AVAILABLE, sgemm_add, single_threaded_blas
-from .conv_rows import bias_act_rows as _bias_act_rows
-from .conv_rows import gather_rows as _gather_rows
-from .conv_rows import kn2row_rows as _kn2row_rows
-from .conv_rows import pad_rows as _pad_rows
-from .conv_rows import unpad_rows as _unpad_rows
-from .im2col import col2im_rows as _col2im_rows
-from .im2col import im2col_rows as _im2col_rows
-from .vecmath import activation_code
+from . import compiled as _par
+from .blas import AVAILABLE as BLAS_CONTROL
+from .blas import GEMMS, SGEMM_AVAILABLE, sgemm_add, single_threaded_blas
+from .rows import bias_act_rows as _bias_act_rows
+from .rows import col2im_rows as _col2im_rows
+from .rows import gather_rows as _gather_rows
+from .rows import im2col_rows as _im2col_rows
+from .rows import kn2row_rows as _kn2row_rows
+from .rows import pad_rows as _pad_rows
+from .rows import unpad_rows as _unpad_rows
+from .vecmath import IDENTITY, activation_code
 
 CHUNK_PIXELS = 2048
 """Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
@@ -131,7 +131,7 @@ SHIFTED_CHUNK_PIXELS = 4096
 """Pixels per chunk for the shifted taps (no column buffer to keep in cache, so larger chunks)."""
 
 PARALLEL_DRIVERS = bool(GEMMS) and BLAS_CONTROL
-"""Whether training convolutions run the compiled drivers of :mod:`~npespcn.functional.conv_parallel`
+"""Whether training convolutions run the compiled drivers of :mod:`~npespcn.fast.compiled`
 (when NumPy's OpenBLAS ``cblas_?gemm`` was found and numba's threading layer is OpenMP or TBB, see
 :func:`_parallel_gemm`); the Python drivers on a thread pool otherwise, and always at inference."""
 
@@ -237,13 +237,13 @@ def _max_workers() -> int:
 
 
 def _parallel_gemm(dt):
-    """The ``cblas_?gemm`` for :mod:`~npespcn.functional.conv_parallel`'s drivers in ``dt``, or None
-    when the Python drivers are to run (see :func:`~npespcn.functional.conv_parallel.usable`)."""
+    """The ``cblas_?gemm`` for :mod:`~npespcn.fast.compiled`'s drivers in ``dt``, or None
+    when the Python drivers are to run (see :func:`~npespcn.fast.compiled.usable`)."""
     return GEMMS.get(np.dtype(dt)) if PARALLEL_DRIVERS and _par.usable() else None
 
 
 def _run_parallel(driver, *args):
-    """``driver(*args)``, one of :mod:`~npespcn.functional.conv_parallel`'s, with BLAS single-threaded
+    """``driver(*args)``, one of :mod:`~npespcn.fast.compiled`'s, with BLAS single-threaded
     (each of numba's threads calls it for its own chunks)."""
     with single_threaded_blas():
         driver(*args)
@@ -260,7 +260,7 @@ def _bounds(chunks) -> np.ndarray:
     return np.array([r0 for r0, _ in chunks] + [chunks[-1][1]], dtype=np.int64)
 
 
-def _out_array(out, shape, dt):
+def out_array(out, shape, dt):
     """``out`` if it is a C-contiguous array of ``shape`` and ``dt`` to write into, a new array if None."""
     if out is None:
         return np.empty(shape, dtype=dt)
@@ -281,7 +281,7 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     x : ndarray (N, C, H, W)
     w : ndarray (F, C, k, k), k odd
     b : ndarray (F,)
-    activation : one of :data:`~npespcn.functional.vecmath.ACT_CODES`
+    activation : one of :data:`~npespcn.fast.vecmath.ACT_CODES`
     size_independent : bool
         Pad every GEMM to :data:`MIN_GEMM_MNK` and choose the method by the layer's shape alone (the
         default: shifted taps or im2col), so that a pixel's value does not depend on the image size;
@@ -301,7 +301,7 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     x = np.ascontiguousarray(x, dtype=dt)
     b = np.ascontiguousarray(b, dtype=dt)
     code = activation_code(activation, dt)
-    out = _out_array(out, (N, F, H, W), dt)
+    out = out_array(out, (N, F, H, W), dt)
     if not size_independent and F < C and k > 1 and W <= KN2ROW_MAX_WIDTH:
         _forward_kn2row(x, np.ascontiguousarray(w, dtype=dt), b, code, out)
         return out
@@ -460,7 +460,7 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activat
     dt = x.dtype
     d = np.ascontiguousarray(dout, dtype=dt)
     code = {"identity": 0, "relu": 1, "tanh": 2}[activation]
-    y = d if code == 0 else np.ascontiguousarray(y, dtype=dt)
+    y = d if code == IDENTITY else np.ascontiguousarray(y, dtype=dt)
     w = np.ascontiguousarray(w, dtype=dt)
     if (F <= C if input_grad else F < C):
         dx, dw, db = _backward_unfolding_dz(d, y, code, x, w, input_grad, out)
@@ -491,7 +491,7 @@ def _backward_unfolding_dz(d, y, code, x, w, input_grad, out):
     dz = _buffer("dz", N * F * H * W, dt, reuse_large=True).reshape(N, F, H, W) if code else d
     w_turned = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).reshape(C, Kt)
     zero_bias = np.zeros(C, dtype=dt)
-    dx = _out_array(out, (N, C, H, W), dt) if input_grad else None
+    dx = out_array(out, (N, C, H, W), dt) if input_grad else None
     fn = _parallel_gemm(dt)
     if fn is not None:
         dbs, dwts = np.zeros((workers, F)), np.zeros((workers, Kt, C), dtype=dt)
@@ -590,6 +590,6 @@ def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
     db = _sum_in_order([p[1] for p in parts])
     dx = _sum_in_order([p[2] for p in parts]) if input_grad else None
     if dx is not None and out is not None:
-        np.copyto(_out_array(out, (N, C, H, W), dt), dx)
+        np.copyto(out_array(out, (N, C, H, W), dt), dx)
         dx = out
     return dx, np.ascontiguousarray(dw if tall else dw.T).reshape(w.shape), db

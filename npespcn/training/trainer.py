@@ -16,17 +16,17 @@ paper model), and augmenting the inverse-shuffled target costs about as much as 
 trick changes the step time by less than the noise (-1 % to +0.2 %). It matters where the shuffle is
 a large share of the work (GPUs, big outputs), not here.
 
-Every epoch ends with validation (PSNR/SSIM on Y, :mod:`npespcn.evaluation`'s protocol), the best
+Every epoch ends with validation (PSNR/SSIM on Y, :mod:`npespcn.evaluation.protocol`'s protocol), the best
 weights kept as ``best.npz``, the last as ``last.npz``, a checkpoint ``checkpoint.npz`` (parameters,
 optimizer state, schedule, position, history), a JSON-lines log ``log.jsonl`` and a plot ``curves.png``,
 all written atomically into the output folder. Checkpoints can also be written every N steps.
 
 Reproducibility: the order and augmentation of epoch ``e`` are a pure function of ``(seed, e)``
-(:func:`npespcn.data.epoch_plan`), and the kernels are deterministic for a fixed thread count: every
+(:func:`npespcn.training.patches.epoch_plan`), and the kernels are deterministic for a fixed thread count: every
 numba ``prange`` loop writes its own outputs, the MSE is summed serially in one fixed order
 (:mod:`npespcn.functional.loss`), and the only parallel reductions, the convolutions' weight and bias
 gradients, deal chunk ``c`` to worker ``c % workers`` and add the workers' partial sums in worker order
-(:mod:`npespcn.functional.conv_chunked`). So a run killed at any moment and resumed from its last
+(:mod:`npespcn.fast.chunked`). So a run killed at any moment and resumed from its last
 checkpoint ends with bitwise the same weights as an uninterrupted run with the same seed on the same
 machine and thread count. A different thread count splits those gradient sums differently, so its
 weights may differ in the last bits.
@@ -41,11 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import functional as F
-from .atomic import atomic_write
-from .data import PatchSet, augment_batch, epoch_plan
-from .model import PAPER_LAYERS, SEVEN_LAYERS, ESPCN
-from .optim import SGD, Adam, CosineLR, StepLR
+from .. import functional as F
+from ..atomic import atomic_write
+from ..evaluation.protocol import evaluate, load_rgb8
+from ..image.io import list_images
+from ..nn.model import ESPCN, PAPER_LAYERS, SEVEN_LAYERS
+from ..nn.optim import SGD, Adam, CosineLR, StepLR
+from .patches import PatchSet, augment_batch, epoch_plan
 from .plot import plot_curves
 from .progress import Progress
 
@@ -168,15 +170,13 @@ def forward_backward(model: ESPCN, x: np.ndarray, y: np.ndarray, subpixel_target
 # ------------------------------------------------------------------------------------------ validation
 def load_validation_set(folder) -> list:
     """The HR images of ``folder`` for :func:`validate`: a list of ``(name, uint8 RGB (H, W, 3))``."""
-    from .evaluation import list_images, load_rgb8
-    return [(p.name, load_rgb8(p)) for p in list_images(folder)]
+    return [(p.name, load_rgb8(p)) for p in list_images(folder, nonempty=True)]
 
 
 def validate(model: ESPCN, images: list) -> dict:
     """Mean PSNR (dB) and SSIM on Y of ``model`` over ``images`` (from :func:`load_validation_set`),
-    exactly as ``python -m npespcn.evaluate`` computes them (:func:`npespcn.evaluation.evaluate`):
+    exactly as ``python -m npespcn.evaluate`` computes them (:func:`npespcn.evaluation.protocol.evaluate`):
     ``{"psnr": float, "ssim": float}``."""
-    from .evaluation import evaluate
     res = evaluate(model, images, model.scale, bicubic=False)
     return {"psnr": res["psnr"], "ssim": res["ssim"]}
 
@@ -235,7 +235,7 @@ class Trainer:
     Parameters
     ----------
     config : TrainConfig
-    patches : PatchSet (from :func:`npespcn.data.build_patches`, same scale)
+    patches : PatchSet (from :func:`npespcn.training.patches.build_patches`, same scale)
     val_images : list from :func:`load_validation_set`, or None (no validation; "best" = lowest loss)
     out_dir : folder for checkpoint, weights, log and plot (created)
     resume : continue from ``out_dir/checkpoint.npz`` (the config must match)

@@ -1,0 +1,77 @@
+"""Colour conversion: RGB <-> YCbCr, ITU-R BT.601 "studio range" (the SR literature's convention).
+
+On 8-bit values (``R, G, B`` in [0, 255])::
+
+    Y  =  16 + ( 65.481 R + 128.553 G +  24.966 B) / 255        Y  in [16, 235]
+    Cb = 128 + (-37.797 R -  74.203 G + 112.0   B) / 255        Cb in [16, 240]
+    Cr = 128 + (112.0   R -  93.786 G -  18.214 B) / 255        Cr in [16, 240]
+
+(MATLAB's ``rgb2ycbcr``, used by every ESPCN/SRCNN evaluation.) The functions below take and return
+float arrays on the 0..255 scale, channels last: ``(..., 3)``. Networks see ``Y / 255``.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+BT601 = np.array([[65.481, 128.553, 24.966],
+                  [-37.797, -74.203, 112.0],
+                  [112.0, -93.786, -18.214]]) / 255.0
+"""RGB -> YCbCr matrix on 0..255 values (rows Y, Cb, Cr), before :data:`OFFSET` is added."""
+OFFSET = np.array([16.0, 128.0, 128.0])
+BT601_INV = np.linalg.inv(BT601)
+
+
+def _check_rgb(a, name):
+    a = np.asarray(a)
+    if a.ndim < 1 or a.shape[-1] != 3:
+        raise ValueError(f"{name} expects an array with 3 channels last (..., 3), got shape {a.shape}")
+    return a.astype(np.float64, copy=False)
+
+
+def rgb_to_ycbcr(rgb):
+    """RGB (..., 3) on 0..255 -> YCbCr (..., 3) on 0..255 (float64), BT.601 studio range."""
+    return _check_rgb(rgb, "rgb_to_ycbcr") @ BT601.T + OFFSET
+
+
+def ycbcr_to_rgb(ycc):
+    """YCbCr (..., 3) on 0..255 -> RGB (..., 3) on 0..255 (float64, not clipped): the exact inverse."""
+    return (_check_rgb(ycc, "ycbcr_to_rgb") - OFFSET) @ BT601_INV.T
+
+
+def rgb_to_y(rgb):
+    """Luma only: RGB (..., 3) on 0..255 -> Y (...) on 16..235 (float64)."""
+    return _check_rgb(rgb, "rgb_to_y") @ BT601[0] + 16.0
+
+
+def rgb_to_ycc_planes(rgb):
+    """``[Y, Cb, Cr]`` planes of RGB (..., 3) on 0..255, element by element: the same numbers as
+    :func:`rgb_to_ycbcr` without a matrix product (whose rounding could depend on the array's size)."""
+    R, G, B = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return [off + m[0] * R + m[1] * G + m[2] * B for m, off in zip(BT601, OFFSET)]
+
+
+def ycc_planes_to_rgb(y, cb, cr):
+    """``[R, G, B]`` planes from Y, Cb, Cr planes on 0..255 (not clipped), element by element."""
+    y, cb, cr = y - 16.0, cb - 128.0, cr - 128.0
+    return [m[0] * y + m[1] * cb + m[2] * cr for m in BT601_INV]
+
+
+@numba.njit(cache=True, nogil=True)
+def ycc_to_rgb_uint8(ynet, cb, cr, m_inv, dst):
+    """The last step for uint8 RGB, in one pass: ``dst[..., c] = clip(rint(m_inv[c] . (Y - 16, Cb - 128,
+    Cr - 128)), 0, 255)`` with ``Y = float64(ynet) * 255``. The same operations in the same order as
+    :func:`ycc_planes_to_rgb`, rounding and clipping (no fused multiply-adds), so the same bits, without their dozen
+    float64 temporaries of the whole tile.
+
+    ynet (h, w) float32 network output; cb, cr (h, w) float64 on 0..255; dst (h, w, >= 3) uint8.
+    """
+    h, w = cb.shape
+    for i in range(h):
+        for j in range(w):
+            y = np.float64(ynet[i, j]) * 255.0 - 16.0
+            b = cb[i, j] - 128.0
+            r = cr[i, j] - 128.0
+            for c in range(3):
+                v = np.rint(m_inv[c, 0] * y + m_inv[c, 1] * b + m_inv[c, 2] * r)
+                dst[i, j, c] = min(max(v, 0.0), 255.0)

@@ -1,0 +1,62 @@
+"""Tiling: cut a low-resolution image into tiles, each processed with a halo and only its core kept.
+
+Each tile is processed with a halo of ``max(model.receptive_radius, 2)`` low-resolution pixels (2 is the
+bicubic's reach). With the fast backend the convolutions give a pixel the same bits whatever the array
+size, and everything else is elementwise or position-based, so a tiled result is bitwise equal to the
+untiled one. (The NumPy reference backend runs one GEMM per image, whose rounding depends on the
+image's size: there tiles agree with the whole image to float rounding, about 1e-6.) ``tile=None`` picks
+the largest tile that keeps the working memory of one tile near :data:`TILE_BUDGET` bytes, then evens
+the tiles out (:func:`balanced`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..image.bicubic import HALO as BICUBIC_HALO
+from ..nn.model import ESPCN
+
+TILE_BUDGET = 24 * 2 ** 20
+"""Bytes of working memory one tile may take when the tile size is chosen automatically."""
+MIN_TILE = 32
+
+
+def max_kernel(net: ESPCN) -> int:
+    """The largest kernel side of ``net``: the smallest image it takes."""
+    return max([k for k, _ in net.hidden] + [3])
+
+
+def halo(net: ESPCN) -> int:
+    """Low-resolution pixels added around every tile: ``max(receptive_radius, 2)``."""
+    return max(net.receptive_radius, BICUBIC_HALO)
+
+
+def auto_tile(net: ESPCN, budget: int = TILE_BUDGET) -> int:
+    """The tile size ``tile=None`` uses: working memory of one tile about ``budget`` bytes.
+
+    Per low-resolution pixel of a tile: two float32 feature maps of the widest convolution (its input and
+    output) plus about eight float64 planes of the ``r x r`` high-resolution block (colour conversion,
+    bicubic, network output).
+    """
+    widest = max(a + b for a, b in zip([net.channels] + [f for _, f in net.hidden],
+                                       [f for _, f in net.hidden] + [net.channels * net.scale ** 2]))
+    per_pixel = 4 * widest + 8 * 8 * net.scale ** 2
+    side = int(math.sqrt(budget / per_pixel)) - 2 * halo(net)
+    return max(MIN_TILE, side)
+
+
+def tiles(shape, tile):
+    """The tile cores ``(y0, y1, x0, x1)`` covering an image of ``shape`` (H, W), row by row;
+    ``tile`` is a side or a ``(height, width)``."""
+    H, W = shape
+    th, tw = (tile, tile) if np.ndim(tile) == 0 else tile
+    for y0 in range(0, H, th):
+        for x0 in range(0, W, tw):
+            yield y0, min(H, y0 + th), x0, min(W, x0 + tw)
+
+
+def balanced(n: int, side: int) -> int:
+    """The tile length that cuts ``n`` pixels into as few pieces as tiles of ``side`` would, all
+    (nearly) equal: 512 with side 153 gives 4 x 128, not 153 + 153 + 153 + 53."""
+    return -(-n // -(-n // side))

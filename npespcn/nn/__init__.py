@@ -1,0 +1,19 @@
+"""Objects that own parameters (like PyTorch's ``nn``): layers, the ESPCN model, optimizers, and the
+shipped models.
+
+==================  ==============================================================================
+file                concept
+==================  ==============================================================================
+``layers.py``       Conv2d, Activation, PReLU, PixelShuffle: thin objects over :mod:`npespcn.functional`
+``model.py``        ESPCN (a list of layers), ``load_model`` (any model file), ``check_scale``
+``optim.py``        SGD, Adam; StepLR, CosineLR schedules
+``pretrained.py``   the shipped weights, and ``resolve_model`` (a name, a path or a model -> a model)
+==================  ==============================================================================
+"""
+from .layers import Activation, Conv2d, Layer, PixelShuffle, PReLU
+from .model import ESPCN, PAPER_LAYERS, SEVEN_LAYERS, check_scale, load_model
+from .optim import SGD, Adam, CosineLR, StepLR
+from .pretrained import resolve_model
+
+__all__ = ["Layer", "Conv2d", "Activation", "PReLU", "PixelShuffle", "ESPCN", "PAPER_LAYERS", "SEVEN_LAYERS",
+           "check_scale", "load_model", "SGD", "Adam", "StepLR", "CosineLR", "resolve_model"]

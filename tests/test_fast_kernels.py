@@ -7,6 +7,8 @@
 * the float32 tanh without libm is the correctly rounded tanh;
 * backward is deterministic (bitwise equal on repeated runs);
 * NumPy's BLAS thread count is restored after the worker threads are done.
+
+Every test here runs the fast backend, whatever ``NPESPCN_BACKEND`` says (``pin_fast_backend``).
 """
 import math
 
@@ -23,6 +25,13 @@ from npespcn.functional.im2col import im2col_reference
 from npespcn.nn.model import ESPCN
 
 
+@pytest.fixture(autouse=True)
+def pin_fast_backend():
+    """These are the fast path's promises: test it even when the suite runs with NPESPCN_BACKEND=reference."""
+    with F.use_backend("numba"):
+        yield
+
+
 def rand(shape, seed=0, scale=1.0, dtype=np.float32):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
 
@@ -30,9 +39,9 @@ def rand(shape, seed=0, scale=1.0, dtype=np.float32):
 @pytest.fixture(params=["compiled", "thread-pool"])
 def drivers(request, monkeypatch):
     """Run a training test with each of the two ways the chunks reach the threads: the compiled drivers
-    (conv_parallel, numba prange) and the Python drivers on the thread pool."""
+    (npespcn.fast.compiled, numba prange) and the Python drivers on the thread pool."""
     if request.param == "compiled":
-        if conv_chunked._parallel_gemm(np.float32) is None:
+        if conv_chunked.parallel_gemm(np.float32) is None:
             pytest.skip("compiled drivers unavailable here (no OpenBLAS cblas_sgemm, or numba's threading "
                         "layer is workqueue): the thread-pool drivers run instead")
     else:
@@ -298,7 +307,7 @@ def test_backward_by_the_columns_of_dz_or_of_x_agrees_with_the_reference(monkeyp
     y = F.activation_forward(z, act, "reference")[0]
     dz = F.activation_backward(dy, (act, z, y), "reference")
     ref = F.conv.conv2d_backward_reference(dz, conv_cache)
-    for unfold in (conv_chunked._backward_unfolding_dz, conv_chunked._backward_unfolding_x):
+    for unfold in (conv_chunked.backward_unfolding_dz, conv_chunked.backward_unfolding_x):
         dx, dw, db = unfold(dy, y, {"identity": 0, "relu": 1, "tanh": 2}[act], x, w, input_grad, None)
         assert (dx is None) == (not input_grad)
         for got, want in zip((dx, dw, db), ref):
@@ -313,7 +322,7 @@ def test_compiled_training_drivers_agree_with_the_thread_pool(monkeypatch, dtype
     """The same chunks through one numba parallel region (conv_parallel) and through the thread pool:
     the same row kernels and the same GEMMs, so the forward, dx and db are bitwise equal; dw to
     rounding (the compiled driver lets BLAS accumulate it, beta = 1, instead of adding each product)."""
-    if conv_chunked._parallel_gemm(dtype) is None:
+    if conv_chunked.parallel_gemm(dtype) is None:
         pytest.skip("compiled drivers unavailable here (no OpenBLAS cblas_?gemm, or numba's threading "
                     "layer is workqueue)")
     monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 30)            # 3-row chunks of 10-pixel rows
@@ -346,7 +355,7 @@ def test_backward_with_many_chunks_equals_one_chunk(monkeypatch, drivers):
 @pytest.mark.parametrize("N,H,W,min_pixels,workers", [(16, 17, 17, 0, 2), (16, 17, 17, 0, 1), (1, 5, 640, 0, 2),
                                                         (3, 100, 7, 1500, 2), (1, 1, 3, 5000, 2)])
 def test_chunks_cover_every_row_once_in_balanced_runs(monkeypatch, N, H, W, min_pixels, workers):
-    chunks = conv_chunked._chunks(N, H, W, min_pixels, workers)
+    chunks = conv_chunked.plan_chunks(N, H, W, min_pixels, workers)
     assert chunks[0][0] == 0 and chunks[-1][1] == N * H
     assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
     rows = [r1 - r0 for r0, r1 in chunks]
@@ -360,7 +369,7 @@ def test_chunks_cover_every_row_once_in_balanced_runs(monkeypatch, N, H, W, min_
 # ------------------------------------------------------------------------------------------ threads
 @pytest.mark.skipif(not _blas.AVAILABLE, reason="NumPy's BLAS thread count cannot be set here")
 def test_blas_thread_count_is_restored():
-    setter, getter = _blas._FUNCS
+    setter, getter = _blas.THREAD_FUNCS
     before = getter()
     with _blas.single_threaded_blas():
         assert getter() == 1

@@ -335,14 +335,14 @@ def test_returned_arrays_survive_the_next_step(backend, shuffle):
     t = rng.random((3, 1, 18, 16) if shuffle else (3, 4, 9, 8), dtype=np.float32)
     with use_backend(backend):
         y1, dx1 = _step(m, xs[0], t, shuffle, input_grad=True)
-        kept = {k: v for k, v in m._buffers.items()}
+        kept = {k: v for k, v in m.buffers.items()}
         y1_copy, dx1_copy = y1.copy(), dx1.copy()
         y2, dx2 = _step(m, xs[1], t, shuffle, input_grad=True)
     np.testing.assert_array_equal(y1, y1_copy)
     np.testing.assert_array_equal(dx1, dx1_copy)
     assert not np.array_equal(y1, y2) and not np.array_equal(dx1, dx2)
-    assert kept and all(m._buffers[k] is v for k, v in kept.items())      # the same arrays, rewritten
-    assert not any(np.shares_memory(b, a) for b in m._buffers.values() for a in (y2, dx2))
+    assert kept and all(m.buffers[k] is v for k, v in kept.items())      # the same arrays, rewritten
+    assert not any(np.shares_memory(b, a) for b in m.buffers.values() for a in (y2, dx2))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -359,7 +359,7 @@ def test_reused_arrays_give_the_same_training_as_fresh_ones(backend):
         with use_backend(backend):
             for x, t in batches:                  # the smaller batch in between: no array fits, new ones
                 if fresh:
-                    m._buffers.clear()
+                    m.buffers.clear()
                 _step(m, x, t)
                 opt.step(m.grads)
         finals.append({k: v.copy() for k, v in m.params.items()})

@@ -33,7 +33,7 @@ COMMANDS = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = [f"usage: npespcn <command> [options]    (or: python -m npespcn <command> ...)", "",
+    lines = ["usage: npespcn <command> [options]    (or: python -m npespcn <command> ...)", "",
              "ESPCN super-resolution (Shi et al., CVPR 2016) in NumPy + numba.", "", "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
     lines += ["", "options:", "  -h, --help     show this message; 'npespcn <command> --help' for a command's options",

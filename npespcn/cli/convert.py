@@ -40,9 +40,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("dst", help="output npespcn .npz")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS),
                    help="hidden activation (for a .pth, which does not record it; default tanh)")
-    p.add_argument("--output-activation", type=_none_or, default=argparse.SUPPRESS, choices=[None] + sorted(a for a in ACTIVATIONS
-                                                                                   if a != "prelu"),
-                   help="activation after the shuffle ('none' for none)")
+    p.add_argument("--output-activation", type=_none_or, default=argparse.SUPPRESS,
+                   choices=[None] + sorted(a for a in ACTIVATIONS if a != "prelu"),
+                   help="activation after the shuffle ('none' for none; default: the file's, none for a .pth)")
     p.add_argument("--scale", type=int, help="expected upscale factor (checked against the file)")
     return p
 

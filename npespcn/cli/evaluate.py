@@ -1,10 +1,10 @@
-"""The command behind ``python -m npespcn.evaluate``: PSNR/SSIM of ESPCN next to bicubic on image folders.
+"""``npespcn evaluate``: PSNR/SSIM of ESPCN next to bicubic on image folders.
 
 ::
 
-    python -m npespcn.evaluate --data ../shared/datasets/Set5 ../shared/datasets/Set14 --scale 2 3 4
-    python -m npespcn.evaluate --data Set5 --scale 3 --model runs/x3/best.npz --json
-    python -m npespcn.evaluate --data Set5 --bicubic-only
+    npespcn evaluate --data ../shared/datasets/Set5 ../shared/datasets/Set14 --scale 2 3 4
+    npespcn evaluate --data Set5 --scale 3 --model runs/x3/best.npz --json
+    npespcn evaluate --data Set5 --bicubic-only
 
 The protocol is :mod:`npespcn.evaluation.protocol`'s (Y channel, BT.601, ``scale`` pixels of border removed,
 Pillow bicubic degradation). ``--model`` defaults to the shipped ``espcn`` at each scale; a model file

@@ -46,7 +46,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--scale", type=int, default=3, help="upscale factor r")
     p.add_argument("--arch", choices=("paper", "seven"), default="paper",
                    help="paper: 5x5x64, 3x3x32, tanh; seven: 5x5x64, 3x3x64, 3x(3x3x32), relu")
-    p.add_argument("--layers", type=_layers, default=None, help="explicit hidden layers, e.g. 5x64,3x32 (default: --arch's)")
+    p.add_argument("--layers", type=_layers, default=None,
+                   help="explicit hidden layers, e.g. 5x64,3x32 (default: --arch's)")
     p.add_argument("--activation", choices=("tanh", "relu", "gelu", "prelu", "identity"), default=None,
                    help="activation of the hidden layers (default: --arch's: tanh for paper, relu for seven)")
     p.add_argument("--data", type=Path, default=None,

@@ -1,20 +1,17 @@
-"""The command behind ``python -m npespcn.upscale``: super-resolve image files with ESPCN.
+"""``npespcn upscale``: super-resolve image files with ESPCN.
 
 ::
 
-    python -m npespcn.upscale photo.png                      # -> photo_x3.png next to it
-    python -m npespcn.upscale a.jpg -o big.jpg --quality 92
-    python -m npespcn.upscale 'shots/*.png' frames/ --out-dir big/ --scale 2 --model espcn7
-    python -m npespcn.upscale --demo [--out espcn_demo.png]  # no data needed
+    npespcn upscale photo.png                      # -> photo_x3.png next to it
+    npespcn upscale a.jpg -o big.jpg --quality 92
+    npespcn upscale 'shots/*.png' frames/ --out-dir big/ --scale 2 --model espcn7
+    npespcn upscale --demo [--out espcn_demo.png]  # no data needed
 
 Inputs are files, folders (their images, not recursive) and glob patterns. The output keeps the input's
 format (PNG, JPEG, BMP, TIFF) unless ``-o`` names another; existing files are not replaced without
 ``--overwrite``; every file is written atomically. An unreadable or corrupt input is reported and
 skipped, the others are still written, and the exit status is 1 when any file failed (2 for a usage
 error such as a bad scale or a missing model).
-
-(This lives in its own module so that ``npespcn.upscale`` stays the function; ``npespcn/upscale.py`` only
-calls :func:`main`.)
 """
 from __future__ import annotations
 
@@ -86,12 +83,15 @@ def output_path(src: Path, scale: int, out=None, out_dir=None) -> Path:
 
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog=PROG, description="Super-resolve images with ESPCN (Shi et al., 2016).",
-                      formatter_class=HelpFormatter, epilog="Exit status: 0 all written, 1 some files failed, 2 usage error.")
+                      formatter_class=HelpFormatter,
+                      epilog="Exit status: 0 all written, 1 some files failed, 2 usage error.")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("-o", "--out", help="output file (one input only; with --demo: the demo PNG, replaced if it exists; default: "
+    where.add_argument("-o", "--out", help="output file (one input only; with --demo: the demo PNG, replaced if it "
+                       "exists; default: "
                        "<stem>_x<scale><suffix> next to the input)")
-    where.add_argument("--out-dir", help="folder for the outputs, created if missing; the outputs keep the inputs' file names")
+    where.add_argument("--out-dir",
+                       help="folder for the outputs, created if missing; the outputs keep the inputs' file names")
     p.add_argument("--scale", type=int, default=None,
                    help="upscale factor (default: the model file's, else 3)")
     p.add_argument("--model", default=None,

@@ -1,9 +1,9 @@
 """A demo that needs no data: draw a test chart, shrink it, and compare bicubic with ESPCN.
 
-:func:`run_demo` (``npespcn demo``, ``npespcn upscale --demo``) draws a 360×480 chart (a zone plate, a Siemens star, text and colour bars),
-downsamples it with Pillow's bicubic (the evaluation protocol of :mod:`npespcn.evaluation.protocol`), upscales it
-back with bicubic and with ESPCN, prints both PSNRs (on Y, ``scale`` pixels of border removed) and writes
-the three side by side (bicubic | ESPCN | original) as a PNG.
+:func:`run_demo` (``npespcn demo``, ``npespcn upscale --demo``) draws a 360×480 chart (a zone plate, a
+Siemens star, text and colour bars), downsamples it with Pillow's bicubic (the evaluation protocol of
+:mod:`npespcn.evaluation.protocol`), upscales it back with bicubic and with ESPCN, prints both PSNRs (on Y,
+``scale`` pixels of border removed) and writes the three side by side (bicubic | ESPCN | original) as a PNG.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The evaluation protocol of the super-resolution literature, as a library (used by ``npespcn.evaluate``
+"""The evaluation protocol of the super-resolution literature, as a library (used by ``npespcn evaluate``
 and by the trainer's per-epoch validation).
 
 For every high-resolution image ``HR`` (uint8 RGB; grey images as R = G = B) and scale ``r``::

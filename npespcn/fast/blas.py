@@ -3,8 +3,8 @@
 The fast convolution (:mod:`npespcn.fast.chunked`) splits an image into row chunks and gives
 them to ``numba.get_num_threads()`` worker threads, each doing im2col, one GEMM and the bias/activation
 of its own chunks. OpenBLAS must then run every GEMM on the calling thread: its own thread pool spins
-and synchronises inside every call, which costs little on an idle machine but makes small GEMMs up to
-100x slower when the cores are shared with other processes.
+and synchronises inside every call, and when the cores are shared (with npespcn's own workers, or with
+other processes) a small GEMM then waits on threads that are not running.
 
 OpenBLAS reads ``OPENBLAS_NUM_THREADS`` once, at load time; to change it afterwards one calls its
 ``openblas_set_num_threads`` (spelled ``scipy_openblas_set_num_threads64_`` in the build that NumPy
@@ -58,8 +58,9 @@ def _find():
     return None
 
 
-_FUNCS = _find()
-AVAILABLE = _FUNCS is not None
+THREAD_FUNCS = _find()
+"""``(set_num_threads, get_num_threads)`` of the loaded OpenBLAS, or None when not found."""
+AVAILABLE = THREAD_FUNCS is not None
 """Whether NumPy's OpenBLAS thread count can be set from here."""
 
 
@@ -141,7 +142,7 @@ def _reset_in_child():
     global _lock, _depth
     _lock = threading.Lock()
     if _depth and AVAILABLE:
-        _FUNCS[0](_saved)
+        THREAD_FUNCS[0](_saved)
     _depth = 0
 
 
@@ -160,7 +161,7 @@ def single_threaded_blas():
     if not AVAILABLE:
         yield
         return
-    setter, getter = _FUNCS
+    setter, getter = THREAD_FUNCS
     with _lock:
         if _depth == 0:
             _saved = getter()

@@ -28,10 +28,10 @@ neither accumulate nor read a window with its own row stride)::
     tmp (F, P'') = b;   for every tap (i, j):   tmp += w[:, :, i, j] (F, C) @ xpad[:, shifted by the tap]
     out[n, f, h, w] = act(tmp[f, position of (h, w)])                                    (unpad_rows)
 
-The ``p`` padding columns per row cost ``p/W`` more GEMM columns. On a 640-pixel-wide frame, one
-layer on two threads: 64 -> 32 1.27x, 32 -> 9 1.19x, 64 -> 64 1.07x as fast as im2col, 32 -> 32
-level. A pixel still gets the same bits whatever the image size: ``b`` plus its taps in a fixed
-order, each a BLAS dot product over ``C`` from the same kernels (GEMMs padded to :data:`MIN_GEMM_MNK`).
+The ``p`` padding columns per row cost ``p/W`` more GEMM columns, where im2col would copy ``C*k*k``
+values per pixel. A pixel still gets the same bits whatever the image size: ``b`` plus its taps in a
+fixed order, each a BLAS dot product over ``C`` from the same kernels (GEMMs padded to
+:data:`MIN_GEMM_MNK`).
 
 Training forward of a layer with fewer outputs than inputs (``F < C``: 64 -> 32, 32 -> 9) on images
 at most :data:`KN2ROW_MAX_WIDTH` wide: **kn2row**. One GEMM gives every kernel tap's product for the
@@ -43,11 +43,11 @@ offset, with the bias and activation (:func:`~npespcn.fast.rows.kn2row_rows`)::
     out[n, f, h, w] = act(b[f] + sum_{i,j} Y[(f*k + i)*k + j, pixel (h + i - p, w + j - p)])
 
 It copies ``C`` values per pixel instead of ``C*k*k``, and its GEMM has ``F*k*k`` rows instead of
-``F``: for the 32 -> 9 layer 81 x 32 @ 32 x P, which OpenBLAS runs at 57 GFLOP/s on one core where
-9 x 288 @ 288 x P ran at 30-37 (the B operand no longer streams from beyond L2). The extra ``2p``
-rows per chunk cost little on training patches (3 % on 32x32), but 12-25 % on the few-row chunks
-of a wide image, where it measured slower than im2col; and an inference pixel must get the same
-bits whatever the image size, so inference never runs kn2row.
+``F``: for the 32 -> 9 layer 81 x 32 @ 32 x P rather than 9 x 288 @ 288 x P, a shape OpenBLAS runs
+faster (its B operand is small enough not to stream from beyond L2). The extra ``2p`` rows per chunk
+are a small part of a training patch's chunk but a large part of the few-row chunks of a wide image,
+where im2col is the faster method (hence :data:`KN2ROW_MAX_WIDTH`); and an inference pixel must get
+the same bits whatever the image size, so inference never runs kn2row.
 
 The backward pass (:func:`conv2d_chunked_backward`) unfolds, chunk by chunk, whichever of the input
 ``x`` and the output gradient ``dz`` has fewer channels. For the 64 -> 32 and 32 -> 9 layers that is
@@ -55,9 +55,10 @@ The backward pass (:func:`conv2d_chunked_backward`) unfolds, chunk by chunk, whi
 
     dzcols (F*k*k, P)   dx = w_turned (C, F*k*k) @ dzcols     dwt (F*k*k, C) += dzcols @ xrows.T
 
-For the first layer (C = 1) it is ``x``: ``dw2 (F, K) += dT @ cols.T``. Keeping the forward's columns
-instead (as many frameworks do) was measured slower once the unfolding was fast: a batch of 64 32x32
-patches has 151 MB of them for the 64-channel layer, written to and read back from main memory.
+For the first layer (C = 1) it is ``x``: ``dw2 (F, K) += dT @ cols.T``. The forward's columns are not
+kept for the backward pass (many frameworks keep them): unfolding again, chunk by chunk in cache,
+is cheaper than writing them to main memory and reading them back, and a batch of 64 32x32 patches
+has 151 MB of them for the 64-channel layer.
 
 Size independence (tiled inference must be bitwise equal to untiled): every pixel gets the same bias add
 and activation, and from BLAS the same dot product of a row of ``w2`` with its column of ``cols``.
@@ -77,16 +78,16 @@ layer, no thread spinning while another is descheduled: that is what keeps it fa
 Two drivers do the dealing:
 
 * **compiled** (training, :data:`PARALLEL_DRIVERS`): the whole chunk loop is one numba ``prange``
-  region (:mod:`~npespcn.fast.compiled`) that calls BLAS itself. A region starts in about
-  2 us; the small layers of a training step (a batch of 16 17x17 patches: 0.2-1 ms of work each) ran
-  slower on two threads than on one through the thread pool. Between regions numba's OpenMP threads
-  busy-wait for a short while (``GOMP_SPINCOUNT``, which npespcn sets to 1000 rather than OpenMP's
-  8 ms default: :func:`~npespcn.fast.compiled.start_threads`) and then sleep, so they
-  neither miss the next layer nor hold a core another process wants.
+  region (:mod:`~npespcn.fast.compiled`) that calls BLAS itself. Starting a region costs far less
+  than the thread pool's hand-offs, which would make the small layers of a training step (a batch of
+  16 17x17 patches) slower on two threads than on one. Between regions numba's OpenMP threads
+  busy-wait for a short while (``GOMP_SPINCOUNT``, which npespcn sets to 1000 spins rather than
+  OpenMP's default of 300 000: :func:`~npespcn.fast.compiled.start_threads`) and then sleep, so
+  they neither miss the next layer nor hold a core another process wants.
 * **thread pool** (inference, and training where the compiled drivers cannot run, including a process
   forked after they ran: GNU OpenMP cannot run there): Python threads that return to Python between
-  the steps of a chunk. Hand-offs cost 50-150 us, nothing next to an inference chunk's milliseconds.
-  A forked child starts a pool of its own.
+  the steps of a chunk. A hand-off costs little next to the work of an inference chunk. A forked
+  child starts a pool of its own.
 
 If NumPy's BLAS cannot be made single-threaded, one worker runs every chunk and BLAS threads the GEMMs.
 """
@@ -133,7 +134,7 @@ SHIFTED_CHUNK_PIXELS = 4096
 PARALLEL_DRIVERS = bool(GEMMS) and BLAS_CONTROL
 """Whether training convolutions run the compiled drivers of :mod:`~npespcn.fast.compiled`
 (when NumPy's OpenBLAS ``cblas_?gemm`` was found and numba's threading layer is OpenMP or TBB, see
-:func:`_parallel_gemm`); the Python drivers on a thread pool otherwise, and always at inference."""
+:func:`parallel_gemm`); the Python drivers on a thread pool otherwise, and always at inference."""
 
 # --------------------------------------------------------------------------------------------------
 # Drivers: each worker owns its buffers and runs its chunks serially. Forward: a free worker takes the
@@ -185,11 +186,10 @@ def _buffer(name: str, n: int, dt, reuse_large: bool = False) -> np.ndarray:
     """A 1-D scratch array of ``n`` elements of ``dt`` (contents undefined).
 
     Below :data:`_REUSE_BELOW` (or always, with ``reuse_large``) it is owned by the calling thread and
-    reused by its next call: fresh buffers per layer call cost page faults every training step (batch 16
-    of 17x17: 12.5 -> 9.5 ms on two threads). A thread runs one chunk loop at a time, so its buffers are
-    its own. Larger chunk buffers are allocated per call: NumPy asks the kernel for huge pages for those,
-    and fresh ones measured 3-8 % faster than reused ones on a 640x360 forward (equal on a batch of 64
-    32x32 patches)."""
+    reused by its next call: fresh buffers per layer call would cost page faults every training step. A
+    thread runs one chunk loop at a time, so its buffers are its own. Larger chunk buffers are allocated
+    per call: NumPy asks the kernel for huge pages for those, so a fresh one costs few page faults and
+    keeping it would gain nothing."""
     dt = np.dtype(dt)
     if n * dt.itemsize >= _REUSE_BELOW and not reuse_large:
         return np.empty(n, dtype=dt)
@@ -212,7 +212,7 @@ def _dealer(n: int):
     return deal
 
 
-def _chunks(N: int, H: int, W: int, min_pixels: int = 0, workers: int = 1, pixels: int | None = None):
+def plan_chunks(N: int, H: int, W: int, min_pixels: int = 0, workers: int = 1, pixels: int | None = None):
     """Runs of whole stacked rows, about ``pixels`` (default :data:`CHUNK_PIXELS`) each, at least
     ``min_pixels``.
 
@@ -236,7 +236,7 @@ def _max_workers() -> int:
     return max(1, numba.get_num_threads())
 
 
-def _parallel_gemm(dt):
+def parallel_gemm(dt):
     """The ``cblas_?gemm`` for :mod:`~npespcn.fast.compiled`'s drivers in ``dt``, or None
     when the Python drivers are to run (see :func:`~npespcn.fast.compiled.usable`)."""
     return GEMMS.get(np.dtype(dt)) if PARALLEL_DRIVERS and _par.usable() else None
@@ -310,10 +310,10 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
         return out
     w2 = np.ascontiguousarray(w.reshape(F, K), dtype=dt)
     min_cols = -(-MIN_GEMM_MNK // (F * K)) if size_independent else 0
-    chunks = _chunks(N, H, W, min_cols, _max_workers())  # padding needed only if the image is smaller
+    chunks = plan_chunks(N, H, W, min_cols, _max_workers())  # padding needed only if the image is smaller
     workers = min(_max_workers(), len(chunks))
     cap = max(max(r1 - r0 for r0, r1 in chunks) * W, min_cols)
-    fn = None if size_independent else _parallel_gemm(dt)
+    fn = None if size_independent else parallel_gemm(dt)
     if fn is not None:
         _run_parallel(_par.forward_im2col, x, k, w2, b, code, _bounds(chunks), workers,
                       _worker_buffer("pcols", workers, K * cap, dt), _worker_buffer("ptmp", workers, F * cap, dt),
@@ -346,7 +346,7 @@ def _forward_shifted(x, w, b, code, out):
     Wp = W + p
     taps = [np.ascontiguousarray(w[:, :, i, j]) for i in range(k) for j in range(k)]    # (F, C) each
     min_cols = -(-MIN_GEMM_MNK // (F * C))
-    chunks = _chunks(N, H, W, min_cols, _max_workers(), SHIFTED_CHUNK_PIXELS)
+    chunks = plan_chunks(N, H, W, min_cols, _max_workers(), SHIFTED_CHUNK_PIXELS)
     workers = min(_max_workers(), len(chunks))
 
     def span(r0, r1):
@@ -383,10 +383,10 @@ def _forward_kn2row(x, w, b, code, out):
     p = (k - 1) // 2
     R = N * H
     taps = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(F * k * k, C)    # taps[(f*k + i)*k + j, c]
-    chunks = _chunks(N, H, W, 0, _max_workers())
+    chunks = plan_chunks(N, H, W, 0, _max_workers())
     workers = min(_max_workers(), len(chunks))
     cap = (max(r1 - r0 for r0, r1 in chunks) + 2 * p) * W
-    fn = _parallel_gemm(x.dtype)
+    fn = parallel_gemm(x.dtype)
     if fn is not None:
         _run_parallel(_par.forward_kn2row, x, k, taps, b, code, _bounds(chunks), workers,
                       _worker_buffer("pxrows", workers, C * cap, x.dtype),
@@ -463,9 +463,9 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activat
     y = d if code == IDENTITY else np.ascontiguousarray(y, dtype=dt)
     w = np.ascontiguousarray(w, dtype=dt)
     if (F <= C if input_grad else F < C):
-        dx, dw, db = _backward_unfolding_dz(d, y, code, x, w, input_grad, out)
+        dx, dw, db = backward_unfolding_dz(d, y, code, x, w, input_grad, out)
     else:
-        dx, dw, db = _backward_unfolding_x(d, y, code, x, w, input_grad, out)
+        dx, dw, db = backward_unfolding_x(d, y, code, x, w, input_grad, out)
     return dx, dw, db.astype(dt)
 
 
@@ -477,13 +477,13 @@ def _sum_in_order(parts):
     return total
 
 
-def _backward_unfolding_dz(d, y, code, x, w, input_grad, out):
+def backward_unfolding_dz(d, y, code, x, w, input_grad, out):
     """:func:`conv2d_chunked_backward` by the columns of ``dz`` (see there)."""
     N, C, H, W = x.shape
     F, _, k, _ = w.shape
     Kt = F * k * k
     dt = x.dtype
-    chunks = _chunks(N, H, W, 0, _max_workers())
+    chunks = plan_chunks(N, H, W, 0, _max_workers())
     workers = min(_max_workers(), len(chunks))
     cap = max(r1 - r0 for r0, r1 in chunks) * W
     no_dT, no_dz = np.empty((0, 0), dtype=dt), np.empty((0, 0, 0, 0), dtype=dt)
@@ -492,7 +492,7 @@ def _backward_unfolding_dz(d, y, code, x, w, input_grad, out):
     w_turned = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).reshape(C, Kt)
     zero_bias = np.zeros(C, dtype=dt)
     dx = out_array(out, (N, C, H, W), dt) if input_grad else None
-    fn = _parallel_gemm(dt)
+    fn = parallel_gemm(dt)
     if fn is not None:
         dbs, dwts = np.zeros((workers, F)), np.zeros((workers, Kt, C), dtype=dt)
         _run_parallel(_par.backward_unfolding_dz, d, y, code, x, k, w_turned, _bounds(chunks), workers,
@@ -538,19 +538,18 @@ def _turn_back(dwt, F, k, C):
     return np.ascontiguousarray(dwt.reshape(F, k, k, C)[:, ::-1, ::-1, :].transpose(0, 3, 1, 2))
 
 
-def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
+def backward_unfolding_x(d, y, code, x, w, input_grad, out):
     """:func:`conv2d_chunked_backward` by the columns of ``x`` (see there)."""
     N, C, H, W = x.shape
     F, _, k, _ = w.shape
     K = C * k * k
     dt = x.dtype
-    chunks = _chunks(N, H, W, 0, _max_workers())
+    chunks = plan_chunks(N, H, W, 0, _max_workers())
     workers = min(_max_workers(), len(chunks))
     cap = max(r1 - r0 for r0, r1 in chunks) * W
     no_dz = np.empty((0, 0, 0, 0), dtype=dt)
     w2t = w.reshape(F, K).T                         # (K, F), Fortran order: no copy in BLAS
-    # dw2 (F, K) or its transpose, whichever puts the larger side first: OpenBLAS runs that one faster
-    # (first layer, 64 x 25: 128 vs 164 us per 2048 pixels; 576 x 32 the other way round: 85 vs 63 GFLOP/s).
+    # dw2 (F, K) or its transpose, whichever puts the larger side first: the orientation OpenBLAS runs faster.
     tall = F >= K
 
     def work(wid):
@@ -574,7 +573,7 @@ def _backward_unfolding_x(d, y, code, x, w, input_grad, out):
                 _col2im_rows(dcols, k, r0, r1, dx)
         return dw, db, dx
 
-    fn = _parallel_gemm(dt)
+    fn = parallel_gemm(dt)
     if fn is not None:
         dws = np.zeros((workers, F, K) if tall else (workers, K, F), dtype=dt)
         dbs = np.zeros((workers, F))

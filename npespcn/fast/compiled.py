@@ -2,24 +2,24 @@
 
 :mod:`npespcn.fast.chunked` plans a layer (its chunks of stacked rows, its buffers) and runs
 the chunks on worker threads. Its Python drivers hand every chunk loop to a thread pool, and each step
-of a chunk (im2col, GEMM, bias and activation) returns to Python between calls. On a batch of 16
-17x17 patches a layer's work is a fraction of a millisecond, and those hand-offs are not: waking a
-pool thread and taking the GIL back costs 50-150 us each on a virtual machine, which is why the small
-layers ran *slower* on two threads than on one.
+of a chunk (im2col, GEMM, bias and activation) returns to Python between calls. The layers of a
+training step on small patches (a batch of 16 17x17 patches) are little work each, and waking a pool
+thread and taking the GIL back between those steps costs a sizeable part of it: through the thread
+pool, the small layers would run slower on two threads than on one.
 
 Here the same loops are compiled as a whole: ``for wid in prange(workers)`` gives worker ``wid`` the
 chunks ``wid, wid + workers, ...`` (as in the Python backward drivers), and each chunk calls the same
-row kernels (:mod:`~npespcn.fast.rows`, :mod:`~npespcn.functional.im2col`) and BLAS itself,
-through NumPy's OpenBLAS ``cblas_?gemm`` (:func:`~npespcn.fast.blas.gemm`), without the GIL. A
-region costs about 2 us to start with numba's OpenMP threading layer (whose threads spin briefly
-before they sleep) where the thread pool took about 90 us.
+row kernels (:mod:`~npespcn.fast.rows`) and BLAS itself, through NumPy's OpenBLAS ``cblas_?gemm``
+(:func:`~npespcn.fast.blas.gemm`), without the GIL. Under numba's OpenMP threading layer (whose
+threads spin briefly before they sleep) starting a region costs a small fraction of a thread-pool
+hand-off, so even the small layers can use a second thread.
 
 Every worker writes its own partial sums (``dbs[wid]``, ``dwts[wid]``...), which the caller adds in
 worker order, so results are the same on every run with the same thread count. The arrays are the
 caller's: ``bounds`` (chunks + 1,) holds the chunks' first stacked rows and then ``N*H``; buffers are
 ``(workers, size)``, each worker using its own row, reshaped per chunk.
 
-These are training paths only: inference chunks are large (hand-offs cost nothing there) and keep
+These are training paths only: inference chunks are large (hand-offs cost little next to their work) and keep
 the Python drivers, whose results do not depend on the image size.
 """
 from __future__ import annotations
@@ -156,7 +156,7 @@ def usable() -> bool:
     was not forked from one in which npespcn had started numba's threads.
 
     numba's "workqueue" layer, its fallback when neither OpenMP nor TBB can be loaded, starts a region
-    in 100-300 us (measured), slower than the thread pool. GNU OpenMP cannot run in a forked child (it
+    more slowly than the thread pool hands a chunk loop over. GNU OpenMP cannot run in a forked child (it
     would print "fork() called from a process already using GNU OpenMP" and terminate), as in a
     ``multiprocessing`` pool started with the "fork" method after training in the parent. In both
     cases npespcn's layers run on the thread pool."""
@@ -174,11 +174,11 @@ def start_threads() -> None:
 
     GNU OpenMP reads ``GOMP_SPINCOUNT`` once, when numba loads it, so npespcn calls this before it
     asks numba anything about threads, and sets the variable for that moment only. OpenMP's default
-    (300 000 spins, about 8 ms) lets an idle thread hold a core long after a region: with another
-    process busy on the machine, a batch-16 training step took 12.6-15.2 ms instead of 10.3-11.0 ms
-    with 1000 spins (10.4-11.4 with the thread-pool drivers); on an idle machine 1000 spins cost
-    nothing measurable (6.8 vs 6.6 ms; ``OMP_WAIT_POLICY=passive``, no spinning at all, doubled the
-    step). If numba's threads were already running, this changes nothing."""
+    (300 000 spins) lets an idle thread hold a core long after a region, which slows a training step
+    down whenever another process wants that core; :data:`SPIN_COUNT` spins still catch the next
+    layer's region in a training step, then the thread sleeps and gives the core back. No spinning
+    at all (``OMP_WAIT_POLICY=passive``) would make every region wake its threads from sleep. If
+    numba's threads were already running, this changes nothing."""
     global _started
     if _started:
         return

@@ -1,8 +1,8 @@
 """Element functions written so that LLVM vectorises them: no libm calls, no branches that raise.
 
-numba turns ``math.tanh`` into one scalar libm call per element (about 20 ns); ESPCN's paper model
-evaluates 96 tanh per low-resolution pixel, so a 640×360 frame would spend more time in tanh than in
-its convolutions. :func:`tanh32` computes the float32 tanh from plain multiply-adds in float64::
+numba turns ``math.tanh`` into one scalar libm call per element, which LLVM cannot vectorise; ESPCN's
+paper model evaluates 96 tanh per low-resolution pixel, so those calls would rival the convolutions'
+work. :func:`tanh32` computes the float32 tanh from plain multiply-adds in float64::
 
     y   = min(|x|, 9.5) * 2 / 64                     (tanh(9.5) rounds to 1 in float32)
     a0  = expm1(y)                                   Taylor polynomial of degree 11, |error| < 1e-15
@@ -12,7 +12,8 @@ its convolutions. :func:`tanh32` computes the float32 tanh from plain multiply-a
 The doubling step keeps the *relative* precision of small values (no ``1 - 2/(e + 1)`` cancellation),
 so the float64 result is within about 1e-13 (relative) of the true tanh and its rounding to float32 is
 the correctly rounded value in every case we tested (:mod:`tests.test_fast_kernels`): never further
-than NumPy's own ``np.tanh`` on float32. The sign is restored by a select, so ``tanh32(-0.0) == 0.0``; NaN gives NaN, ±inf gives ±1.
+than NumPy's own ``np.tanh`` on float32. The sign is restored by a select, so ``tanh32(-0.0) == 0.0``;
+NaN gives NaN, ±inf gives ±1.
 
 Callers must compile with ``error_model="numpy"`` (a division that cannot raise) for the loop to be
 vectorised; ``fastmath={"contract"}`` lets LLVM fuse the multiply-adds, which changes nothing of the

@@ -27,8 +27,8 @@ What each format determines:
 ``overrides`` may be any of ``scale, channels, layers, activation, output_activation``. For every format an
 override of a field the file determines (scale, channels, layers) must agree with the file; activations are
 replaced. This package is a leaf: it reads and writes files of arrays and records and imports nothing else
-of npespcn (but :mod:`npespcn.atomic`). No format is ever read with ``pickle``: see :mod:`npespcn.formats.torch_pth` for why a ``.pth``
-cannot run code here.
+of npespcn (but :mod:`npespcn.atomic`). No format is ever read with ``pickle``: see
+:mod:`npespcn.formats.torch_pth` for why a ``.pth`` cannot run code here.
 """
 from __future__ import annotations
 

@@ -1,9 +1,12 @@
 """Pure functions on arrays: the kernels of npespcn (like PyTorch's ``nn.functional``).
 
 Every kernel follows the CS231n convention: ``*_forward(...)`` returns ``(out, cache)`` and
-``*_backward(dout, cache)`` returns the gradients. Each has a readable NumPy reference and a numba fast
-path with the same signature; ``backend="reference" | "numba" | None`` picks one (None: the default,
-see :mod:`npespcn.functional.backend`).
+``*_backward(dout, cache)`` returns the gradients. Each has a readable NumPy reference (``*_reference``)
+and a fast twin (``*_numba``) with literally the same signature and the same cache, so a forward in one
+backend may be followed by a backward in the other; ``backend="reference" | "numba" | None`` picks one
+(None: the default, see :mod:`npespcn.functional.backend`). This package is the maths a learner reads;
+the fast twins reach the machinery that makes them fast (threads, chunks of rows, BLAS pointers) only
+through :mod:`npespcn.fast`.
 
 =================  ===========================================
 file               concept
@@ -13,28 +16,17 @@ file               concept
 ``activation.py``  relu, tanh, gelu, identity, PReLU
 ``shuffle.py``     periodic shuffle and its inverse
 ``loss.py``        mean squared error
+``backend.py``     which of the two implementations runs
 =================  ===========================================
 """
-from .activation import (
-                         ACTIVATIONS,
-                         activation_backward,
-                         activation_forward,
-                         check_activation,
-                         prelu_backward,
-                         prelu_forward,
-)
+from .activation import (ACTIVATIONS, activation_backward, activation_forward, check_activation, prelu_backward,
+                         prelu_forward)
 from .backend import BACKENDS, get_backend, set_backend, use_backend
 from .conv import conv2d_backward, conv2d_forward
 from .im2col import col2im, im2col
 from .loss import mse_loss
-from .shuffle import (
-                         pixel_shuffle,
-                         pixel_shuffle_backward,
-                         pixel_shuffle_forward,
-                         pixel_unshuffle,
-                         pixel_unshuffle_backward,
-                         pixel_unshuffle_forward,
-)
+from .shuffle import (pixel_shuffle, pixel_shuffle_backward, pixel_shuffle_forward, pixel_unshuffle,
+                      pixel_unshuffle_backward, pixel_unshuffle_forward)
 
 __all__ = [
     "BACKENDS", "get_backend", "set_backend", "use_backend",

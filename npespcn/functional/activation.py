@@ -112,9 +112,9 @@ def prelu_backward_reference(dout, cache):
 
 # --------------------------------------------------------------------------------------------------
 # Fast path: one numba loop over the flattened array per activation, each simple enough for LLVM to
-# vectorise (``error_model="numpy"``: no division checks; tanh without libm, see vecmath). Serial: a
-# vectorised element-wise loop is memory-bound, and a parallel region ends in a barrier that costs
-# milliseconds when the cores are shared with other processes.
+# vectorise (``error_model="numpy"``: no division checks; tanh without libm, see npespcn.fast.vecmath).
+# Serial: a vectorised element-wise loop is memory-bound, and a parallel region ends in a barrier
+# that waits for the slowest core when the cores are shared with other processes.
 # --------------------------------------------------------------------------------------------------
 _FAST = dict(cache=True, nogil=True, error_model="numpy")
 

@@ -63,8 +63,8 @@ def pixel_unshuffle_reference(x, r):
 
 # --------------------------------------------------------------------------------------------------
 # Fast path: the index formula as explicit loops over (image, output channel), writing each
-# output row contiguously. Serial: it only moves memory, and a parallel region's barrier costs
-# milliseconds when the cores are shared.
+# output row contiguously. Serial: it only moves memory, and a parallel region's barrier waits for
+# the slowest core when the cores are shared.
 # --------------------------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
 def _shuffle_numba(x, r, out):

@@ -158,9 +158,10 @@ def to_pil(arr) -> Image.Image:
 
 
 PNG_COMPRESSION = 3
-"""Default zlib level of the PNGs npespcn writes. Level 6 (Pillow's default) took 3-8x as long on
-upscaled Set14 images for files 0-7 % smaller than level 3 (level 1, OpenCV's default, is faster again
-but up to 17 % larger): on an 8K result level 6 spent 6.5 s compressing, more than the upscale."""
+"""Default zlib level of the PNGs npespcn writes. Higher levels (Pillow's default is 6) take several
+times as long on upscaled photographs for files only a few percent smaller, and on a large result
+compression would then outlast the upscale itself; level 1 (OpenCV's default) is faster again but
+gives noticeably larger files."""
 
 
 def _check_png_level(level) -> int:
@@ -290,8 +291,7 @@ def _filter_rows(rows, prev, bpp, out):
 
 def png_filter_rows(rows: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
     """Same contract and bytes as :func:`png_filter_rows_reference`, as one numba pass over the rows
-    (the NumPy version makes a dozen int16 temporaries per row band: 85 ms against 7 ms for a
-    1536x1536 RGB image, about 1 s of an 8K result's encoding)."""
+    (the NumPy version makes a dozen int16 temporaries per row band)."""
     # Writable C-contiguous copies where needed: one compiled signature (read-only arrays make another).
     rows = np.require(rows, np.uint8, ["C", "W"])
     out = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)
@@ -304,8 +304,8 @@ def write_png_rows(path, shape, dtype, bands, icc_profile=None, chunk_rows: int 
     """Write a PNG from bands of rows, atomically, without holding the whole image.
 
     The rows are filtered and compressed on a second thread while the next band is being made (zlib
-    and the numba filter release the GIL): for an 8K upscale, compression takes about as long as the
-    network. At most two bands wait for the encoder.
+    and the numba filter release the GIL), so encoding overlaps the network's work instead of following
+    it. At most two bands wait for the encoder.
 
     Parameters
     ----------

@@ -19,8 +19,9 @@ Tiling: the low-resolution image is cut into ``tile`` x ``tile`` tiles; each is 
 default numba backend the convolutions (:meth:`ESPCN.infer`, :mod:`npespcn.fast.chunked`) give
 a pixel the same bits whatever the array size, and everything else is elementwise or position-based, so a
 tiled result is bitwise equal to the untiled one (``tile`` >= the image size). (The NumPy reference
-backend, one GEMM per image, agrees only to float rounding.) ``tile=None`` picks the largest tile that keeps the
-working memory of one tile near :data:`TILE_BUDGET` bytes, then evens the tiles out (:func:`balanced`).
+backend, one GEMM per image, agrees only to float rounding.) ``tile=None`` picks the largest tile that keeps
+the working memory of one tile near :data:`~npespcn.inference.tiling.TILE_BUDGET` bytes, then evens the tiles
+out (:func:`~npespcn.inference.tiling.balanced`).
 """
 from __future__ import annotations
 

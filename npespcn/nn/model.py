@@ -103,7 +103,11 @@ class ESPCN:
         if self.output_activation not in (None, "identity"):
             self.named_layers.append(("output_act", Activation(self.output_activation)))
         self.init_weights(seed)
-        self._buffers: dict = {}            # training's intermediate arrays, reused step after step
+        self.buffers: dict = {}
+        """Training's intermediate arrays, kept to be written again at the next step of the same shape."""
+        self._trained: list = []            # the layers the last forward ran (a fused activation: its conv)
+        self._in_shapes: list = []          # the input shape of each of them
+        self._out_shape = None              # the last training forward's output shape; None: no backward pending
 
     # ---------------------------------------------------------------------------------- construction
     @classmethod
@@ -227,13 +231,13 @@ class ESPCN:
 
         The convolutions' intermediate results (and, in :meth:`backward`, the gradients passed between
         layers) are written into the arrays of the previous step when the shapes agree, as a caching
-        allocator would: fresh arrays cost their page faults every step (11 % of a batch-16 step). The
+        allocator would (fresh arrays would pay their page faults every step); see :attr:`buffers`. The
         returned output and input gradient are always new arrays.
         """
         out = self._check_input(x)
         layers = [layer for layer in self.layers if shuffle or not isinstance(layer, PixelShuffle)]
         steps = list(self._fusions(layers, FUSED_TRAIN_ACTIVATIONS))
-        self._trained, self._in_shapes = [], []   # the layers run, in order; a fused activation is its conv's
+        self._trained, self._in_shapes = [], []
         for i, (layer, act) in enumerate(steps):
             self._in_shapes.append(out.shape)
             if isinstance(layer, Conv2d):
@@ -241,7 +245,7 @@ class ESPCN:
                 shape = out.shape[:1] + (layer.out_channels,) + out.shape[2:]
                 out = layer.forward(out, True, act, out=None if last else self._reusable(("out", i), shape))
                 if not last:
-                    self._buffers[("out", i)] = out
+                    self.buffers[("out", i)] = out
             else:
                 out = layer.forward(out, train=True)
             self._trained.append(layer)
@@ -250,7 +254,7 @@ class ESPCN:
 
     def _reusable(self, key, shape):
         """The array kept under ``key`` if it has ``shape`` and the model's dtype, else None."""
-        buf = self._buffers.get(key)
+        buf = self.buffers.get(key)
         return buf if buf is not None and buf.shape == shape and buf.dtype == self.dtype else None
 
     @staticmethod
@@ -271,7 +275,7 @@ class ESPCN:
         """Backpropagate ``dy = dL/dy`` (the shape :meth:`forward` returned); fills :attr:`grads` and
         returns ``dL/dx``. Training needs only the parameters' gradients: ``input_grad=False`` skips
         the first convolution's input gradient (a GEMM and a col2im) and returns None."""
-        if getattr(self, "_out_shape", None) is None:
+        if self._out_shape is None:
             raise RuntimeError("ESPCN.backward called without a forward first")
         dy = np.asarray(dy)
         if dy.shape != self._out_shape:
@@ -285,7 +289,7 @@ class ESPCN:
                 d = layer.backward(d, input_grad=input_grad)
             else:
                 d = layer.backward(d, out=self._reusable(("dx", i), self._in_shapes[i]))
-                self._buffers[("dx", i)] = d
+                self.buffers[("dx", i)] = d
         self._out_shape = None
         return d if input_grad else None
 

@@ -16,9 +16,9 @@ T91 (Yang et al. 2010), Set5 (Bevilacqua et al. 2012) and Set14 (Zeyde et al. 20
 project page http://mmlab.ie.cuhk.edu.hk/projects/SRCNN.html (``SRCNN_train.zip``: T91 as BMP;
 ``Test/Set5``, ``Test/Set14``); Set5 and Set14 as PNG are also on Hugging Face
 (https://huggingface.co/datasets/eugenesiow/Set5, .../Set14). The SHA-256 sums in the manifest are
-those of the PNG copies this project was developed with; this machine has no internet, so they could
-not be checked against any public mirror. Point ``$NPESPCN_DATASETS_URL`` (or ``url=``) at a mirror with
-the layout above (e.g. a folder served by ``python -m http.server`` over a copy of the three datasets).
+those of the PNG copies this project was developed with; they have not been checked against any
+public mirror. Point ``$NPESPCN_DATASETS_URL`` (or ``url=``) at a mirror with the layout above (e.g. a folder
+served by ``python -m http.server`` over a copy of the three datasets).
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ from .manifest import MANIFEST
 
 DATASETS = tuple(MANIFEST)
 DEFAULT_URL = None
-"""No built-in mirror: none with this exact content could be verified from the development machine
-(no internet), and a guessed URL would only fail later. Set ``$NPESPCN_DATASETS_URL``."""
+"""No built-in mirror: no public mirror is known to hold exactly the manifest's files, and a guessed
+URL would only fail later. Set ``$NPESPCN_DATASETS_URL``."""
 
 
 class DownloadError(RuntimeError):
@@ -54,8 +54,8 @@ def cache_dir() -> Path:
 def find_training_data(data=None, with_images: bool = False):
     """Where the training images are: ``(folder or None, [places looked])``.
 
-    ``data`` if given, else ``$NPESPCN_DATASETS/T91``, else ``<cache>/T91``; the first folder holding at least one
-    image (PNG/JPEG/BMP/TIFF, searched recursively) wins. With ``with_images``, returns
+    ``data`` if given, else ``$NPESPCN_DATASETS/T91``, else ``<cache>/T91``; the first folder holding at
+    least one image (PNG/JPEG/BMP/TIFF, searched recursively) wins. With ``with_images``, returns
     ``(folder or None, [its images] or None, [places looked])``, so the caller need not walk it again.
     """
     if data is not None:

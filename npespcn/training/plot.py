@@ -34,7 +34,8 @@ def _fmt(v: float) -> str:
 def render_curves(series: dict, width: int = 640, panel_height: int = 180, xlabel: str = "epoch") -> Image.Image:
     """Draw ``series`` (``{"title": [(x, y), ...], ...}``) as stacked line panels.
 
-    Non-finite y values are skipped; ``xlabel`` is written under every panel. Returns an RGB ``PIL.Image`` of ``width`` x ``panels * panel_height``.
+    Non-finite y values are skipped; ``xlabel`` is written under every panel. Returns an RGB ``PIL.Image``
+    of ``width`` x ``panels * panel_height``.
     """
     if not series:
         raise ValueError("plot_curves needs at least one series")

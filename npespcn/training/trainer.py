@@ -10,11 +10,10 @@ One optimisation step on a batch ``x (B, 1, p, p)``, ``y (B, 1, p*r, p*r)`` (Y /
 With ``subpixel_target=True`` (the paper's trick) the target is stored inverse-shuffled,
 ``unshuffle(y) (B, r*r, p, p)``, and the loop runs every layer except the periodic shuffle: the loss is
 the same mean over the same numbers and the gradient reaching the last convolution is the same array,
-so the weights follow the same path (see ``tests/test_training.py``). Measured on one CPU thread
-(batch 16, 17x17 patches): the shuffle and its inverse take 35-95 us of a 17-18 ms step (x2-x4,
-paper model), and augmenting the inverse-shuffled target costs about as much as it saves, so the
-trick changes the step time by less than the noise (-1 % to +0.2 %). It matters where the shuffle is
-a large share of the work (GPUs, big outputs), not here.
+so the weights follow the same path (see ``tests/test_training.py``). On a CPU the shuffle and its
+inverse are a small share of a step, and augmenting the inverse-shuffled target costs about as much as
+skipping the shuffle saves, so the trick hardly changes the step time; it pays where the shuffle is
+a large share of the work (GPUs, big outputs).
 
 Every epoch ends with validation (PSNR/SSIM on Y, :mod:`npespcn.evaluation.protocol`'s protocol), the best
 weights kept as ``best.npz``, the last as ``last.npz``, a checkpoint ``checkpoint.npz`` (parameters,
@@ -175,7 +174,7 @@ def load_validation_set(folder) -> list:
 
 def validate(model: ESPCN, images: list) -> dict:
     """Mean PSNR (dB) and SSIM on Y of ``model`` over ``images`` (from :func:`load_validation_set`),
-    exactly as ``python -m npespcn.evaluate`` computes them (:func:`npespcn.evaluation.protocol.evaluate`):
+    exactly as ``npespcn evaluate`` computes them (:func:`npespcn.evaluation.protocol.evaluate`):
     ``{"psnr": float, "ssim": float}``."""
     res = evaluate(model, images, model.scale, bicubic=False)
     return {"psnr": res["psnr"], "ssim": res["ssim"]}
@@ -244,7 +243,8 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, patches: PatchSet, val_images, out_dir, resume: bool = False,
-                 stream=None, quiet: bool = False, val_name: str = "val", stop_after_steps: int | None = None, info: dict | None = None):
+                 stream=None, quiet: bool = False, val_name: str = "val", stop_after_steps: int | None = None,
+                 info: dict | None = None):
         if patches.scale != config.scale:
             raise ValueError(f"patches were made for x{patches.scale}, the config trains x{config.scale}")
         self.cfg, self.patches, self.val_images = config, patches, val_images

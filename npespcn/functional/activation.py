@@ -66,9 +66,7 @@ def check_activation(name, allow_prelu: bool = False, what: str = "activation") 
 # Reference: NumPy array expressions, one line per formula in the table above.
 # --------------------------------------------------------------------------------------------------
 def _forward_reference(x, name):
-    from scipy.special import (
-        erf,  # imported here: scipy.special costs ~0.2 s at start-up
-    )
+    from scipy.special import erf  # here, not at the top: scipy.special is slow to import, and only gelu needs it
     if name == "identity":
         return x.copy()
     if name == "relu":

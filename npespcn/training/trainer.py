@@ -44,7 +44,7 @@ from .. import functional as F
 from ..atomic import atomic_write
 from ..evaluation.protocol import evaluate, load_rgb8
 from ..image.io import list_images
-from ..nn.model import ESPCN, PAPER_LAYERS, SEVEN_LAYERS
+from ..nn.model import ESPCN, PAPER_LAYERS, SEVEN_LAYERS, check_scale
 from ..nn.optim import SGD, Adam, CosineLR, StepLR
 from .patches import PatchSet, augment_batch, epoch_plan
 from .plot import plot_curves
@@ -102,7 +102,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in ("step", "cosine", "none"):
             raise ValueError(f"schedule must be 'step', 'cosine' or 'none', got {self.schedule!r}")
-        for name in ("epochs", "batch_size", "patch_size", "stride", "scale"):
+        self.scale = check_scale(self.scale)
+        for name in ("epochs", "batch_size", "patch_size", "stride"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):

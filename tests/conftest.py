@@ -3,7 +3,8 @@
 Locations come from environment variables, each defaulting to ``../shared/...`` next to the project root:
 
 * ``NPESPCN_SHARED``     the shared folder (default ``<root>/../shared``)
-* ``NPESPCN_DATASETS``   T91, Set5, Set14      (default ``$NPESPCN_SHARED/datasets``)
+* ``NPESPCN_DATASETS``   T91, Set5, Set14      (default ``$NPESPCN_SHARED/datasets``, else the built-in
+                                              sets of ``<root>/data``)
 * ``NPESPCN_PUBLISHED``  ESPCN_x{2,3,4}.pb     (default ``$NPESPCN_SHARED/published``)
 * ``NPESPCN_REFERENCE``  PyTorch reference     (default ``$NPESPCN_SHARED/reference``)
 """
@@ -23,7 +24,10 @@ def shared_dir() -> Path:
 
 
 def datasets_dir() -> Path:
-    return Path(os.environ.get("NPESPCN_DATASETS", shared_dir() / "datasets"))
+    if os.environ.get("NPESPCN_DATASETS"):
+        return Path(os.environ["NPESPCN_DATASETS"])
+    shared = shared_dir() / "datasets"
+    return shared if shared.is_dir() else ROOT / "data"
 
 
 def published_dir() -> Path:

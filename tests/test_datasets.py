@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from npespcn.training import datasets
 from npespcn.training.manifest import MANIFEST
@@ -155,3 +156,25 @@ def test_cli_download_error_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["--download"]) != 0
     err = capsys.readouterr().err
     assert err.startswith("error: no download mirror configured") and err.count("\n") == 1
+
+
+def test_the_built_in_sets_are_the_manifest_s_files():
+    root = datasets.builtin_dir()
+    for name in datasets.DATASETS:
+        assert datasets.verify(name, root=root) == [], name
+        assert sorted(p.name for p in (root / name).iterdir()) == sorted(datasets.MANIFEST[name])
+
+
+def test_a_set_is_looked_for_in_the_variable_then_the_cache_then_built_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("NPESPCN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("NPESPCN_DATASETS", raising=False)
+    assert datasets.find_dataset("Set5")[0] == datasets.builtin_dir() / "Set5"
+    (tmp_path / "cache" / "Set5").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "cache" / "Set5" / "a.png")
+    assert datasets.find_dataset("Set5")[0] == tmp_path / "cache" / "Set5"
+    monkeypatch.setenv("NPESPCN_DATASETS", str(tmp_path / "mine"))
+    (tmp_path / "mine" / "Set5").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "mine" / "Set5" / "b.png")
+    folder, looked = datasets.find_dataset("Set5")
+    assert folder == tmp_path / "mine" / "Set5" and looked == [str(folder)]
+    assert datasets.find_dataset("Set5", tmp_path / "nowhere") == (None, [str(tmp_path / "nowhere")])

@@ -18,6 +18,7 @@ from npespcn import functional as F
 from npespcn import load_model
 from npespcn.image.io import list_images
 from npespcn.nn.model import ESPCN
+from npespcn.training import datasets
 from npespcn.training.patches import PatchSet, augment_batch, build_patches
 from npespcn.training.trainer import (
     BEST,
@@ -234,17 +235,28 @@ def _cli(args, env_extra=None, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def test_cli_without_data_says_where_it_looked(tmp_path):
-    env = {"NPESPCN_CACHE": str(tmp_path / "cache"), "NPESPCN_DATASETS": str(tmp_path / "nothing")}
-    p = _cli(["--scale", "3", "--out", str(tmp_path / "out")], env)
+def test_cli_with_a_missing_data_folder_says_where_it_looked(tmp_path):
+    p = _cli(["--scale", "3", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
     out, err = p.communicate(timeout=60)
     assert p.returncode != 0
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert str(tmp_path / "nothing" / "T91") in err and str(tmp_path / "cache" / "T91") in err
-    assert "--download" in err
+    assert str(tmp_path / "nothing") in err and "--download" in err
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_on_a_fresh_machine_trains_on_the_built_in_sets(tmp_path):
+    """No --data, no --val, no NPESPCN_DATASETS, an empty cache: the built-in T91 and Set5 are used."""
+    env = {k: v for k, v in os.environ.items() if k != "NPESPCN_DATASETS"}
+    env["NPESPCN_CACHE"] = str(tmp_path / "cache")
+    p = subprocess.Popen([sys.executable, "-m", "npespcn", "train", "--scale", "3", "--epochs", "1", "--stride", "60",
+                          "--out", str(tmp_path / "run"), "--quiet"], env=dict(env, PYTHONPATH=str(ROOT)), cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    builtin = datasets.builtin_dir()
+    assert f"images in {builtin / 'T91'}" in err and "validation: Set5" in err
+    meta = json.loads((tmp_path / "run" / LOG).read_text().splitlines()[-1])
+    assert meta["epoch"] == 1 and 5 < meta["psnr"] < 60              # scored on the 5 built-in Set5 images
 def test_cli_bad_option_is_one_line(capsys):
     from npespcn.cli.train import main
     with pytest.raises(SystemExit) as e:

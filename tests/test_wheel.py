@@ -38,6 +38,7 @@ def test_installed_wheel_upscales_with_its_shipped_weights(tmp_path):
         (src / "README.md").write_text("npespcn\n")
     shutil.copytree(ROOT / "npespcn", src / "npespcn", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "weights", src / "weights", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data", src / "data", ignore=shutil.ignore_patterns("__pycache__"))
     stand_in = not (src / "weights" / "espcn_x3.npz").exists()
     if stand_in:
         sys.path.insert(0, str(ROOT))
@@ -68,6 +69,9 @@ def test_installed_wheel_upscales_with_its_shipped_weights(tmp_path):
         assert out.shape == (60, 72, 3) and out.dtype == np.uint8
         ref = npespcn.upscale(img, 3, npespcn.load_model(pretrained.shipped_path("espcn", 3)))
         assert (out == ref).all()
+        from npespcn.training import datasets
+        assert "site-packages" in str(datasets.builtin_dir()), datasets.builtin_dir()
+        assert all(datasets.verify(name, root=datasets.builtin_dir()) == [] for name in datasets.DATASETS)
         print("OK", npespcn.__file__)
     """)
     res = run([str(py), "-c", script], cwd=elsewhere, env=env)
@@ -79,3 +83,5 @@ def test_installed_wheel_upscales_with_its_shipped_weights(tmp_path):
     Image.fromarray(np.zeros((12, 12, 3), np.uint8) + 90).save(elsewhere / "a.png")
     run([str(py), "-m", "npespcn.upscale", "a.png", "-o", "b.png"], cwd=elsewhere, env=env)
     assert Image.open(elsewhere / "b.png").size == (36, 36)
+    run([str(venv / "bin" / "npespcn"), "upscale", "a.png", "-o", "c.png"], cwd=elsewhere, env=env)
+    assert Image.open(elsewhere / "c.png").size == (36, 36)

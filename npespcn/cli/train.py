@@ -1,6 +1,6 @@
 """``npespcn train``: train an ESPCN on a folder of images.
 
-    npespcn train --scale 3                  # paper model, T91 from $NPESPCN_DATASETS/T91 or the cache
+    npespcn train --scale 3                  # paper model on the built-in T91
     npespcn train --scale 3 --arch seven --data ~/T91 --val ~/Set5 --epochs 50 --out runs/x3
     npespcn train --out runs/x3 --resume     # continue a killed run where it stopped
     npespcn train --download                 # fetch T91, Set5, Set14 into the cache first
@@ -51,9 +51,11 @@ def build_parser() -> OneLineParser:
     p.add_argument("--activation", choices=("tanh", "relu", "gelu", "prelu", "identity"), default=None,
                    help="activation of the hidden layers (default: --arch's: tanh for paper, relu for seven)")
     p.add_argument("--data", type=Path, default=None,
-                   help="training images, searched recursively (default: $NPESPCN_DATASETS/T91, then the cache's T91)")
+                   help="training images, searched recursively (default: $NPESPCN_DATASETS/T91, the cache's T91, "
+                        "else the built-in T91)")
     p.add_argument("--val", type=Path, default=None,
-                   help="validation images (default: Set5 next to the data, then the cache's Set5)")
+                   help="validation images, for monitoring (default: Set5 next to the data, $NPESPCN_DATASETS/Set5, "
+                        "the cache's, else the built-in Set5)")
     p.add_argument("--no-val", action="store_true", help="skip validation (best = lowest training loss)")
     p.add_argument("--epochs", type=int, default=None, help="number of epochs (default 100; with --resume: "
                    "the checkpoint's, or more to extend the run)")
@@ -92,7 +94,8 @@ def build_parser() -> OneLineParser:
 
 
 def _default_val(data: Path):
-    for cand in (data.parent / "Set5", datasets.cache_dir() / "Set5"):
+    """Set5 next to the training data, else the first Set5 of :func:`~npespcn.training.datasets.candidates`."""
+    for cand in [data.parent / "Set5"] + datasets.candidates("Set5"):
         if cand.is_dir():
             return cand
     return None

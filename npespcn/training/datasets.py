@@ -1,4 +1,8 @@
-"""Datasets: the user cache folder, finding training data, and downloading T91, Set5 and Set14.
+"""Datasets: the built-in sets, the user cache folder, finding a set, and downloading T91, Set5 and Set14.
+
+Built-in: T91, Set5 and Set14 ship with npespcn (the package ``npespcn.data``, ``data/`` in the
+repository; provenance and licensing in its README). A set named ``T91`` is looked for in
+``$NPESPCN_DATASETS/T91``, then in the cache, then among the built-in sets (:func:`find_dataset`).
 
 Cache folder: ``$NPESPCN_CACHE``, else ``$XDG_CACHE_HOME/npespcn``, else ``~/.cache/npespcn``; a
 downloaded dataset lands in ``<cache>/<name>/`` (``T91``, ``Set5``, ``Set14``).
@@ -27,6 +31,7 @@ import http.client
 import os
 import urllib.error
 import urllib.request
+from importlib import resources
 from pathlib import Path
 
 from ..atomic import atomic_write
@@ -51,18 +56,32 @@ def cache_dir() -> Path:
     return Path(base) / "npespcn"
 
 
-def find_training_data(data=None, with_images: bool = False):
-    """Where the training images are: ``(folder or None, [places looked])``.
+def builtin_dir() -> Path:
+    """The folder of the built-in sets (``site-packages/npespcn/data`` or ``<repo>/data``).
 
-    ``data`` if given, else ``$NPESPCN_DATASETS/T91``, else ``<cache>/T91``; the first folder holding at
-    least one image (PNG/JPEG/BMP/TIFF, searched recursively) wins. With ``with_images``, returns
-    ``(folder or None, [its images] or None, [places looked])``, so the caller need not walk it again.
+    Installed (wheel or editable), ``data/`` is the package ``npespcn.data``; in a bare source checkout
+    (the repository root on ``sys.path``) the folder next to ``npespcn/`` is used."""
+    try:
+        return Path(str(resources.files("npespcn.data")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "data"
+
+
+def candidates(name: str) -> list[Path]:
+    """Where a set called ``name`` is looked for, in order: ``$NPESPCN_DATASETS/<name>`` (when set),
+    ``<cache>/<name>``, the built-in ``<builtin_dir()>/<name>``."""
+    env = [Path(os.environ["NPESPCN_DATASETS"]) / name] if os.environ.get("NPESPCN_DATASETS") else []
+    return env + [cache_dir() / name, builtin_dir() / name]
+
+
+def find_dataset(name: str = "T91", folder=None, with_images: bool = False):
+    """Where the images of a set are: ``(folder or None, [places looked])``.
+
+    ``folder`` if given, else the first of :func:`candidates` holding at least one image (PNG, JPEG,
+    BMP, TIFF, searched recursively). With ``with_images``, returns ``(folder or None, [its images] or
+    None, [places looked])``, so the caller need not walk it again.
     """
-    if data is not None:
-        cands = [Path(data)]
-    else:
-        cands = ([Path(os.environ["NPESPCN_DATASETS"]) / "T91"] if os.environ.get("NPESPCN_DATASETS") else []) \
-            + [cache_dir() / "T91"]
+    cands = [Path(folder)] if folder is not None else candidates(name)
     looked = []
     for c in cands:
         looked.append(str(c))
@@ -70,6 +89,12 @@ def find_training_data(data=None, with_images: bool = False):
         if images:
             return (c, images, looked) if with_images else (c, looked)
     return (None, None, looked) if with_images else (None, looked)
+
+
+def find_training_data(data=None, with_images: bool = False):
+    """:func:`find_dataset` of T91: ``data`` if given, else ``$NPESPCN_DATASETS/T91``, the cache's,
+    the built-in T91."""
+    return find_dataset("T91", data, with_images)
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:

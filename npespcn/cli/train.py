@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..training import datasets
 from ..training.patches import build_patches
+from ..training.recipes import recipe
 from ..training.trainer import (
     CHECKPOINT,
     NonFiniteLoss,
@@ -40,12 +41,19 @@ def _layers(text: str):
         raise argparse.ArgumentTypeError(f"--layers expects KxF pairs like 5x64,3x32, got {text!r}") from None
 
 
+RESUMABLE = ("epochs", "data", "val", "checkpoint_every", "quiet")
+"""The options ``--resume`` may be given again; the others are the checkpoint's."""
+
+
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog="npespcn train", description="Train an ESPCN on a folder of images.",
-                      formatter_class=HelpFormatter)
-    p.add_argument("--scale", type=int, default=3, help="upscale factor r")
-    p.add_argument("--arch", choices=("paper", "seven"), default="paper",
-                   help="paper: 5x5x64, 3x3x32, tanh; seven: 5x5x64, 3x3x64, 3x(3x3x32), relu")
+    """Every training option defaults to None: not given, so the recipe's value (:mod:`npespcn.training.recipes`)."""
+    p = OneLineParser(prog="npespcn train", formatter_class=HelpFormatter,
+                      description="Train an ESPCN. With no option but --scale and --arch this runs the default recipe "
+                                  "(npespcn train --scale S --print-recipe shows it); every option given replaces "
+                                  "its part of the recipe.")
+    p.add_argument("--scale", type=int, default=None, help="upscale factor r (default: 3)")
+    p.add_argument("--arch", choices=("paper", "seven"), default=None,
+                   help="paper: 5x5x64, 3x3x32, tanh; seven: 5x5x64, 3x3x64, 3x(3x3x32), relu (default: paper)")
     p.add_argument("--layers", type=_layers, default=None,
                    help="explicit hidden layers, e.g. 5x64,3x32 (default: --arch's)")
     p.add_argument("--activation", choices=("tanh", "relu", "gelu", "prelu", "identity"), default=None,
@@ -57,40 +65,70 @@ def build_parser() -> OneLineParser:
                    help="validation images, for monitoring (default: Set5 next to the data, $NPESPCN_DATASETS/Set5, "
                         "the cache's, else the built-in Set5)")
     p.add_argument("--no-val", action="store_true", help="skip validation (best = lowest training loss)")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default 100; with --resume: "
-                   "the checkpoint's, or more to extend the run)")
-    p.add_argument("--batch-size", type=int, default=16, help="patches per step")
-    p.add_argument("--lr", type=float, default=1e-3, help="base learning rate")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="optimizer")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--last-lr-mult", type=float, default=0.1, help="learning-rate multiplier of the last layer")
-    p.add_argument("--schedule", choices=("step", "cosine", "none"), default="step",
-                   help="learning-rate schedule: step multiplies it by --lr-gamma at --lr-step; cosine decays it to 0")
-    p.add_argument("--lr-step", type=int, default=0,
-                   help="epoch of the step schedule's drop (default: 0, meaning 80%% of the run)")
-    p.add_argument("--lr-gamma", type=float, default=0.1, help="the step schedule's factor")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the batch order")
-    p.add_argument("--patch-size", type=int, default=17, help="LR patch size")
-    p.add_argument("--stride", type=int, default=13, help="LR patch stride")
-    p.add_argument("--no-augment", action="store_true", help="no flips/rotations")
-    p.add_argument("--rescale", type=str, default="1.0",
-                   help="comma-separated HR rescale factors, e.g. 1,0.9,0.8,0.7,0.6")
-    p.add_argument("--subpixel-target", action="store_true",
-                   help="the paper's trick: train against the inverse-shuffled target, skip the shuffle")
-    p.add_argument("--loss-border", type=int, default=0,
-                   help="LR pixels on each side of a patch left out of the loss (their outputs see the zero padding)")
+    recipe_default = "(default: the recipe's)"
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"number of epochs; with --resume, more than the checkpoint's extends the run {recipe_default}")
+    p.add_argument("--batch-size", type=int, default=None, help=f"patches per step {recipe_default}")
+    p.add_argument("--lr", type=float, default=None, help=f"base learning rate {recipe_default}")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help=f"optimizer {recipe_default}")
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0.9)")
+    p.add_argument("--last-lr-mult", type=float, default=None,
+                   help=f"learning-rate multiplier of the last layer {recipe_default}")
+    p.add_argument("--schedule", choices=("step", "cosine", "none"), default=None,
+                   help="learning-rate schedule: step multiplies it by --lr-gamma at --lr-step; cosine decays it "
+                        f"to 0 {recipe_default}")
+    p.add_argument("--lr-step", type=int, default=None,
+                   help="epoch of the step schedule's drop (default: 80%% of the run)")
+    p.add_argument("--lr-gamma", type=float, default=None, help="the step schedule's factor (default: 0.1)")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"seed of the initialisation and the batch order {recipe_default}")
+    p.add_argument("--patch-size", type=int, default=None, help=f"LR patch size {recipe_default}")
+    p.add_argument("--stride", type=int, default=None, help=f"LR patch stride {recipe_default}")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"random flips and rotations of every batch {recipe_default}")
+    p.add_argument("--rescale", type=str, default=None,
+                   help="comma-separated HR rescale factors, e.g. 1,0.9,0.8,0.7,0.6 (default: 1)")
+    p.add_argument("--subpixel-target", action=argparse.BooleanOptionalAction, default=None,
+                   help="the paper's trick: train against the inverse-shuffled target, skip the shuffle "
+                        f"{recipe_default}")
+    p.add_argument("--loss-border", type=int, default=None,
+                   help="LR pixels on each side of a patch left out of the loss (their outputs see the zero "
+                        "padding; default: 0)")
     p.add_argument("--checkpoint-every", type=int, default=None,
-                   help="also checkpoint every N steps (0: off; default 200; with --resume: the checkpoint's)")
-    p.add_argument("--out", type=Path, default=Path("runs") / "espcn", help="output folder")
+                   help=f"also checkpoint every N steps (0: only at epoch ends) {recipe_default}")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/espcn[7]_x<scale>)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.npz with its settings and folders (only --epochs, "
                         "--data, --val, --checkpoint-every and --quiet may be given again)")
+    p.add_argument("--print-recipe", action="store_true",
+                   help="print the full configuration this command would train with, as JSON, and exit")
     p.add_argument("--download", action="store_true",
                    help="download T91, Set5 and Set14 into the cache (verified by SHA-256) and exit")
     p.add_argument("--download-url", default=None,
                    help="mirror for --download, laid out as URL/T91/t1.png (default: $NPESPCN_DATASETS_URL)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+CONFIG_OPTIONS = ("scale", "arch", "layers", "activation", "epochs", "batch_size", "lr", "optimizer", "momentum",
+                  "last_lr_mult", "schedule", "lr_step", "lr_gamma", "seed", "patch_size", "stride", "augment",
+                  "rescale", "subpixel_target", "loss_border", "checkpoint_every")
+"""The options that are fields of :class:`~npespcn.training.trainer.TrainConfig` (same names)."""
+
+
+def config_from_args(args) -> TrainConfig:
+    """The recipe of ``--arch`` at ``--scale``, with every option given replacing its field."""
+    given = {name: getattr(args, name) for name in CONFIG_OPTIONS if getattr(args, name) is not None}
+    if "rescale" in given:
+        try:
+            given["rescale"] = [float(f) for f in given["rescale"].split(",") if f.strip()]
+        except ValueError:
+            raise ValueError(f"--rescale expects comma-separated numbers, got {given['rescale']!r}") from None
+    return TrainConfig(**dict(recipe(given.get("arch", "paper"), given.get("scale", 3)), **given))
+
+
+def default_out(cfg: TrainConfig) -> Path:
+    return Path("runs") / f"espcn{'7' if cfg.arch == 'seven' else ''}_x{cfg.scale}"
 
 
 def _default_val(data: Path):
@@ -122,6 +160,13 @@ def _run(args) -> int:
 
     info = {}
     if args.resume:
+        given = sorted(f"--{name.replace('_', '-')}" for name in CONFIG_OPTIONS + ("rescale",)
+                       if getattr(args, name, None) is not None and name not in RESUMABLE)
+        if given:
+            raise ValueError(f"--resume continues with the checkpoint's settings; {', '.join(given)} cannot be "
+                             f"changed (only --epochs, --data, --val, --checkpoint-every and --quiet can)")
+        if args.out is None:
+            raise ValueError("--resume needs --out, the folder of the run to continue")
         meta = read_checkpoint_meta(args.out / CHECKPOINT)        # FileNotFoundError if there is none
         # replace() runs TrainConfig's checks again on what the command line changes.
         cfg = dataclasses.replace(
@@ -133,15 +178,12 @@ def _run(args) -> int:
         args.val = args.val or (Path(info["val"]) if info.get("val") else None)
         args.no_val = args.no_val or info.get("val", "") is None
     else:
-        cfg = TrainConfig(scale=args.scale, arch=args.arch, layers=args.layers, activation=args.activation,
-                          epochs=100 if args.epochs is None else args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          optimizer=args.optimizer, momentum=args.momentum, last_lr_mult=args.last_lr_mult,
-                          schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, seed=args.seed,
-                          patch_size=args.patch_size, stride=args.stride, augment=not args.no_augment,
-                          rescale=[float(f) for f in args.rescale.split(",") if f.strip()],
-                          subpixel_target=args.subpixel_target,
-                          checkpoint_every=200 if args.checkpoint_every is None else args.checkpoint_every,
-                          loss_border=args.loss_border)
+        cfg = config_from_args(args)
+        if args.out is None:
+            args.out = default_out(cfg)
+    if args.print_recipe:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
     data, images, looked = datasets.find_training_data(args.data, with_images=True)
     if data is None:
         raise FileNotFoundError(

@@ -66,6 +66,19 @@ def test_eta_from_rate_and_resumed_start():
     assert "ETA 0:04" in bar.line() and "60%" in bar.line()
 
 
+def test_the_run_eta_counts_the_epochs_still_to_come():
+    clock = _Clock()
+    bar = Progress(1000, "epoch 2/5", stream=io.StringIO(), clock=clock, later=3, later_extra=5.0)
+    clock.t = 2.0
+    bar.update(200)                           # 100 images a second: 8 s left of this epoch
+    assert bar.run_eta() == pytest.approx(8.0 + 3 * (10.0 + 5.0))
+    assert "ETA 0:08" in bar.line() and "run ETA 0:53" in bar.line()
+    last = Progress(10, stream=io.StringIO(), clock=clock)
+    assert "run ETA" not in last.line()       # the last epoch: its ETA is the run's
+    with pytest.raises(ValueError):
+        Progress(10, later=-1)
+
+
 def test_terminal_mode_redraws_one_line():
     clock, out = _Clock(), _TTY()
     bar = Progress(100, "e", stream=out, refresh=10, width=10, clock=clock)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import npespcn
 from npespcn import functional as F
 from npespcn import load_model
 from npespcn.image.io import list_images
@@ -32,6 +33,7 @@ from npespcn.training.trainer import (
     forward_backward,
     load_checkpoint,
     load_validation_set,
+    read_checkpoint_meta,
     validate,
 )
 
@@ -172,7 +174,7 @@ def test_resume_refuses_other_settings(tmp_path, data_dir):
 
 
 def test_checkpoint_readers_share_their_errors(tmp_path):
-    from npespcn.training.trainer import read_checkpoint_meta
+
     model = TrainConfig(scale=3, **TINY).build_model()
     from npespcn.nn.optim import Adam
     opt = Adam(model.params, 1e-3)
@@ -257,6 +259,11 @@ def test_cli_on_a_fresh_machine_trains_on_the_built_in_sets(tmp_path):
     assert f"images in {builtin / 'T91'}" in err and "validation: Set5" in err
     meta = json.loads((tmp_path / "run" / LOG).read_text().splitlines()[-1])
     assert meta["epoch"] == 1 and 5 < meta["psnr"] < 60              # scored on the 5 built-in Set5 images
+    info = read_checkpoint_meta(tmp_path / "run" / CHECKPOINT)["info"]
+    assert info["command"] == f"npespcn train --scale 3 --epochs 1 --stride 60 --out {tmp_path / 'run'} --quiet"
+    t91 = builtin / "T91"
+    assert info["data"] == str(t91) and info["data_sha256"] == datasets.digest(list_images(t91), t91)
+    assert info["val"] == str(builtin / "Set5") and "commit" in info and info["npespcn"] == npespcn.__version__
 def test_cli_bad_option_is_one_line(capsys):
     from npespcn.cli.train import main
     with pytest.raises(SystemExit) as e:
@@ -268,7 +275,7 @@ def test_cli_bad_option_is_one_line(capsys):
 
 def test_cli_epochs_and_checkpoint_every_are_validated_and_kept_on_resume(tmp_path, data_dir, capsys):
     from npespcn.cli.train import main
-    from npespcn.training.trainer import read_checkpoint_meta
+
     common = ["--data", str(data_dir), "--no-val", "--quiet", "--layers", "3x8,3x4", "--patch-size", "6",
               "--stride", "4", "--batch-size", "8"]
     out = tmp_path / "run"

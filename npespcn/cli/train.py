@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..training.trainer import (
     load_validation_set,
     read_checkpoint_meta,
 )
+from ..version import __version__, source_commit
 from .common import HelpFormatter, OneLineParser
 
 
@@ -140,9 +142,10 @@ def _default_val(data: Path):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        return _run(args)
+        return _run(args, argv)
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
         return 130
@@ -151,7 +154,7 @@ def main(argv=None) -> int:
         return 1
 
 
-def _run(args) -> int:
+def _run(args, argv_given) -> int:
     if args.download:
         log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
         for name, folder in datasets.download_all(args.download_url, log=log).items():
@@ -199,9 +202,14 @@ def _run(args) -> int:
             raise FileNotFoundError(f"no validation set: pass --val DIR (e.g. Set5) or --no-val; "
                                     f"'--download' puts Set5 into {datasets.cache_dir()}")
         val_images, val_name = load_validation_set(val), Path(val).name
-        info = {"data": str(Path(data).resolve()), "val": str(Path(val).resolve())}
     else:
-        info = {"data": str(Path(data).resolve()), "val": None}
+        val = None
+    if not args.resume:
+        # What the shipped weights record (weights/README.md): how they were made, from exactly what.
+        info = {"command": " ".join(["npespcn", "train", *map(shlex.quote, argv_given)]),
+                "data": str(Path(data).resolve()), "data_sha256": datasets.digest(images, data),
+                "val": None if val is None else str(Path(val).resolve()),
+                "commit": source_commit(), "npespcn": __version__}
     print(f"{len(patches)} patches {cfg.patch_size}x{cfg.patch_size} from {len(patches.sources)} images in "
           f"{data} ({time.perf_counter() - t0:.1f} s); validation: {val_name if val_images else 'none'}; "
           f"output: {args.out}", file=sys.stderr)

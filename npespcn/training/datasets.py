@@ -97,6 +97,15 @@ def find_training_data(data=None, with_images: bool = False):
     return find_dataset("T91", data, with_images)
 
 
+def digest(paths, root) -> str:
+    """One SHA-256 over the files ``paths`` (their paths relative to ``root`` and their contents' SHA-256,
+    sorted by path): it names a training set exactly."""
+    h = hashlib.sha256()
+    for rel, path in sorted((Path(p).relative_to(root).as_posix(), Path(p)) for p in paths):
+        h.update(f"{rel}\0{sha256_file(path)}\n".encode())
+    return h.hexdigest()
+
+
 def sha256_file(path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

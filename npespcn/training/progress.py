@@ -2,7 +2,10 @@
 
 On a terminal it redraws one line (``\\r``) at most ``refresh`` times a second::
 
-    epoch 3/100 [#########...........]  45%  1216/2701  loss 0.00123  512 img/s  ETA 0:03
+    epoch 3/100 [#########...........]  45%  1216/2701  loss 0.00123  512 img/s  ETA 0:03  run ETA 1:02:05
+
+The run's ETA counts the ``later`` passes still to come after this one (the remaining epochs), each of
+``total`` items at the current rate plus ``later_extra`` seconds (a validation).
 
 When the stream is not a terminal (a log file, a pipe, CI) it prints plain lines instead, one every
 ``log_every`` seconds and one at the end, so logs stay short.
@@ -37,11 +40,13 @@ class Progress:
     log_every : seconds between plain lines (non-terminal mode)
     clock : callable returning seconds (tests pass a fake)
     disabled : count but never write (``--quiet``), so callers need no guards
+    later : passes of ``total`` items still to come after this one (0: this is the last)
+    later_extra : seconds each later pass takes beyond its items
     """
 
     def __init__(self, total: int, desc: str = "", stream=None, width: int = 20, refresh: float = 10.0,
                  log_every: float = 30.0, start: int = 0, clock=time.monotonic,
-                 disabled: bool = False):
+                 disabled: bool = False, later: int = 0, later_extra: float = 0.0):
         if total < 0 or start < 0:
             raise ValueError(f"total and start must be >= 0, got {total}, {start}")
         self.total, self.desc, self.width = int(total), desc, int(width)
@@ -52,6 +57,9 @@ class Progress:
         self.t0 = self._last = clock()
         self.loss = float("nan")
         self._closed = self.disabled = bool(disabled)
+        if later < 0 or not later_extra >= 0:
+            raise ValueError(f"later and later_extra must be >= 0, got {later}, {later_extra}")
+        self.later, self.later_extra = int(later), float(later_extra)
 
     @property
     def rate(self) -> float:
@@ -63,6 +71,13 @@ class Progress:
         r = self.rate
         return (self.total - self.done) / r if math.isfinite(r) and r > 0 else float("nan")
 
+    def run_eta(self) -> float:
+        """Seconds until this pass and the ``later`` ones are done, at the current rate."""
+        r = self.rate
+        if not (math.isfinite(r) and r > 0):
+            return float("nan")
+        return self.eta() + self.later * (self.total / r + self.later_extra)
+
     def line(self) -> str:
         frac = self.done / self.total if self.total else 1.0
         parts = [self.desc] if self.desc else []
@@ -71,6 +86,8 @@ class Progress:
             parts.append("[" + "#" * fill + "." * (self.width - fill) + "]")
         parts += [f"{100 * frac:3.0f}%", f"{self.done}/{self.total}", f"loss {self.loss:.6f}",
                   f"{self.rate:.0f} img/s", f"ETA {format_seconds(self.eta())}"]
+        if self.later:
+            parts.append(f"run ETA {format_seconds(self.run_eta())}")
         return "  ".join(parts)
 
     def update(self, n: int, loss: float | None = None) -> None:

@@ -330,8 +330,11 @@ class Trainer:
         steps_done = 0
         while self.epoch < cfg.epochs:
             order, ops, steps = epoch_plan(n, cfg.batch_size, cfg.seed, self.epoch, cfg.augment)
+            val_seconds = [h["val_seconds"] for h in self.history if "val_seconds" in h]
             bar = Progress(n, f"epoch {self.epoch + 1}/{cfg.epochs}", stream=self.stream,
-                           start=min(n, self.step_in_epoch * cfg.batch_size), disabled=self.quiet)
+                           start=min(n, self.step_in_epoch * cfg.batch_size), disabled=self.quiet,
+                           later=cfg.epochs - self.epoch - 1,
+                           later_extra=sum(val_seconds[-3:]) / len(val_seconds[-3:]) if val_seconds else 0.0)
             t0 = epoch_t0 = time.perf_counter()
             while self.step_in_epoch < steps:
                 idx = order[self.step_in_epoch * cfg.batch_size:(self.step_in_epoch + 1) * cfg.batch_size]

@@ -5,7 +5,7 @@ The source is copied to a temporary folder first (building in place would write 
 ``*.egg-info`` into the shared working tree). A stand-in ``weights/espcn_x3.npz`` is added to the copy
 when the real one is not there yet, so the test checks the packaging mechanism (``weights/`` installed
 as ``npespcn.weights`` and found through ``importlib.resources``), not the training. The venv uses
-``--system-site-packages`` so numpy/numba/scipy/pillow are not downloaded.
+this interpreter's site-packages on its path so numpy/numba/scipy/pillow are not downloaded.
 """
 from __future__ import annotations
 
@@ -51,8 +51,13 @@ def test_installed_wheel_upscales_with_its_shipped_weights(tmp_path):
     wheels = list(dist.glob("npespcn-*.whl"))
     assert len(wheels) == 1
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path)
+    run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
     py = venv / "bin" / "python"
+    # numpy, numba, scipy and pillow from this interpreter's environment (not downloaded): its
+    # site-packages as a plain path after the new venv's own (so the wheel, not this checkout, is found)
+    venv_site = run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path)
+    (Path(venv_site.stdout.strip()) / "outer_env.pth").write_text(
+        "\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
     run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(wheels[0])], cwd=tmp_path)
 
     elsewhere = tmp_path / "elsewhere"

@@ -36,6 +36,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--bicubic-only", action="store_true", help="score bicubic only (no model needed)")
     p.add_argument("--tile", type=int, default=None, help="low-resolution tile side (default: automatic)")
     p.add_argument("--per-image", action="store_true", help="also list every image")
+    p.add_argument("--ensemble", action="store_true", help="score the self-ensemble over the 8 flips and rotations")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     return p
 
@@ -69,7 +70,7 @@ def run(args) -> int:
     results = []
     for d in args.data:
         for s in scales:
-            res = evaluate(models[s], d, s, tile=args.tile)
+            res = evaluate(models[s], d, s, tile=args.tile, ensemble=args.ensemble)
             res["data"] = Path(d).name or str(d)
             res["model"] = None if args.bicubic_only else (args.model or DEFAULT)
             results.append(res)

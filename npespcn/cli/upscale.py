@@ -102,6 +102,8 @@ def build_parser() -> OneLineParser:
                    help="PNG zlib level 0..9: higher is smaller and slower")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--clip", action="store_true", help="clip float images to [0, 1] instead of refusing")
+    p.add_argument("--ensemble", action="store_true",
+                   help="average the network over the 8 flips and rotations of each image (8x the work)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.add_argument("--demo", action="store_true",
                    help="draw a test chart, compare bicubic and ESPCN, write a side-by-side PNG")
@@ -149,10 +151,11 @@ def run(args, stderr=None) -> int:
             icc = info.get("icc_profile")
             if fmt == "PNG" and image.dtype in (np.uint8, np.uint16):
                 # streamed: one band of rows at a time, the whole result is never in memory
-                shape, dtype, bands = upscale_bands(image, scale, net, tile=args.tile, clip=args.clip)
+                shape, dtype, bands = upscale_bands(image, scale, net, tile=args.tile, clip=args.clip,
+                                                     ensemble=args.ensemble)
                 write_png_rows(dst, shape, dtype, bands(), icc_profile=icc, png_compression=args.png_compression)
             else:
-                big = upscale(image, scale, net, tile=args.tile, clip=args.clip)
+                big = upscale(image, scale, net, tile=args.tile, clip=args.clip, ensemble=args.ensemble)
                 shape = big.shape
                 write_image(dst, big, quality=args.quality, icc_profile=icc, png_compression=args.png_compression)
                 del big

@@ -93,7 +93,7 @@ def _items(images):
     return items
 
 
-def evaluate(model, images, scale: int, tile=None, bicubic: bool = True) -> dict:
+def evaluate(model, images, scale: int, tile=None, bicubic: bool = True, ensemble: bool = False) -> dict:
     """Score ``model`` on ``images`` at ``scale`` with the protocol of the module docstring.
 
     Parameters
@@ -107,6 +107,8 @@ def evaluate(model, images, scale: int, tile=None, bicubic: bool = True) -> dict
         Passed to :func:`npespcn.upscale` (the scores do not depend on it).
     bicubic : bool
         Also score the bicubic baseline.
+    ensemble : bool
+        Score the self-ensemble (``npespcn.upscale(..., ensemble=True)``).
 
     Returns
     -------
@@ -123,7 +125,7 @@ def evaluate(model, images, scale: int, tile=None, bicubic: bool = True) -> dict
         hr, lr = degrade(hr, scale)
         row = {"name": name, "psnr": None, "ssim": None, "bicubic_psnr": None, "bicubic_ssim": None}
         if net is not None:
-            row["psnr"], row["ssim"] = score(hr, upscale(lr, scale, net, tile=tile), scale)
+            row["psnr"], row["ssim"] = score(hr, upscale(lr, scale, net, tile=tile, ensemble=ensemble), scale)
         if bicubic:
             row["bicubic_psnr"], row["bicubic_ssim"] = score(hr, bicubic_upscale8(lr, scale), scale)
         rows.append(row)

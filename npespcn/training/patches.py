@@ -35,6 +35,7 @@ from ..evaluation.protocol import (
     load_rgb8 as load_rgb,  # the evaluation's reader: training sees what it scores
 )
 from ..image.color import rgb_to_y
+from ..image.dihedral import N_DIHEDRAL, dihedral
 from ..nn.model import check_scale
 
 
@@ -182,23 +183,6 @@ def build_patches(paths, scale: int, size: int = 17, stride: int = 13, rescale=(
 
 
 # ------------------------------------------------------------------------------------------ augmentation
-N_DIHEDRAL = 8
-
-
-def dihedral(x: np.ndarray, op: int) -> np.ndarray:
-    """Apply dihedral op ``op`` (0..7) to the last two (square) axes of ``x``.
-
-    ``op = 4*t + k``: transpose the two axes if ``t``, then rotate by ``k`` quarter turns
-    (``np.rot90``, counter-clockwise). Op 0 is the identity. Returns a view where possible.
-    """
-    op = int(op)
-    if not 0 <= op < N_DIHEDRAL:
-        raise ValueError(f"dihedral op must be in 0..7, got {op}")
-    if op >= 4:
-        x = np.swapaxes(x, -1, -2)
-    return np.rot90(x, op % 4, axes=(-2, -1))
-
-
 def dihedral_subpixel(z: np.ndarray, op: int, scale: int) -> np.ndarray:
     """The dihedral op on an HR image given in inverse-shuffled form.
 

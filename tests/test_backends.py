@@ -46,6 +46,8 @@ def _same_structure(a, b):
     (im2col, "im2col_reference", "im2col_numba"),
     (im2col, "col2im_reference", "col2im_numba"),
     (loss, "mse_loss_reference", "mse_loss_numba"),
+    (loss, "l1_loss_reference", "l1_loss_numba"),
+    (loss, "charbonnier_loss_reference", "charbonnier_loss_numba"),
 ])
 def test_twins_have_literally_the_same_signature(module, reference, fast):
     assert inspect.signature(getattr(module, reference)) == inspect.signature(getattr(module, fast))

@@ -32,6 +32,7 @@ from npespcn.training.trainer import (
     Trainer,
     forward_backward,
     load_checkpoint,
+    loss_at,
     load_validation_set,
     read_checkpoint_meta,
     validate,
@@ -131,9 +132,10 @@ def test_run_writes_weights_log_plot_and_validation_matches_evaluate(tmp_path, d
     assert not [p for p in out.iterdir() if p.name.startswith(".")]    # no temporary files left
 
 
-def test_resume_in_process_is_bitwise(tmp_path, data_dir):
+@pytest.mark.parametrize("loss", ["mse", "l1-mse", "charbonnier"])
+def test_resume_in_process_is_bitwise(tmp_path, data_dir, loss):
     ps = _patches(data_dir)
-    cfg = TrainConfig(scale=3, epochs=3, checkpoint_every=3, **TINY)
+    cfg = TrainConfig(scale=3, epochs=3, checkpoint_every=3, loss=loss, **TINY)
     steps = -(-len(ps) // cfg.batch_size)
     Trainer(cfg, ps, None, tmp_path / "straight", quiet=True).run()
     # stop at awkward places (mid-epoch, after a checkpoint, just before an epoch end), then resume
@@ -147,6 +149,20 @@ def test_resume_in_process_is_bitwise(tmp_path, data_dir):
     a = [json.loads(x) for x in (tmp_path / "straight" / LOG).read_text().splitlines()]
     b = [json.loads(x) for x in (tmp_path / "resumed" / LOG).read_text().splitlines()]
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+def test_the_loss_option_picks_the_loss_of_each_epoch(tmp_path, data_dir):
+    assert [loss_at(TrainConfig(epochs=5, loss="l1-mse"), e) for e in range(5)] == ["l1", "l1", "mse", "mse", "mse"]
+    assert {loss_at(TrainConfig(epochs=4, loss="charbonnier"), e) for e in range(4)} == {"charbonnier"}
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig(loss="l2")
+    ps = _patches(data_dir)
+    for loss in ("mse", "l1"):
+        Trainer(TrainConfig(scale=3, epochs=1, loss=loss, **TINY), ps, None, tmp_path / loss, quiet=True).run()
+    a, b = _params(tmp_path / "mse" / LAST), _params(tmp_path / "l1" / LAST)
+    assert any(not np.array_equal(a[k], b[k]) for k in a)                    # another loss, other weights
+    rows = [json.loads(x) for x in (tmp_path / "l1" / LOG).read_text().splitlines()]
+    assert rows[0]["loss"] > 0.01          # an L1 of Y/255 is far larger than its MSE would be
 
 
 def test_checkpoint_restores_optimizer_state(tmp_path, data_dir):

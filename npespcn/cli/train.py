@@ -25,6 +25,7 @@ from ..training.patches import build_patches
 from ..training.recipes import recipe
 from ..training.trainer import (
     CHECKPOINT,
+    LOSS_NAMES,
     NonFiniteLoss,
     TrainConfig,
     Trainer,
@@ -96,6 +97,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--loss-border", type=int, default=None,
                    help="LR pixels on each side of a patch left out of the loss (their outputs see the zero "
                         "padding; default: 0)")
+    p.add_argument("--loss", choices=LOSS_NAMES, default=None,
+                   help="training loss; l1-mse: L1 for the first half of the epochs, then MSE (default: mse)")
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help=f"also checkpoint every N steps (0: only at epoch ends) {recipe_default}")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/espcn[7]_x<scale>)")
@@ -114,7 +117,7 @@ def build_parser() -> OneLineParser:
 
 CONFIG_OPTIONS = ("scale", "arch", "layers", "activation", "epochs", "batch_size", "lr", "optimizer", "momentum",
                   "last_lr_mult", "schedule", "lr_step", "lr_gamma", "seed", "patch_size", "stride", "augment",
-                  "rescale", "subpixel_target", "loss_border", "checkpoint_every")
+                  "rescale", "subpixel_target", "loss_border", "checkpoint_every", "loss")
 """The options that are fields of :class:`~npespcn.training.trainer.TrainConfig` (same names)."""
 
 

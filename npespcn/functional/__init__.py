@@ -15,7 +15,7 @@ file               concept
 ``conv.py``        2-D convolution as im2col + GEMM
 ``activation.py``  relu, tanh, gelu, identity, PReLU
 ``shuffle.py``     periodic shuffle and its inverse
-``loss.py``        mean squared error
+``loss.py``        mean squared error, L1, Charbonnier
 ``backend.py``     which of the two implementations runs
 =================  ===========================================
 """
@@ -24,7 +24,7 @@ from .activation import (ACTIVATIONS, activation_backward, activation_forward, c
 from .backend import BACKENDS, get_backend, set_backend, use_backend
 from .conv import conv2d_backward, conv2d_forward
 from .im2col import col2im, im2col
-from .loss import mse_loss
+from .loss import LOSSES, charbonnier_loss, l1_loss, mse_loss
 from .shuffle import (pixel_shuffle, pixel_shuffle_backward, pixel_shuffle_forward, pixel_unshuffle,
                       pixel_unshuffle_backward, pixel_unshuffle_forward)
 
@@ -32,7 +32,7 @@ __all__ = [
     "BACKENDS", "get_backend", "set_backend", "use_backend",
     "ACTIVATIONS", "activation_forward", "activation_backward", "check_activation",
     "prelu_forward", "prelu_backward",
-    "conv2d_forward", "conv2d_backward", "im2col", "col2im", "mse_loss",
+    "conv2d_forward", "conv2d_backward", "im2col", "col2im", "mse_loss", "l1_loss", "charbonnier_loss", "LOSSES",
     "pixel_shuffle", "pixel_unshuffle", "pixel_shuffle_forward", "pixel_shuffle_backward",
     "pixel_unshuffle_forward", "pixel_unshuffle_backward",
 ]

@@ -57,6 +57,17 @@ LOG = "log.jsonl"
 PLOT = "curves.png"
 
 
+LOSS_NAMES = ("mse", "l1", "charbonnier", "l1-mse")
+"""The training losses :class:`TrainConfig` takes."""
+
+
+def loss_at(config, epoch: int) -> str:
+    """The loss of ``epoch`` (0-based): ``config.loss``, or for "l1-mse" L1 in the first half, then MSE."""
+    if config.loss == "l1-mse":
+        return "l1" if epoch < config.epochs // 2 else "mse"
+    return config.loss
+
+
 class NonFiniteLoss(RuntimeError):
     """Raised (and reported) when a training loss is NaN or infinite."""
 
@@ -69,7 +80,9 @@ class TrainConfig:
     ``layers``/``activation`` override it. ``schedule`` is "step" (x ``lr_gamma`` at ``lr_step`` epochs;
     ``lr_step = 0`` means at 80 % of the run, the ESPCN-pytorch recipe), "cosine" or "none".
     ``init_bias_mean`` starts the last layer's bias at the mean HR luma of the patches (else 0).
-    ``loss_border`` leaves that many LR pixels on each side of a patch out of the loss.
+    ``loss_border`` leaves that many LR pixels on each side of a patch out of the loss. ``loss`` is
+    "mse", "l1", "charbonnier", or "l1-mse": L1 for the first half of the epochs, then MSE (the PSNR
+    it is judged by).
     """
 
     scale: int = 3
@@ -94,12 +107,15 @@ class TrainConfig:
     checkpoint_every: int = 0
     init_bias_mean: bool = True
     loss_border: int = 0
+    loss: str = "mse"
 
     def __post_init__(self):
         if self.arch not in ("paper", "seven"):
             raise ValueError(f"arch must be 'paper' or 'seven', got {self.arch!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {LOSS_NAMES}, got {self.loss!r}")
         if self.schedule not in ("step", "cosine", "none"):
             raise ValueError(f"schedule must be 'step', 'cosine' or 'none', got {self.schedule!r}")
         self.scale = check_scale(self.scale)
@@ -131,21 +147,21 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------------------ one step
-def _masked_mse(pred, target, b: int):
-    """MSE over ``pred[..., b:-b, b:-b]`` only, and its gradient (zero on the ``b``-pixel frame)."""
+def _masked_loss(pred, target, b: int, loss_fn=F.mse_loss):
+    """``loss_fn`` over ``pred[..., b:-b, b:-b]`` only, and its gradient (zero on the ``b``-pixel frame)."""
     if b == 0:
-        return F.mse_loss(pred, target)
+        return loss_fn(pred, target)
     if 2 * b >= min(pred.shape[-2:]):
         raise ValueError(f"loss border {b} leaves nothing of a {pred.shape[-2]}x{pred.shape[-1]} output")
     inner = (..., slice(b, -b), slice(b, -b))
-    loss, d_inner = F.mse_loss(np.ascontiguousarray(pred[inner]), np.ascontiguousarray(target[inner]))
+    loss, d_inner = loss_fn(np.ascontiguousarray(pred[inner]), np.ascontiguousarray(target[inner]))
     d = np.zeros_like(pred)
     d[inner] = d_inner
     return loss, d
 
 
 def forward_backward(model: ESPCN, x: np.ndarray, y: np.ndarray, subpixel_target: bool = False,
-                     border: int = 0) -> float:
+                     border: int = 0, loss: str = "mse") -> float:
     """Loss of one batch; fills ``model.grads``.
 
     Parameters
@@ -155,16 +171,17 @@ def forward_backward(model: ESPCN, x: np.ndarray, y: np.ndarray, subpixel_target
     border : int
         LR pixels on each side left out of the loss (``border * r`` HR pixels): the outputs there
         depend on the zero padding at the patch's edge, which a whole image mostly does not have.
+    loss : a name of :data:`npespcn.functional.LOSSES` ("mse", "l1", "charbonnier")
 
     Returns
     -------
-    loss : float, the MSE
+    loss : float, the loss's value
     """
     r = model.scale
     pred = model.forward(x, shuffle=not subpixel_target)     # the paper's trick skips the shuffle
-    loss, dpred = _masked_mse(pred, y, border if subpixel_target else border * r)
+    value, dpred = _masked_loss(pred, y, border if subpixel_target else border * r, F.LOSSES[loss])
     model.backward(dpred, input_grad=False)
-    return loss
+    return value
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -317,7 +334,7 @@ class Trainer:
             for row in self.history:
                 f.write(json.dumps(row) + "\n")
         if self.history:
-            series = {"train loss (MSE on Y/255)": [(h["epoch"], h["loss"]) for h in self.history]}
+            series = {f"train loss ({self.cfg.loss} on Y/255)": [(h["epoch"], h["loss"]) for h in self.history]}
             if any(h.get("psnr") is not None for h in self.history):
                 series[f"{self.val_name} PSNR on Y (dB)"] = [(h["epoch"], h["psnr"]) for h in self.history
                                                              if h.get("psnr") is not None]
@@ -341,7 +358,8 @@ class Trainer:
                 x, y = self.patches.lr[idx], self.target[idx]
                 if cfg.augment:
                     x, y = augment_batch(x, y, ops[idx], cfg.scale if cfg.subpixel_target else None)
-                loss = forward_backward(self.model, x, y, cfg.subpixel_target, cfg.loss_border)
+                loss = forward_backward(self.model, x, y, cfg.subpixel_target, cfg.loss_border,
+                                        loss_at(cfg, self.epoch))
                 if not math.isfinite(loss):
                     bar.close()
                     raise NonFiniteLoss(

@@ -132,10 +132,10 @@ def test_run_writes_weights_log_plot_and_validation_matches_evaluate(tmp_path, d
     assert not [p for p in out.iterdir() if p.name.startswith(".")]    # no temporary files left
 
 
-@pytest.mark.parametrize("loss", ["mse", "l1-mse", "charbonnier"])
-def test_resume_in_process_is_bitwise(tmp_path, data_dir, loss):
+@pytest.mark.parametrize("loss,reparam", [("mse", False), ("l1-mse", True), ("charbonnier", False)])
+def test_resume_in_process_is_bitwise(tmp_path, data_dir, loss, reparam):
     ps = _patches(data_dir)
-    cfg = TrainConfig(scale=3, epochs=3, checkpoint_every=3, loss=loss, **TINY)
+    cfg = TrainConfig(scale=3, epochs=3, checkpoint_every=3, loss=loss, reparam=reparam, **TINY)
     steps = -(-len(ps) // cfg.batch_size)
     Trainer(cfg, ps, None, tmp_path / "straight", quiet=True).run()
     # stop at awkward places (mid-epoch, after a checkpoint, just before an epoch end), then resume
@@ -163,6 +163,18 @@ def test_the_loss_option_picks_the_loss_of_each_epoch(tmp_path, data_dir):
     assert any(not np.array_equal(a[k], b[k]) for k in a)                    # another loss, other weights
     rows = [json.loads(x) for x in (tmp_path / "l1" / LOG).read_text().splitlines()]
     assert rows[0]["loss"] > 0.01          # an L1 of Y/255 is far larger than its MSE would be
+
+
+def test_a_reparameterised_run_writes_the_plain_network(tmp_path, data_dir):
+    ps = _patches(data_dir)
+    cfg = TrainConfig(scale=3, epochs=2, reparam=True, **TINY)
+    t = Trainer(cfg, ps, None, tmp_path / "run", quiet=True)
+    t.run()
+    assert any(k.endswith("weight1") for k in t.model.params)                 # trained with branches
+    saved = load_model(tmp_path / "run" / LAST)
+    assert set(saved.params) == set(ESPCN(**saved.arch).params)               # saved without them
+    x = ps.lr[:4]
+    np.testing.assert_allclose(saved.infer(x), t.model.infer(x), rtol=1e-5, atol=1e-6)
 
 
 def test_checkpoint_restores_optimizer_state(tmp_path, data_dir):

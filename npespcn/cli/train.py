@@ -99,6 +99,9 @@ def build_parser() -> OneLineParser:
                         "padding; default: 0)")
     p.add_argument("--loss", choices=LOSS_NAMES, default=None,
                    help="training loss; l1-mse: L1 for the first half of the epochs, then MSE (default: mse)")
+    p.add_argument("--reparam", action=argparse.BooleanOptionalAction, default=None,
+                   help="train each hidden convolution as k x k + 1x1 (+ identity) branches, saved folded into "
+                        "the plain network (default: off)")
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help=f"also checkpoint every N steps (0: only at epoch ends) {recipe_default}")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/espcn[7]_x<scale>)")
@@ -117,7 +120,7 @@ def build_parser() -> OneLineParser:
 
 CONFIG_OPTIONS = ("scale", "arch", "layers", "activation", "epochs", "batch_size", "lr", "optimizer", "momentum",
                   "last_lr_mult", "schedule", "lr_step", "lr_gamma", "seed", "patch_size", "stride", "augment",
-                  "rescale", "subpixel_target", "loss_border", "checkpoint_every", "loss")
+                  "rescale", "subpixel_target", "loss_border", "checkpoint_every", "loss", "reparam")
 """The options that are fields of :class:`~npespcn.training.trainer.TrainConfig` (same names)."""
 
 

@@ -5,6 +5,7 @@ shipped models.
 file                concept
 ==================  ==============================================================================
 ``layers.py``       Conv2d, Activation, PReLU, PixelShuffle: thin objects over :mod:`npespcn.functional`
+``reparam.py``      RepConv2d: a convolution trained as parallel branches, folded into one
 ``model.py``        ESPCN (a list of layers), ``load_model`` (any model file), ``check_scale``
 ``optim.py``        SGD, Adam; StepLR, CosineLR schedules
 ``pretrained.py``   the shipped weights, and ``resolve_model`` (a name, a path or a model -> a model)
@@ -14,6 +15,7 @@ from .layers import Activation, Conv2d, Layer, PixelShuffle, PReLU
 from .model import ESPCN, PAPER_LAYERS, SEVEN_LAYERS, check_scale, load_model
 from .optim import SGD, Adam, CosineLR, StepLR
 from .pretrained import resolve_model
+from .reparam import RepConv2d
 
-__all__ = ["Layer", "Conv2d", "Activation", "PReLU", "PixelShuffle", "ESPCN", "PAPER_LAYERS", "SEVEN_LAYERS",
+__all__ = ["Layer", "Conv2d", "RepConv2d", "Activation", "PReLU", "PixelShuffle", "ESPCN", "PAPER_LAYERS", "SEVEN_LAYERS",
            "check_scale", "load_model", "SGD", "Adam", "StepLR", "CosineLR", "resolve_model"]

@@ -23,6 +23,7 @@ from ..functional import ACTIVATIONS, check_activation
 from ..functional.conv import FUSED_TRAIN_ACTIVATIONS
 from ..functional.im2col import check_kernel
 from .layers import Activation, Conv2d, PixelShuffle, PReLU
+from .reparam import RepConv2d
 
 PAPER_LAYERS = ((5, 64), (3, 32))
 SEVEN_LAYERS = ((5, 64), (3, 64), (3, 32), (3, 32), (3, 32))
@@ -71,10 +72,14 @@ class ESPCN:
         Seed of the initialisation: He-normal (std ``sqrt(2 / (filters * k * k))``) for hidden layers and
         N(0, 0.001²) for the last one, zero biases, as in the ESPCN-pytorch reference implementation.
     dtype : float32 (default) or float64 (for gradient checks)
+    reparam : bool
+        Train every hidden convolution as a :class:`~npespcn.nn.reparam.RepConv2d` (k×k + 1×1 +
+        identity branches); :meth:`folded` and :meth:`save` turn it back into the plain network, which
+        :attr:`arch` describes.
     """
 
     def __init__(self, scale: int = 3, channels: int = 1, layers=PAPER_LAYERS, activation: str = "tanh",
-                 output_activation: str | None = None, seed: int = 0, dtype=np.float32):
+                 output_activation: str | None = None, seed: int = 0, dtype=np.float32, reparam: bool = False):
         scale = check_scale(scale)
         if not isinstance(channels, (int, np.integer)) or channels < 1:
             raise ValueError(f"channels must be a positive integer, got {channels!r}")
@@ -91,7 +96,7 @@ class ESPCN:
         self.named_layers: list[tuple[str, object]] = []
         c_in = self.channels
         for i, (k, f) in enumerate(self.hidden, start=1):
-            self.named_layers.append((f"conv{i}", Conv2d(c_in, f, k, self.dtype)))
+            self.named_layers.append((f"conv{i}", (RepConv2d if reparam else Conv2d)(c_in, f, k, self.dtype)))
             if self.activation == "prelu":
                 self.named_layers.append((f"prelu{i}", PReLU(f, dtype=self.dtype)))
             else:
@@ -129,7 +134,7 @@ class ESPCN:
     def init_weights(self, seed: int = 0) -> None:
         """Re-initialise every parameter from ``seed`` (see the class docstring)."""
         rng = np.random.default_rng(seed)
-        convs = [layer for _, layer in self.named_layers if isinstance(layer, Conv2d)]
+        convs = [layer for _, layer in self.named_layers if isinstance(layer, (Conv2d, RepConv2d))]
         for i, conv in enumerate(convs):
             w = conv.params["weight"]
             if i < len(convs) - 1:
@@ -137,7 +142,9 @@ class ESPCN:
             else:
                 std = 0.001
             w[...] = rng.normal(0.0, std, size=w.shape)
-            conv.params["bias"][...] = 0
+            for name in ("bias", "weight1", "bias1"):       # a RepConv2d's side branches start at 0
+                if name in conv.params:
+                    conv.params[name][...] = 0
         for _, layer in self.named_layers:
             if isinstance(layer, PReLU):
                 layer.params["weight"][...] = 0.25
@@ -311,9 +318,22 @@ class ESPCN:
         return f"ESPCN(scale={self.scale}, channels={self.channels}) [\n  {body}\n]"
 
     # ---------------------------------------------------------------------------------- files
+    def folded(self) -> "ESPCN":
+        """This model with every :class:`~npespcn.nn.reparam.RepConv2d` folded into its plain
+        convolution (the same outputs, to float rounding); ``self`` when there is none."""
+        if not any(isinstance(layer, RepConv2d) for layer in self.layers):
+            return self
+        plain = ESPCN(dtype=self.dtype, **self.arch)
+        for (name, layer), (_, target) in zip(self.named_layers, plain.named_layers):
+            source = layer.fold() if isinstance(layer, RepConv2d) else layer
+            for key, value in source.params.items():
+                target.params[key][...] = value
+        return plain
+
     def save(self, path) -> None:
-        """Write npespcn's ``.npz`` (parameters + architecture), atomically; see :mod:`npespcn.formats.npz`."""
-        save_npz(self, path)
+        """Write npespcn's ``.npz`` (parameters + architecture), atomically; see :mod:`npespcn.formats.npz`.
+        A re-parameterised model is saved folded: files hold plain ESPCNs."""
+        save_npz(self.folded(), path)
 
 
 def load_model(path, **overrides) -> ESPCN:

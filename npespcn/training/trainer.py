@@ -82,7 +82,8 @@ class TrainConfig:
     ``init_bias_mean`` starts the last layer's bias at the mean HR luma of the patches (else 0).
     ``loss_border`` leaves that many LR pixels on each side of a patch out of the loss. ``loss`` is
     "mse", "l1", "charbonnier", or "l1-mse": L1 for the first half of the epochs, then MSE (the PSNR
-    it is judged by).
+    it is judged by). ``reparam`` trains every hidden convolution as k×k + 1×1 (+ identity) branches
+    (:class:`~npespcn.nn.reparam.RepConv2d`); the weights written are folded into the plain network.
     """
 
     scale: int = 3
@@ -108,6 +109,7 @@ class TrainConfig:
     init_bias_mean: bool = True
     loss_border: int = 0
     loss: str = "mse"
+    reparam: bool = False
 
     def __post_init__(self):
         if self.arch not in ("paper", "seven"):
@@ -143,7 +145,8 @@ class TrainConfig:
 
     def build_model(self) -> ESPCN:
         default_layers, default_act = (PAPER_LAYERS, "tanh") if self.arch == "paper" else (SEVEN_LAYERS, "relu")
-        return ESPCN(self.scale, 1, self.layers or default_layers, self.activation or default_act, seed=self.seed)
+        return ESPCN(self.scale, 1, self.layers or default_layers, self.activation or default_act, seed=self.seed,
+                     reparam=self.reparam)
 
 
 # ------------------------------------------------------------------------------------------ one step

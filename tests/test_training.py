@@ -32,8 +32,8 @@ from npespcn.training.trainer import (
     Trainer,
     forward_backward,
     load_checkpoint,
-    loss_at,
     load_validation_set,
+    loss_at,
     read_checkpoint_meta,
     validate,
 )

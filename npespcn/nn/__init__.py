@@ -17,5 +17,5 @@ from .optim import SGD, Adam, CosineLR, StepLR
 from .pretrained import resolve_model
 from .reparam import RepConv2d
 
-__all__ = ["Layer", "Conv2d", "RepConv2d", "Activation", "PReLU", "PixelShuffle", "ESPCN", "PAPER_LAYERS", "SEVEN_LAYERS",
-           "check_scale", "load_model", "SGD", "Adam", "StepLR", "CosineLR", "resolve_model"]
+__all__ = ["Layer", "Conv2d", "RepConv2d", "Activation", "PReLU", "PixelShuffle", "ESPCN", "PAPER_LAYERS",
+           "SEVEN_LAYERS", "check_scale", "load_model", "SGD", "Adam", "StepLR", "CosineLR", "resolve_model"]

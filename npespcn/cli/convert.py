@@ -7,11 +7,13 @@ Usage::
 
 The source format is recognised by content (:func:`npespcn.load_model`). ``--activation`` and
 ``--output-activation`` set what a ``.pth`` does not record (defaults: ESPCN-pytorch's tanh and none);
-``--scale`` is a check: conversion fails if the file holds another scale. The output is written atomically.
+``--scale`` is a check: conversion fails if the file holds another scale. The output is written atomically
+and never replaces an existing file without ``--overwrite`` (nor, even with it, the source itself).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..functional import ACTIVATIONS
@@ -19,13 +21,20 @@ from ..nn import load_model
 from .common import HelpFormatter, OneLineParser
 
 
-def convert(src, dst, **overrides):
+def convert(src, dst, overwrite: bool = False, **overrides):
     """Load ``src`` (any accepted format, ``overrides`` as in :func:`load_model`) and save it to ``dst``.
 
+    ``dst`` must not be ``src`` (also through another path or a link: ``ValueError``) and, unless
+    ``overwrite``, must not exist (``FileExistsError``, also when it appears while converting).
     Returns the model.
     """
+    if os.path.lexists(dst) and os.path.exists(src) and (os.path.realpath(dst) == os.path.realpath(src)
+                                                         or os.path.samefile(src, dst)):
+        raise ValueError(f"{dst} is the source file itself; give another destination")
+    if os.path.lexists(dst) and not overwrite:
+        raise FileExistsError(f"{dst} exists (pass --overwrite to replace it)")
     model = load_model(src, **overrides)
-    model.save(dst)
+    model.save(dst, overwrite=overwrite)
     return model
 
 
@@ -44,6 +53,7 @@ def build_parser() -> OneLineParser:
                    choices=[None] + sorted(a for a in ACTIVATIONS if a != "prelu"),
                    help="activation after the shuffle ('none' for none; default: the file's, none for a .pth)")
     p.add_argument("--scale", type=int, help="expected upscale factor (checked against the file)")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists (never SRC itself)")
     return p
 
 
@@ -53,9 +63,12 @@ def main(argv=None) -> int:
     if hasattr(args, "output_activation"):              # given on the command line (None for 'none')
         overrides["output_activation"] = args.output_activation
     try:
-        model = convert(args.src, args.dst, **overrides)
+        model = convert(args.src, args.dst, overwrite=args.overwrite, **overrides)
     except (ValueError, TypeError, OSError) as e:
         print(f"npespcn convert: error: {e}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"npespcn convert: error: not enough memory to load {args.src}", file=sys.stderr)
         return 1
     arch = model.arch
     print(f"{args.src} -> {args.dst}: scale {arch['scale']}, channels {arch['channels']}, layers "

@@ -91,6 +91,9 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(f"{PROG}: error: out of memory", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

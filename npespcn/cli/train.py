@@ -158,6 +158,9 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, FileNotFoundError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print("error: out of memory", file=sys.stderr)
+        return 1
 
 
 def _run(args, argv_given) -> int:

@@ -8,14 +8,25 @@
     npespcn upscale --demo [--out espcn_demo.png]  # no data needed
 
 Inputs are files, folders (their images, not recursive) and glob patterns. The output keeps the input's
-format (PNG, JPEG, BMP, TIFF) unless ``-o`` names another; existing files are not replaced without
-``--overwrite``; every file is written atomically. An unreadable or corrupt input is reported and
-skipped, the others are still written, and the exit status is 1 when any file failed (2 for a usage
-error such as a bad scale or a missing model).
+format (PNG, JPEG, BMP, TIFF) unless ``-o`` names another; every file is written atomically. An unreadable
+or corrupt input, a decompression bomb (more than ``--max-pixels``) or one that does not fit in memory is
+reported and skipped, the others are still written, and the exit status is 1 when any file failed (2 for
+a usage error such as a bad scale or a missing model).
+
+No output is ever replaced without ``--overwrite``: not an existing file, not a dangling symlink, not a
+file another process publishes while this one works (the result is published exclusively, see
+:func:`npespcn.atomic.atomic_write`), never the input itself (not even with ``--overwrite``), and not the
+result of an earlier input of the same run (two inputs named ``x.png`` with ``--out-dir``: the second is
+reported and skipped). A file found through a folder or a glob pattern whose name is
+``<stem>_x<N><suffix>`` while ``<stem><suffix>`` of the same folder is also an input is taken for an
+earlier run's output of it and left alone (noted unless ``-q``; not a failure); name it on its own to
+upscale it.
 """
 from __future__ import annotations
 
 import glob
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,7 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from ..image.io import (
+    DEFAULT_MAX_PIXELS,
     PNG_COMPRESSION,
+    check_max_pixels,
     format_for,
     list_images,
     read_image,
@@ -42,22 +55,26 @@ class UsageError(Exception):
     """A problem with the command line as a whole (exit status 2)."""
 
 
-def expand_inputs(patterns) -> list[Path]:
-    """Files, folders (their images, sorted) and glob patterns -> a list of files, in order, no repeats."""
+def expand_inputs(patterns, found=None) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns -> a list of files, in order, no repeats.
+
+    ``found``, a set, receives the files that came from a folder or a glob pattern (not named as such)."""
     files, seen = [], set()
 
-    def add(p):
+    def add(p, listed=False):
         p = Path(p)
         key = p.resolve()
         if key not in seen:
             seen.add(key)
             files.append(p)
+            if listed and found is not None:
+                found.add(p)
 
     for pat in patterns:
         p = Path(pat)
         if p.is_dir():
             for q in list_images(p):
-                add(q)
+                add(q, True)
         elif p.exists():
             add(p)
         elif glob.has_magic(pat):
@@ -66,10 +83,32 @@ def expand_inputs(patterns) -> list[Path]:
                 raise UsageError(f"no file matches {pat!r}")
             for m in matches:
                 if Path(m).is_file():
-                    add(m)
+                    add(m, True)
         else:
             add(p)                             # reported as unreadable when its turn comes
     return files
+
+
+_OUTPUT_STEM = re.compile(r"^(?P<stem>.+)_x[1-9][0-9]*$")
+
+
+def earlier_outputs(files, found) -> dict[Path, Path]:
+    """``{file: its source}`` for the files of ``found`` named ``<stem>_x<N><suffix>`` whose
+    ``<stem><suffix>`` in the same folder is also among ``files``: outputs of an earlier run."""
+    inputs = {p.resolve() for p in files}
+    out = {}
+    for p in files:
+        m = _OUTPUT_STEM.match(p.stem) if p in found else None
+        if m:
+            source = p.with_name(m.group("stem") + p.suffix)
+            if source.resolve() in inputs:
+                out[p] = source
+    return out
+
+
+def _key(path: Path) -> str:
+    """One spelling of ``path`` (its folder resolved), to tell whether two outputs are the same file."""
+    return os.path.normcase(os.path.join(os.path.realpath(path.parent if str(path.parent) else "."), path.name))
 
 
 def output_path(src: Path, scale: int, out=None, out_dir=None) -> Path:
@@ -100,7 +139,11 @@ def build_parser() -> OneLineParser:
     p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100")
     p.add_argument("--png-compression", type=int, default=PNG_COMPRESSION, metavar="LEVEL",
                    help="PNG zlib level 0..9: higher is smaller and slower")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (never an input, nor an output of the same run)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="largest input (width x height) decoded; larger files are skipped as possible "
+                        "decompression bombs; 0: no limit")
     p.add_argument("--clip", action="store_true", help="clip float images to [0, 1] instead of refusing")
     p.add_argument("--ensemble", action="store_true",
                    help="average the network over the 8 flips and rotations of each image (8x the work)")
@@ -125,7 +168,12 @@ def run(args, stderr=None) -> int:
         raise UsageError(f"--quality must be in 1..100, got {args.quality}")
     if not 0 <= args.png_compression <= 9:
         raise UsageError(f"--png-compression must be in 0..9, got {args.png_compression}")
-    files = expand_inputs(args.inputs)
+    try:
+        check_max_pixels(args.max_pixels)
+    except ValueError:
+        raise UsageError(f"--max-pixels must be a positive integer (0: no limit), got {args.max_pixels}") from None
+    found: set = set()
+    files = expand_inputs(args.inputs, found)
     if not files:
         raise UsageError("no input images (give files, folders or glob patterns, or --demo)")
     if args.out is not None and len(files) != 1:
@@ -139,31 +187,56 @@ def run(args, stderr=None) -> int:
             raise UsageError(f"--out-dir {args.out_dir} exists and is not a folder")
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     net, scale = _resolve(args)
-    failed = 0
+    earlier = earlier_outputs(files, found)
+    failed, written = 0, {}
     for i, src in enumerate(files, start=1):
+        if src in earlier:
+            if not args.quiet:
+                print(f"[{i}/{len(files)}] {src}: not upscaled: an earlier output of {earlier[src].name} "
+                      f"(name it on its own to upscale it)", file=stderr)
+            continue
         dst = output_path(src, scale, args.out, args.out_dir)
         t0 = time.perf_counter()
         try:
-            if dst.exists() and not args.overwrite:
-                raise ValueError(f"{dst} exists (pass --overwrite to replace it)")
+            if _key(dst) in written:
+                raise ValueError(f"{dst} was written by this run for {written[_key(dst)]} (two inputs with the "
+                                 f"same name: give them separate --out-dir)")
+            if src.exists() and os.path.lexists(dst) and os.path.realpath(dst) == os.path.realpath(src):
+                raise ValueError(f"{dst} is the input itself; never replaced")
+            if os.path.lexists(dst) and not args.overwrite:
+                what = "exists as a dangling symlink" if not dst.exists() else "exists"
+                raise ValueError(f"{dst} {what} (pass --overwrite to replace it)")
             fmt = format_for(dst)
-            image, info = read_image(src)
+            image, info = read_image(src, args.max_pixels)
             icc = info.get("icc_profile")
             if fmt == "PNG" and image.dtype in (np.uint8, np.uint16):
                 # streamed: one band of rows at a time, the whole result is never in memory
                 shape, dtype, bands = upscale_bands(image, scale, net, tile=args.tile, clip=args.clip,
                                                      ensemble=args.ensemble)
-                write_png_rows(dst, shape, dtype, bands(), icc_profile=icc, png_compression=args.png_compression)
+                write_png_rows(dst, shape, dtype, bands(), icc_profile=icc, png_compression=args.png_compression,
+                               overwrite=args.overwrite)
             else:
                 big = upscale(image, scale, net, tile=args.tile, clip=args.clip, ensemble=args.ensemble)
                 shape = big.shape
-                write_image(dst, big, quality=args.quality, icc_profile=icc, png_compression=args.png_compression)
+                write_image(dst, big, quality=args.quality, icc_profile=icc, png_compression=args.png_compression,
+                            overwrite=args.overwrite)
                 del big
             del image
+        except FileExistsError:
+            failed += 1
+            print(f"[{i}/{len(files)}] {src}: skipped: {dst} appeared while it was being upscaled (another "
+                  f"run?); not replaced (pass --overwrite to replace it)", file=stderr)
+            continue
+        except MemoryError:
+            failed += 1
+            print(f"[{i}/{len(files)}] {src}: skipped: not enough memory to upscale it (MemoryError; try "
+                  f"--tile, or a PNG output, which is streamed)", file=stderr)
+            continue
         except (ValueError, TypeError, OSError) as e:
             failed += 1
             print(f"[{i}/{len(files)}] {src}: skipped: {e}", file=stderr)
             continue
+        written[_key(dst)] = src
         if not args.quiet:
             h, w = shape[:2]
             print(f"[{i}/{len(files)}] {src} -> {dst} ({w // scale}x{h // scale} -> {w}x{h}, "
@@ -185,6 +258,9 @@ def main(argv=None) -> int:
         return run(args)
     except (UsageError, ValueError, TypeError, OSError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{PROG}: error: out of memory", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

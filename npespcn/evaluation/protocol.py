@@ -11,6 +11,12 @@ For every high-resolution image ``HR`` (uint8 RGB; grey images as R = G = B) and
 
 and the set's score is the mean over its images. With this protocol bicubic scores 30.40 / 27.63 dB on
 Set5 / Set14 at x3 (33.67 / 30.32 at x2, 28.43 / 26.09 at x4).
+
+The protocol works on 8 bits. Files are read with :func:`npespcn.image.io.read_image` (its pixel limit
+against decompression bombs, every Pillow mode converted: palette, grey + alpha and CMYK to RGB, alpha
+dropped); 16-bit images (and 16-bit arrays) become 8-bit by rounding ``v / 257`` (65535 -> 255, never
+clipped: a 16-bit copy ``v * 257`` of an 8-bit image scores exactly as the 8-bit one), floats in [0, 1]
+by rounding ``v * 255``. Training reads its images through :func:`load_rgb8` too.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..image.color import rgb_to_y
-from ..image.io import list_images
+from ..image.io import DEFAULT_MAX_PIXELS, image_to_array, list_images, read_image
 from ..inference.pipeline import upscale
 from ..nn.model import check_scale
 from ..nn.pretrained import resolve_model
@@ -29,12 +35,20 @@ from .metrics import psnr, ssim
 
 
 def as_rgb8(image) -> np.ndarray:
-    """An image (array or PIL image, grey, RGB or RGBA, uint8) as uint8 RGB (H, W, 3); grey as R = G = B."""
+    """An image (array or PIL image: grey, RGB or RGBA; uint8, uint16 or floats in [0, 1]; any PIL mode) as
+    uint8 RGB (H, W, 3); grey as R = G = B, alpha dropped, 16 bits as ``round(v / 257)``, floats as
+    ``round(v * 255)`` (see the module docstring)."""
     if isinstance(image, Image.Image):
-        image = image.convert("RGB")
+        image = image_to_array(image)
     a = np.asarray(image)
-    if a.dtype != np.uint8:
-        raise TypeError(f"evaluation expects uint8 images, got dtype {a.dtype}")
+    if a.dtype == np.uint16:
+        a = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)          # round(v / 257): 257 is odd
+    elif a.dtype.kind == "f":
+        if a.size and not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1):
+            raise ValueError("evaluation expects float images in [0, 1]")
+        a = np.rint(a * 255.0).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise TypeError(f"evaluation expects uint8, uint16 or float images, got dtype {a.dtype}")
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
@@ -44,13 +58,11 @@ def as_rgb8(image) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, :3])
 
 
-def load_rgb8(path) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3); ``ValueError`` for anything that is not an image."""
-    try:
-        with Image.open(path) as im:
-            return as_rgb8(im)
-    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+def load_rgb8(path, max_pixels=DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3) (:func:`as_rgb8` of :func:`npespcn.image.io.read_image`);
+    ``ValueError`` naming the file for anything that is not an image or declares more than ``max_pixels``."""
+    arr, _ = read_image(path, max_pixels)
+    return as_rgb8(arr)
 
 
 def degrade(hr, scale: int):

@@ -29,15 +29,23 @@ override of a field the file determines (scale, channels, layers) must agree wit
 replaced. This package is a leaf: it reads and writes files of arrays and records and imports nothing else
 of npespcn (but :mod:`npespcn.atomic`). No format is ever read with ``pickle``: see
 :mod:`npespcn.formats.torch_pth` for why a ``.pth`` cannot run code here.
+
+Every reader treats its file as hostile: the architecture (read from the record or from the declared
+shapes) is checked against :func:`~npespcn.formats.arch.check_arch`'s limits and the arrays' declared
+shapes and sizes against it and against :func:`~npespcn.formats.arch.element_budget` of the file's size
+before any array data is decoded or decompressed (zip members in bounded chunks,
+:mod:`npespcn.formats.ziparchive`; graph constants only where the chain uses them), so loading a file
+of ``n`` bytes needs memory of a small multiple of ``max(n, 8 MB)``. Damaged files raise ``ValueError``
+(or a subclass) naming the file.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .arch import ARCH_FIELDS, apply_overrides, check_overrides
+from .arch import ARCH_FIELDS, ArchError, apply_overrides, check_arch, check_overrides
 from .npz import is_npespcn_npz, read_npz, save_npz
 from .tf_graphdef import looks_like_graphdef, read_graphdef
-from .torch_pth import espcn_from_state_dict, is_torch_zip, read_state_dict
+from .torch_pth import espcn_from_state_dict, espcn_layout, is_torch_zip, read_state_dict
 
 ACCEPTED = ("npespcn .npz; PyTorch state_dict .pth (torch.save zip format, ESPCN-pytorch keys); "
             "TensorFlow frozen GraphDef .pb of an ESPCN (TF-ESPCN / OpenCV dnn_superres)")
@@ -50,7 +58,14 @@ def read_foreign(path) -> tuple[str, dict, dict] | None:
     ``arch`` holds ESPCN-pytorch's default activations.
     """
     if is_torch_zip(path):
-        arch, params = espcn_from_state_dict(read_state_dict(path))
+        def check(meta):                 # before any storage is read: the layout and its limits
+            try:
+                arch, _ = espcn_layout(meta)
+            except ValueError as e:
+                raise ValueError(f"not an ESPCN-pytorch state dict: {e}") from None
+            check_arch(arch, path)
+
+        arch, params = espcn_from_state_dict(read_state_dict(path, check=check))
         return "PyTorch state_dict", arch, params
     if looks_like_graphdef(path):
         arch, params = read_graphdef(path)
@@ -94,5 +109,5 @@ def read_model_file(path) -> tuple[str, dict, dict]:
     raise ValueError(f"{path}: not a model file npespcn can read; accepted formats: {ACCEPTED}")
 
 
-__all__ = ["read_model_file", "read_foreign", "save_npz", "apply_overrides", "check_overrides", "ARCH_FIELDS",
-           "ACCEPTED"]
+__all__ = ["read_model_file", "read_foreign", "save_npz", "apply_overrides", "check_arch", "check_overrides",
+           "ArchError", "ARCH_FIELDS", "ACCEPTED"]

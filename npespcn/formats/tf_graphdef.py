@@ -29,17 +29,27 @@ scale) and converts the weights into npespcn's layout:
 * an activation between the last convolution and ``DepthToSpace`` is moved after the shuffle (an
   element-wise function commutes with a permutation of the elements).
 
+**Memory.** :func:`read_graphdef` parses the graph without decoding any constant's values (a constant is a
+:class:`LazyTensor`: dtype and shape only), walks the chain, infers the architecture from the constants'
+declared shapes and checks it (:func:`npespcn.formats.arch.check_arch`), and only then decodes the
+constants the chain uses, all of them together within :func:`npespcn.formats.arch.element_budget` of the
+file's size (so splatted values cannot expand a small file). Unused nodes are never decoded; graphs of more
+than :data:`MAX_NODES` nodes or :data:`MAX_INPUTS` inputs are refused.
+
 Accepted ops: ``Placeholder``, ``Const``, ``Identity`` (skipped), ``Conv2D`` (stride 1, ``SAME``, no dilation,
 NHWC), ``Add``/``AddV2``/``BiasAdd`` with a constant bias, ``Relu``/``Tanh``, ``DepthToSpace`` (NHWC) and a final
 ``Transpose`` to NCHW. Anything else raises ``ValueError`` naming the op.
 """
 from __future__ import annotations
 
+import math
 import struct
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .arch import ArchError, check_arch, element_budget
 from .protobuf import (
     I32,
     I64,
@@ -52,11 +62,14 @@ from .protobuf import (
     iter_fields,
     packed_floats,
     packed_varints,
+    read_varint,
 )
 
 # TensorFlow DataType enum (types.proto) -> NumPy dtype, for the constants an ESPCN graph holds.
 TF_DTYPES = {1: np.dtype("<f4"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 9: np.dtype("<i8")}
-MAX_CONST_ELEMENTS = 1 << 26          # refuse absurd constant shapes (a crafted file must not exhaust memory)
+MAX_NODES = 4096                      # an ESPCN graph has a few dozen
+MAX_INPUTS = 16384
+MAX_LIST_ATTR_BYTES = 4096            # list attributes (strides, dilations, ...) are a few bytes
 ACTIVATION_OPS = {"Relu": "relu", "Tanh": "tanh"}
 BIAS_OPS = ("Add", "AddV2", "BiasAdd")
 
@@ -84,63 +97,136 @@ def decode_shape(buf) -> list[int]:
     return dims
 
 
-def decode_tensor(buf) -> np.ndarray:
-    """``TensorProto`` -> ndarray (float32, float64, int32 or int64).
+class Budget:
+    """Array elements left to decode (shared by every constant of a graph)."""
 
-    Values come from ``tensor_content`` (raw little-endian bytes) or from the typed repeated fields; a single
-    repeated value fills the whole shape (TensorFlow's convention for splatted constants).
-    """
-    dtype_enum, shape, content, values = None, [], None, []
+    def __init__(self, elements: int):
+        self.left = int(elements)
+
+    def take(self, n: int, what: str) -> None:
+        if n > self.left:
+            raise ValueError(f"{what} has {n} elements, more than the {self.left} left of what a file of this "
+                             f"size may decode")
+        self.left -= n
+
+
+def _tensor_header(buf) -> tuple[int | None, list[int]]:
+    """``(dtype enum, shape)`` of a ``TensorProto``, without touching its values."""
+    dtype_enum, shape = None, []
     for f, w, v in iter_fields(buf):
         if f == 1 and w == VARINT:
             dtype_enum = v
         elif f == 2 and w == LEN:
             shape = decode_shape(v)
-        elif f == 4 and w == LEN:
-            content = bytes(v)
-        elif f == 5:                                   # float_val: packed (LEN) or one I32 per element
-            values.extend(packed_floats(v) if w == LEN else [as_float(v)])
-        elif f == 6 and w == LEN:                      # double_val, packed
-            if len(v) % 8:
-                raise ProtobufError("packed doubles: length is not a multiple of 8")
-            values.extend(np.frombuffer(bytes(v), "<f8"))
-        elif f == 6 and w == I64:                      # double_val, one I64 per element (unpacked)
-            values.append(struct.unpack("<d", v)[0])
-        elif f == 6:
-            raise ProtobufError(f"double_val with wire type {w}; expected packed (2) or 64-bit (1)")
-        elif f in (7, 10):                             # int_val / int64_val: packed or one varint each
-            values.extend(packed_varints(v) if w == LEN else [as_int64(v)])
+    return dtype_enum, shape
+
+
+class LazyTensor:
+    """A ``TensorProto`` not decoded yet: ``dtype`` and ``shape`` from its header; :meth:`decode` gives the
+    array within a :class:`Budget`."""
+
+    def __init__(self, buf):
+        self.buf = buf
+        dtype_enum, self.shape = _tensor_header(buf)
+        self.dtype = TF_DTYPES.get(dtype_enum)
+        self.ndim = len(self.shape)
+
+    def decode(self, budget: Budget) -> np.ndarray:
+        return decode_tensor(self.buf, budget)
+
+
+def decode_tensor(buf, budget: Budget | None = None) -> np.ndarray:
+    """``TensorProto`` -> ndarray (float32, float64, int32 or int64).
+
+    Values come from ``tensor_content`` (raw little-endian bytes) or from the typed repeated fields; a single
+    repeated value fills the whole shape (TensorFlow's convention for splatted constants). The declared
+    shape is charged to ``budget`` (default: :func:`~npespcn.formats.arch.element_budget` of the buffer's
+    size) before anything is allocated.
+    """
+    dtype_enum, shape = _tensor_header(buf)
     if dtype_enum not in TF_DTYPES:
         raise ValueError(f"unsupported tensor dtype enum {dtype_enum}; expected one of float32, float64, "
                          f"int32, int64 ({sorted(TF_DTYPES)})")
     dtype = TF_DTYPES[dtype_enum]
     if any(d < 0 for d in shape):
         raise ValueError(f"constant has an unknown or negative dimension: shape {shape}")
-    size = int(np.prod(shape, dtype=object)) if shape else 1
-    if size > MAX_CONST_ELEMENTS:
-        raise ValueError(f"constant of shape {shape} has {size} elements, more than the {MAX_CONST_ELEMENTS} "
-                         f"an ESPCN could need")
+    size = math.prod(shape)
+    (budget or Budget(element_budget(len(buf)))).take(size, f"constant of shape {shape}")
+    content, parts, count = None, [], 0
+    singles = array("d")                               # unpacked values, 8 bytes each (not Python floats)
+
+    def add(values):
+        nonlocal count
+        count += len(values)
+        if count > max(size, 1):
+            raise ValueError(f"constant of shape {shape} lists more than {size} values")
+        if len(singles):
+            parts.append(np.frombuffer(singles, np.float64).copy())
+            del singles[:]
+        parts.append(values)
+
+    def add_one(value):
+        nonlocal count
+        count += 1
+        if count > max(size, 1):
+            raise ValueError(f"constant of shape {shape} lists more than {size} values")
+        singles.append(value)
+
+    for f, w, v in iter_fields(buf):
+        if f == 4 and w == LEN:
+            content = v
+        elif f == 5:                                   # float_val: packed (LEN) or one I32 per element
+            if w == LEN:
+                add(packed_floats(v))
+            else:
+                add_one(as_float(v))
+        elif f == 6 and w == LEN:                      # double_val, packed
+            if len(v) % 8:
+                raise ProtobufError("packed doubles: length is not a multiple of 8")
+            add(np.frombuffer(bytes(v), "<f8"))
+        elif f == 6 and w == I64:                      # double_val, one I64 per element (unpacked)
+            add_one(struct.unpack("<d", v)[0])
+        elif f == 6:
+            raise ProtobufError(f"double_val with wire type {w}; expected packed (2) or 64-bit (1)")
+        elif f in (7, 10):                             # int_val / int64_val: packed or one varint each
+            if w == LEN:
+                if len(v) > max(size, 1) * 10:
+                    raise ValueError(f"constant of shape {shape} lists more than {size} values")
+                ints, pos = array("q"), 0
+                while pos < len(v):
+                    x, pos = read_varint(v, pos)
+                    ints.append(as_int64(x))
+                add(np.frombuffer(ints, np.int64))
+            else:
+                add_one(as_int64(v))
+    if len(singles):
+        parts.append(np.frombuffer(singles, np.float64))
     if content is not None:
         if len(content) != size * dtype.itemsize:
             raise ValueError(f"tensor_content holds {len(content)} bytes, shape {shape} of {dtype} needs "
                              f"{size * dtype.itemsize}")
         arr = np.frombuffer(content, dtype=dtype)
-    elif len(values) == size:
-        arr = np.asarray(values, dtype=dtype)
-    elif len(values) == 1:
-        arr = np.full(size, values[0], dtype=dtype)
-    elif not values:
+    elif count == size:
+        arr = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+    elif count == 1:
+        arr = np.full(size, parts[0][0], dtype=dtype)
+    elif count == 0:
         arr = np.zeros(size, dtype=dtype)
     else:
-        raise ValueError(f"constant of shape {shape} lists {len(values)} values")
+        raise ValueError(f"constant of shape {shape} lists {count} values")
     return arr.reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def _decode_attr(buf):
-    """``AttrValue`` -> Python value: str, int, float, bool, ndarray, or a list for ``list`` attributes."""
+def _decode_attr(buf, lazy: bool = False, budget: Budget | None = None):
+    """``AttrValue`` -> Python value: str, int, float, bool, ndarray (a :class:`LazyTensor` with ``lazy``),
+    or a list for ``list`` attributes (``None`` for a list longer than :data:`MAX_LIST_ATTR_BYTES` with
+    ``lazy``: nothing an ESPCN graph uses)."""
     value = None
     for f, w, v in iter_fields(buf):
         if f == 1 and w == LEN:                        # ListValue: s (2), i (3, packed), f (4, packed)
+            if lazy and len(v) > MAX_LIST_ATTR_BYTES:
+                value = None
+                continue
             items = []
             for f2, w2, v2 in iter_fields(v):
                 if f2 == 2 and w2 == LEN:
@@ -161,18 +247,25 @@ def _decode_attr(buf):
         elif f == 6 and w == VARINT:
             value = int(v)
         elif f == 8 and w == LEN:
-            value = decode_tensor(v)
+            value = LazyTensor(v) if lazy else decode_tensor(v, budget)
     return value
 
 
-def parse_graphdef(data) -> list[Node]:
-    """Decode a serialised ``GraphDef`` into its nodes (fields other than ``node`` are ignored)."""
-    nodes = []
+def parse_graphdef(data, lazy: bool = False) -> list[Node]:
+    """Decode a serialised ``GraphDef`` into its nodes (fields other than ``node`` are ignored).
+
+    Constants are decoded (all within one :class:`Budget` of the data's size), or with ``lazy`` kept as
+    :class:`LazyTensor` for :func:`espcn_from_graphdef` to decode those it uses.
+    """
+    nodes, inputs = [], 0
+    budget = Budget(element_budget(len(data)))
     for f, w, v in iter_fields(data):
         if f != 1:
             continue
         if w != LEN:
             raise ProtobufError("GraphDef.node must be a length-delimited message")
+        if len(nodes) >= MAX_NODES:
+            raise ValueError(f"GraphDef has more than {MAX_NODES} nodes; an ESPCN graph has a few dozen")
         node = Node("", "")
         for f2, w2, v2 in iter_fields(v):
             if f2 == 1:
@@ -180,6 +273,9 @@ def parse_graphdef(data) -> list[Node]:
             elif f2 == 2:
                 node.op = as_str(v2, "NodeDef.op")
             elif f2 == 3:
+                inputs += 1
+                if inputs > MAX_INPUTS:
+                    raise ValueError(f"GraphDef has more than {MAX_INPUTS} inputs; an ESPCN graph has a few dozen")
                 node.inputs.append(as_str(v2, "NodeDef.input"))
             elif f2 == 5 and w2 == LEN:
                 key, raw = None, None
@@ -189,7 +285,7 @@ def parse_graphdef(data) -> list[Node]:
                     elif f3 == 2 and w3 == LEN:
                         raw = v3
                 if key is not None and raw is not None:
-                    node.attrs[key] = _decode_attr(raw)
+                    node.attrs[key] = _decode_attr(raw, lazy, budget)
         if not node.name or not node.op:
             raise ValueError("GraphDef has a node without a name or an op")
         nodes.append(node)
@@ -231,10 +327,12 @@ def _attr(node: Node, key: str, default, kind: type):
     return value
 
 
-def espcn_from_graphdef(nodes: list[Node]) -> tuple[dict, dict]:
+def espcn_from_graphdef(nodes: list[Node], budget: Budget | None = None, path=None) -> tuple[dict, dict]:
     """Infer ``(arch, params)`` of the ESPCN the graph computes; ``params`` in npespcn's layout.
 
-    Raises ``ValueError`` naming the node when the graph is not a plain ESPCN chain.
+    Constants may be arrays or :class:`LazyTensor` (decoded within ``budget`` once the architecture read
+    off their shapes passed :func:`~npespcn.formats.arch.check_arch`). Raises ``ValueError`` naming the
+    node when the graph is not a plain ESPCN chain.
     """
     by_name = {n.name: n for n in nodes}
     if len(by_name) != len(nodes):
@@ -251,7 +349,7 @@ def espcn_from_graphdef(nodes: list[Node]) -> tuple[dict, dict]:
             if node is None or node.op != "Identity" or not node.inputs:
                 break
             node = by_name.get(_src(node.inputs[0]))
-        if node is None or node.op != "Const" or not isinstance(node.attrs.get("value"), np.ndarray):
+        if node is None or node.op != "Const" or not isinstance(node.attrs.get("value"), (np.ndarray, LazyTensor)):
             return None
         return node.attrs["value"]
 
@@ -301,16 +399,22 @@ def espcn_from_graphdef(nodes: list[Node]) -> tuple[dict, dict]:
             steps.append(["d2s", _attr(node, "block_size", 0, int)])
         elif op == "Transpose":
             perm = const(node.inputs[1]) if len(node.inputs) > 1 else None
+            if isinstance(perm, LazyTensor):
+                perm = perm.decode(Budget(4)) if list(perm.shape) == [4] else None
             if perm is None or perm.tolist() != [0, 3, 1, 2]:
                 raise ValueError(f"Transpose {node.name!r}: only the final NHWC -> NCHW (0, 3, 1, 2) is accepted")
             steps.append(["nchw"])
         else:
             raise ValueError(f"unsupported op {op!r} (node {node.name!r}) in an ESPCN graph; accepted: Conv2D, "
                              f"{', '.join(BIAS_OPS)}, Relu, Tanh, DepthToSpace, Identity, Transpose")
-    return _assemble(steps)
+    return _assemble(steps, budget, path)
 
 
-def _assemble(steps) -> tuple[dict, dict]:
+def _value(x, budget: Budget) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.decode(budget)
+
+
+def _assemble(steps, budget: Budget | None = None, path=None) -> tuple[dict, dict]:
     kinds = [s[0] for s in steps]
     if kinds.count("d2s") != 1:
         raise ValueError(f"expected one DepthToSpace after the convolutions, found {kinds.count('d2s')}")
@@ -340,8 +444,12 @@ def _assemble(steps) -> tuple[dict, dict]:
         raise ValueError(f"after DepthToSpace only one activation and the NCHW Transpose are accepted, got "
                          f"{[s[0] for s in after]}")
 
-    params, layers, channels, c_in = {}, [], None, None
+    # The architecture from the constants' declared shapes, checked before any value is decoded.
+    layers, channels, c_in = [], None, None
     for i, ((_, name, w, b), _) in enumerate(groups, start=1):
+        for what, t in (("filter", w), ("bias", b)):
+            if t is not None and (t.dtype is None or np.dtype(t.dtype).kind != "f"):
+                raise ValueError(f"Conv2D {name!r}: its {what} is {t.dtype}, not float32 or float64")
         k_h, k_w, cin, cout = w.shape
         if k_h != k_w or k_h % 2 == 0:
             raise ValueError(f"Conv2D {name!r}: kernel {k_h}x{k_w}; npespcn needs square odd kernels")
@@ -349,26 +457,31 @@ def _assemble(steps) -> tuple[dict, dict]:
             channels = cin
         elif cin != c_in:
             raise ValueError(f"Conv2D {name!r} takes {cin} channels but the previous layer gives {c_in}")
-        if b is None:
-            b = np.zeros(cout, np.float32)
-        if b.shape != (cout,):
-            raise ValueError(f"Conv2D {name!r}: bias of shape {b.shape}, expected ({cout},)")
-        params[f"conv{i}.weight"] = np.ascontiguousarray(w.transpose(3, 2, 0, 1), dtype=np.float32)
-        params[f"conv{i}.bias"] = np.asarray(b, dtype=np.float32)
+        if b is not None and tuple(b.shape) != (cout,):
+            raise ValueError(f"Conv2D {name!r}: bias of shape {tuple(b.shape)}, expected ({cout},)")
         if i < len(groups):                            # hidden layer: [kernel size, filters]
             layers.append([int(k_h), int(cout)])
         c_in = cout
-    last = f"conv{len(groups)}"
     if r < 1 or c_in != channels * r * r:
         raise ValueError(f"DepthToSpace with block size {r} needs {channels}*{r}*{r} = {channels * r * r} "
                          f"channels, the last convolution gives {c_in}")
-    if params[f"{last}.weight"].shape[2] != 3:
-        raise ValueError(f"the last convolution has a {params[f'{last}.weight'].shape[2]}x"
-                         f"{params[f'{last}.weight'].shape[2]} kernel; npespcn's ESPCN uses 3x3 there")
+    if groups[-1][0][2].shape[0] != 3:
+        k = groups[-1][0][2].shape[0]
+        raise ValueError(f"the last convolution has a {k}x{k} kernel; npespcn's ESPCN uses 3x3 there")
+    arch = check_arch({"scale": int(r), "channels": int(channels), "layers": layers,
+                       "activation": hidden_acts.pop(), "output_activation": out_acts[0] if out_acts else None},
+                      path)
+
+    budget = budget or Budget(element_budget(0))
+    params = {}
+    for i, ((_, name, w, b), _) in enumerate(groups, start=1):
+        w = _value(w, budget)
+        b = np.zeros(w.shape[3], np.float32) if b is None else _value(b, budget)
+        params[f"conv{i}.weight"] = np.ascontiguousarray(w.transpose(3, 2, 0, 1), dtype=np.float32)
+        params[f"conv{i}.bias"] = np.asarray(b, dtype=np.float32)
+    last = f"conv{len(groups)}"
     params[f"{last}.weight"] = np.ascontiguousarray(tf_to_torch_channel_order(params[f"{last}.weight"], r))
     params[f"{last}.bias"] = np.ascontiguousarray(tf_to_torch_channel_order(params[f"{last}.bias"], r))
-    arch = {"scale": int(r), "channels": int(channels), "layers": layers, "activation": hidden_acts.pop(),
-            "output_activation": out_acts[0] if out_acts else None}
     return arch, params
 
 
@@ -387,14 +500,17 @@ def tf_to_torch_channel_order(x, r):
 
 
 def read_graphdef(path) -> tuple[dict, dict]:
-    """Read ``path`` and return ``(arch, params)`` (see :func:`espcn_from_graphdef`)."""
+    """Read ``path`` and return ``(arch, params)`` (see :func:`espcn_from_graphdef`): the graph is parsed
+    lazily and only the constants the chain uses are decoded, within the file's element budget."""
     with open(path, "rb") as fh:
         data = fh.read()
     try:
-        nodes = parse_graphdef(data)
+        nodes = parse_graphdef(data, lazy=True)
     except ValueError as e:
         raise ValueError(f"{path}: not a readable TensorFlow GraphDef ({e})") from None
     try:
-        return espcn_from_graphdef(nodes)
+        return espcn_from_graphdef(nodes, Budget(element_budget(len(data))), path)
+    except ArchError:
+        raise
     except ValueError as e:
         raise ValueError(f"{path}: not an ESPCN graph: {e}") from None

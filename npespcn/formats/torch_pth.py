@@ -18,6 +18,13 @@ NumPy values. Any other global (``os system``, ``builtins eval``, ...) is refuse
 the ``GLOBAL`` opcode is read, before anything could be called. Every opcode consumes at least one byte and
 every length is checked against the bytes present, so a corrupted file cannot hang or over-read.
 
+**Memory.** ``data.pkl`` is read only when it declares at most :data:`MAX_PICKLE_BYTES` and the machine
+runs at most :data:`MAX_PICKLE_OPS` opcodes. Unpickling reads no storage: tensors are records of
+``(storage, offset, size, stride)``, so the shapes (and through ``check``, the architecture) are known and
+checked first; then the storages the tensors use are read, once their element counts passed the budget
+of :func:`npespcn.formats.arch.element_budget` and their entries declare the bytes the pickle implies,
+in bounded chunks (:mod:`npespcn.formats.ziparchive`).
+
 **ESPCN-pytorch layout** (``yjn870/ESPCN-pytorch``)::
 
     first_part.0  Conv2d(C, 64, 5, padding=2)      first_part.1  Tanh
@@ -31,19 +38,23 @@ to override. ``C`` is the first kernel's input channels and ``r = sqrt(out / C)`
 from __future__ import annotations
 
 import math
+import os
 import re
 import struct
 import zipfile
-import zlib
 
 import numpy as np
+
+from .arch import ArchError, element_budget
+from .ziparchive import ZIP_ERRORS, members, read_member
 
 STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
     "BFloat16Storage": "bfloat16", "LongStorage": np.int64, "IntStorage": np.int32,
     "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
-MAX_STORAGE_BYTES = 1 << 31         # refuse absurd (decompression-bomb) entries
+MAX_PICKLE_BYTES = 1 << 20          # an ESPCN state dict's data.pkl is a few KB
+MAX_PICKLE_OPS = 1 << 18            # each opcode makes at most one object
 DEFAULT_ACTIVATION = "tanh"          # ESPCN-pytorch's hidden activation
 DEFAULT_OUTPUT_ACTIVATION = None     # ESPCN-pytorch ends with PixelShuffle
 
@@ -65,40 +76,64 @@ def _storage_dtype(name):
     return np.dtype("<u2") if dt == "bfloat16" else np.dtype(dt)
 
 
+class StorageRef:
+    """A storage named by the pickle (``data/<key>``, ``numel`` elements of ``dtype``), not read yet."""
+
+    def __init__(self, key: str, type_name: str, numel: int):
+        self.key, self.type_name, self.numel = key, type_name, numel
+        self.dtype = _storage_dtype(type_name)
+        self.bfloat16 = type_name == "BFloat16Storage"
+
+
+class TensorRef:
+    """``torch._utils._rebuild_tensor_v2``'s arguments: elements ``offset + sum(i_k * stride_k)`` of a storage,
+    checked to lie inside it; :meth:`materialise` copies them out once the storage is read."""
+
+    def __init__(self, storage: StorageRef, offset: int, size: tuple, stride: tuple):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The tensor's element type (bfloat16 becomes float32)."""
+        return np.dtype(np.float32) if self.storage.bfloat16 else self.storage.dtype
+
+    def materialise(self, data: np.ndarray) -> np.ndarray:
+        """The tensor, copied out of its storage's elements ``data``."""
+        size, stride = self.size, self.stride
+        if 0 not in size:
+            view = np.lib.stride_tricks.as_strided(data[self.offset:], shape=size,
+                                                   strides=[s * data.itemsize for s in stride], writeable=False)
+            out = np.array(view)
+        else:
+            out = np.zeros(size, data.dtype)
+        if self.storage.bfloat16:
+            out = (out.astype(np.uint32) << 16).view(np.float32)
+        return out
+
+
 def _rebuild_tensor(storage, offset, size, stride, *_ignored):
-    """``torch._utils._rebuild_tensor_v2``: the strided view ``storage[offset + sum(i_k * stride_k)]``, copied."""
-    if not isinstance(storage, np.ndarray):
+    """``torch._utils._rebuild_tensor_v2``: a :class:`TensorRef` once its elements are known to lie in the storage."""
+    if not isinstance(storage, StorageRef):
         raise ValueError("tensor does not refer to a storage")
     if not (isinstance(offset, int) and isinstance(size, tuple) and isinstance(stride, tuple)
-            and len(size) == len(stride) and all(isinstance(v, int) and v >= 0 for v in size + stride)):
-        raise ValueError(f"malformed tensor record: offset {offset!r}, size {size!r}, stride {stride!r}")
+            and len(size) == len(stride) and len(size) <= 8
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size + stride)):
+        raise ValueError(f"malformed tensor record: offset {offset!r}, size {size!r:.80}, stride {stride!r:.80}")
     if offset < 0:
         raise ValueError(f"negative storage offset {offset}")
-    if math.prod(size) > storage.size:
-        raise ValueError(f"tensor of size {size} has more elements than its storage ({storage.size})")
+    if math.prod(size) > storage.numel:
+        raise ValueError(f"tensor of size {size} has more elements than its storage ({storage.numel})")
     if 0 not in size:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= storage.size:
+        if last >= storage.numel:
             raise ValueError(f"tensor of size {size}, stride {stride}, offset {offset} reads element {last} "
-                             f"of a storage of {storage.size}")
-        view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
-                                               strides=[s * storage.itemsize for s in stride], writeable=False)
-        out = np.array(view)
-    else:
-        out = np.zeros(size, storage.dtype)
-    if getattr(storage, "_bfloat16", False):
-        out = (out.astype(np.uint32) << 16).view(np.float32)
-    return out
+                             f"of a storage of {storage.numel}")
+    return TensorRef(storage, offset, size, stride)
 
 
 def _rebuild_parameter(data, *_ignored):
     """``torch._utils._rebuild_parameter``: a Parameter is its tensor."""
     return data
-
-
-class _BFloat16(np.ndarray):
-    """uint16 storage marked as bfloat16 (NumPy has no bfloat16); converted in :func:`_rebuild_tensor`."""
-    _bfloat16 = True
 
 
 def _ordered_dict(*args):
@@ -123,13 +158,15 @@ class SafeUnpickler:
     ----------
     data : bytes
         The pickle (``data.pkl``).
-    load_storage : callable (key: str, dtype: np.dtype, numel: int) -> 1-D ndarray
-        Returns the bytes of ``data/<key>`` as an array.
+    load_storage : callable (key: str, type name: str, numel: int) -> object
+        What a persistent id ``("storage", type, key, location, numel)`` stands for (the reader gives a
+        :class:`StorageRef`).
     """
 
     def __init__(self, data: bytes, load_storage):
         self.data, self.pos = memoryview(data), 0
         self.load_storage = load_storage
+        self.ops = 0
 
     def _take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
@@ -157,8 +194,9 @@ class SafeUnpickler:
                 and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and isinstance(pid[4], int)):
             raise ValueError(f"unsupported persistent id {pid!r}; expected ('storage', type, key, location, numel)")
         _, stype, key, _, numel = pid
-        arr = self.load_storage(key, _storage_dtype(stype.name), numel)
-        return arr.view(_BFloat16) if stype.name == "BFloat16Storage" else arr
+        if numel < 0:
+            raise ValueError(f"storage {key!r} has a negative size {numel}")
+        return self.load_storage(key, stype.name, numel)
 
     def load(self):
         stack, marks, memo = [], [], {}
@@ -179,6 +217,9 @@ class SafeUnpickler:
 
         while True:
             op = self._take(1)
+            self.ops += 1
+            if self.ops > MAX_PICKLE_OPS:
+                raise ValueError(f"pickle runs more than {MAX_PICKLE_OPS} opcodes; a state dict needs far fewer")
             if op == b"\x80":                                   # PROTO n
                 if self._take(1)[0] > 5:
                     raise ValueError("pickle protocol above 5")
@@ -306,59 +347,114 @@ def is_torch_zip(path) -> bool:
         return False
 
 
-def read_state_dict(path) -> dict[str, np.ndarray]:
+def read_state_dict(path, check=None) -> dict[str, np.ndarray]:
     """Load the tensors of a ``torch.save`` zip archive as ``{name: ndarray}``, safely (see module docstring).
 
-    Raises ``ValueError`` for anything that is not a readable tensor state dict, :class:`UnsafePickleError`
-    (a ``ValueError``) for a pickle naming a forbidden global.
+    ``check({name: (shape, dtype)})`` runs after unpickling and before any storage is read (the loader
+    checks the architecture there). Raises ``ValueError`` for anything that is not a readable tensor state
+    dict, :class:`UnsafePickleError` (a ``ValueError``) for a pickle naming a forbidden global.
     """
     try:
+        budget = element_budget(os.path.getsize(path))
         with zipfile.ZipFile(path) as z:
-            pkl = [n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+            infos = members(z)
+            pkl = [n for n in infos if n == "data.pkl" or n.endswith("/data.pkl")]
             if len(pkl) != 1:
                 raise ValueError(f"expected one data.pkl in the archive, found {len(pkl)}")
             prefix = pkl[0][:-len("data.pkl")]
-            names = set(z.namelist())
             order = "<"
-            if prefix + "byteorder" in names:
-                bo = z.read(prefix + "byteorder").decode("ascii", "replace").strip()
+            if prefix + "byteorder" in infos:
+                bo = bytes(read_member(z, infos[prefix + "byteorder"], 16)).decode("ascii", "replace").strip()
                 if bo not in ("little", "big"):
                     raise ValueError(f"byteorder record {bo!r}, expected little or big")
                 order = "<" if bo == "little" else ">"
-            storages = {}
+            storages: dict[str, StorageRef] = {}
 
-            def load_storage(key, dtype, numel):
-                if key not in storages:
-                    entry = prefix + "data/" + key
-                    if entry not in names:
-                        raise ValueError(f"storage {key!r} is missing from the archive")
-                    info = z.getinfo(entry)
-                    if info.file_size > MAX_STORAGE_BYTES:
-                        raise ValueError(f"storage {key!r} claims {info.file_size} bytes, more than the "
-                                         f"{MAX_STORAGE_BYTES} a state dict entry may hold here")
-                    if info.file_size < numel * dtype.itemsize:
-                        raise ValueError(f"storage {key!r} holds {info.file_size} bytes, {numel} x {dtype} "
-                                         f"needs {numel * dtype.itemsize}")
-                    raw = z.read(entry)[:numel * dtype.itemsize]
-                    storages[key] = np.frombuffer(raw, dtype.newbyteorder(order)).astype(dtype.newbyteorder("="))
-                return storages[key]
+            def storage_ref(key, type_name, numel):
+                ref = storages.setdefault(key, StorageRef(key, type_name, numel))
+                if (ref.type_name, ref.numel) != (type_name, numel):
+                    raise ValueError(f"storage {key!r} is named twice with different types or sizes")
+                return ref
 
-            obj = SafeUnpickler(z.read(pkl[0]), load_storage).load()
+            obj = SafeUnpickler(read_member(z, infos[pkl[0]], MAX_PICKLE_BYTES), storage_ref).load()
+            # Common wrappers: {"state_dict": {...}} or {"model": {...}}, and DataParallel's "module." prefix.
+            if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("state_dict", "model"):
+                obj = next(iter(obj.values()))
+            if not isinstance(obj, dict) or not obj or not all(isinstance(v, TensorRef) for v in obj.values()):
+                raise ValueError(f"the pickle holds a {type(obj).__name__}, not a dict of tensors")
+            refs = {(k[7:] if isinstance(k, str) and k.startswith("module.") else k): v for k, v in obj.items()}
+            if check is not None:
+                check({k: (r.size, r.dtype) for k, r in refs.items()})
+            used = {id(r.storage): r.storage for r in refs.values()}.values()
+            total = sum(st.numel for st in used)
+            if total > budget:
+                raise ValueError(f"the storages declare {total} elements, more than a file of its size may "
+                                 f"hold ({budget})")
+            data = {}
+            for st in used:
+                entry = prefix + "data/" + st.key
+                if entry not in infos:
+                    raise ValueError(f"storage {st.key!r} is missing from the archive")
+                need = st.numel * st.dtype.itemsize
+                raw = read_member(z, infos[entry], need, need)
+                data[st.key] = np.frombuffer(raw, st.dtype.newbyteorder(order)).astype(st.dtype.newbyteorder("="))
+            return {k: r.materialise(data[r.storage.key]) for k, r in refs.items()}
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: {e}") from None
-    except (ValueError, zipfile.BadZipFile, zlib.error, OSError, EOFError, struct.error, KeyError,
-            NotImplementedError, RuntimeError, OverflowError) as e:    # zipfile: encrypted flag, bad version
+    except ArchError:
+        raise                                # check's verdict, naming the file already
+    except ZIP_ERRORS as e:                  # ValueError included: zipfile's encrypted flag, bad version, ...
         raise ValueError(f"{path}: not a readable PyTorch state dict ({type(e).__name__}: {e})") from None
-    # Common wrappers: {"state_dict": {...}} or {"model": {...}}, and DataParallel's "module." prefix.
-    if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("state_dict", "model"):
-        obj = next(iter(obj.values()))
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, np.ndarray) for v in obj.values()):
-        raise ValueError(f"{path}: the pickle holds a {type(obj).__name__}, not a dict of tensors")
-    return {(k[7:] if isinstance(k, str) and k.startswith("module.") else k): v for k, v in obj.items()}
 
 
 # ------------------------------------------------------------------------------------------ ESPCN layout
 _KEY = re.compile(r"^(first_part|last_part)\.(\d+)\.(weight|bias)$")
+
+
+def espcn_layout(meta: dict) -> tuple[dict, list]:
+    """ESPCN-pytorch keys with their ``(shape, dtype)`` -> ``(arch, [(npespcn name, ESPCN-pytorch name), ...])``.
+
+    Needs no array data, so a reader can check the architecture before it reads any. Raises ``ValueError``
+    naming the key when the layout is not ESPCN-pytorch's or a weight is not floating-point.
+    """
+    convs = {}
+    for k, (shape, dtype) in meta.items():
+        m = _KEY.match(k) if isinstance(k, str) else None
+        if m is None:
+            raise ValueError(f"unexpected key {k!r:.80}; expected the ESPCN-pytorch layout "
+                             f"(first_part.<i>.weight/bias, last_part.0.weight/bias)")
+        if np.dtype(dtype).kind != "f":
+            raise ValueError(f"{k}: weights must be floating-point, the storage holds {np.dtype(dtype)}")
+        part, idx, kind = m.group(1), int(m.group(2)), m.group(3)
+        convs.setdefault((part == "last_part", idx), {})[kind] = (k, tuple(shape))
+    order = sorted(convs)
+    if not order or not order[-1][0] or sum(1 for last, _ in order if last) != 1:
+        raise ValueError("expected exactly one convolution in last_part (last_part.0.weight)")
+    names, layers, c_in, channels, k = [], [], None, None, None
+    for i, key in enumerate(order, start=1):
+        entry = convs[key]
+        name = f"{'last_part' if key[0] else 'first_part'}.{key[1]}"
+        if set(entry) != {"weight", "bias"}:
+            raise ValueError(f"{name}: needs both weight and bias, got {sorted(entry)}")
+        (wk, w), (bk, b) = entry["weight"], entry["bias"]
+        if len(w) != 4 or w[2] != w[3] or w[2] % 2 == 0 or b != (w[0],):
+            raise ValueError(f"{name}: weight {w} / bias {b}; expected (out, in, k, k) with odd k and (out,)")
+        if c_in is None:
+            channels = w[1]
+        elif w[1] != c_in:
+            raise ValueError(f"{name}.weight takes {w[1]} channels but the previous layer gives {c_in}")
+        names += [(f"conv{i}.weight", wk), (f"conv{i}.bias", bk)]
+        if not key[0]:
+            layers.append([int(w[2]), int(w[0])])
+        c_in, k = w[0], w[2]
+    r = math.isqrt(c_in // channels) if channels and c_in % channels == 0 else 0
+    if r < 1 or r * r * channels != c_in:
+        raise ValueError(f"last_part.0 gives {c_in} channels, not {channels} x r x r for an integer r")
+    if k != 3:
+        raise ValueError("last_part.0 must be a 3x3 convolution")
+    arch = {"scale": r, "channels": int(channels), "layers": layers,
+            "activation": DEFAULT_ACTIVATION, "output_activation": DEFAULT_OUTPUT_ACTIVATION}
+    return arch, names
 
 
 def espcn_from_state_dict(sd: dict) -> tuple[dict, dict]:
@@ -367,42 +463,5 @@ def espcn_from_state_dict(sd: dict) -> tuple[dict, dict]:
     The file stores no activations, so ``arch`` holds ESPCN-pytorch's (:data:`DEFAULT_ACTIVATION`,
     :data:`DEFAULT_OUTPUT_ACTIVATION`); :func:`npespcn.formats.load_model` replaces them with any override.
     """
-    convs = {}
-    for k, v in sd.items():
-        m = _KEY.match(k) if isinstance(k, str) else None
-        if m is None:
-            raise ValueError(f"unexpected key {k!r}; expected the ESPCN-pytorch layout "
-                             f"(first_part.<i>.weight/bias, last_part.0.weight/bias)")
-        part, idx, kind = m.group(1), int(m.group(2)), m.group(3)
-        convs.setdefault((part == "last_part", idx), {})[kind] = v
-    order = sorted(convs)
-    if not order or not order[-1][0] or sum(1 for last, _ in order if last) != 1:
-        raise ValueError("expected exactly one convolution in last_part (last_part.0.weight)")
-    params, layers, c_in, channels = {}, [], None, None
-    for i, key in enumerate(order, start=1):
-        entry = convs[key]
-        if set(entry) != {"weight", "bias"}:
-            raise ValueError(f"{'last_part' if key[0] else 'first_part'}.{key[1]}: needs both weight and bias, "
-                             f"got {sorted(entry)}")
-        w, b = entry["weight"], entry["bias"]
-        name = f"{'last_part' if key[0] else 'first_part'}.{key[1]}"
-        if w.ndim != 4 or w.shape[2] != w.shape[3] or w.shape[2] % 2 == 0 or b.shape != (w.shape[0],):
-            raise ValueError(f"{name}: weight {w.shape} / bias {b.shape}; expected (out, in, k, k) with odd k "
-                             f"and (out,)")
-        if c_in is None:
-            channels = w.shape[1]
-        elif w.shape[1] != c_in:
-            raise ValueError(f"{name}.weight takes {w.shape[1]} channels but the previous layer gives {c_in}")
-        params[f"conv{i}.weight"] = w.astype(np.float32)
-        params[f"conv{i}.bias"] = b.astype(np.float32)
-        if not key[0]:
-            layers.append([int(w.shape[2]), int(w.shape[0])])
-        c_in = w.shape[0]
-    r = math.isqrt(c_in // channels) if c_in % channels == 0 else 0
-    if r < 1 or r * r * channels != c_in:
-        raise ValueError(f"last_part.0 gives {c_in} channels, not {channels} x r x r for an integer r")
-    if params[f"conv{len(order)}.weight"].shape[2] != 3:
-        raise ValueError("last_part.0 must be a 3x3 convolution")
-    arch = {"scale": r, "channels": int(channels), "layers": layers,
-            "activation": DEFAULT_ACTIVATION, "output_activation": DEFAULT_OUTPUT_ACTIVATION}
-    return arch, params
+    arch, names = espcn_layout({k: (np.shape(v), np.asarray(v).dtype) for k, v in sd.items()})
+    return arch, {mine: np.asarray(sd[theirs], dtype=np.float32) for mine, theirs in names}

@@ -10,6 +10,15 @@ Reading converts every Pillow mode to one :func:`npespcn.upscale` accepts, keepi
     CMYK, YCbCr, LAB, HSV         RGB
     F                             float32 grey (must then be in [0, 1])
 
+**Untrusted files.** A PNG of a few MB can declare 60000 x 60000 pixels (a decompression bomb).
+:func:`read_image` reads the declared size from the header (no pixel is decoded yet) and refuses more than
+``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`, 300 Mpx: an 8K frame is 33 Mpx) with ``ValueError``.
+Pillow's own process-wide limit (``Image.MAX_IMAGE_PIXELS``) is never changed: files are identified among
+:data:`READ_FORMATS` through Pillow's plugin registry without ``Image.open``'s check, so a caller can raise
+the limit for one call, from any thread, without lowering anyone else's guard (TIFF decoding still applies
+Pillow's limit to its tiles). Only the formats of :data:`READ_FORMATS` are tried (no EPS, whose decoding
+would run Ghostscript).
+
 Writing picks the format from the file suffix (``.png``, ``.jpg``/``.jpeg``, ``.bmp``, ``.tif``/``.tiff``)
 and goes through :func:`npespcn.atomic.atomic_write`: a crash never leaves half a file.
 """
@@ -24,12 +33,16 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from ..atomic import atomic_write
+from ..atomic import TMP_PREFIX, atomic_write
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 SUFFIXES = tuple(FORMATS)
+READ_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP", "PPM", "TGA")
+"""The formats :func:`read_image` identifies, in the order tried (TGA, which has no signature, last)."""
+DEFAULT_MAX_PIXELS = 300_000_000
+"""Largest image :func:`read_image` decodes by default (width x height)."""
 
 
 class NotAFolderError(FileNotFoundError, ValueError):
@@ -43,7 +56,8 @@ def list_images(folder, recursive: bool = False, nonempty: bool = False) -> list
     Args:
         folder: the folder to list.
         recursive: also list its subfolders (hidden files and folders skipped); sorted by path.
-            Otherwise only the folder's own files, sorted by name.
+            Otherwise only the folder's own files, sorted by name (the temporary files of
+            :func:`npespcn.atomic.atomic_write` skipped).
         nonempty: raise ``ValueError`` when no image is found.
 
     Raises:
@@ -60,7 +74,8 @@ def list_images(folder, recursive: bool = False, nonempty: bool = False) -> list
                       if not n.startswith(".") and n.lower().endswith(SUFFIXES)]
         files = sorted(found)
     else:
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES
+                       and not p.name.startswith(TMP_PREFIX))          # another run's file in the making
     if nonempty and not files:
         raise ValueError(f"no images ({', '.join(SUFFIXES)}) in {folder}")
     return files
@@ -95,8 +110,78 @@ def _convert(im):
     raise ValueError(f"unsupported image mode {mode!r}")
 
 
-def read_image(path):
+def image_to_array(im) -> np.ndarray:
+    """A (loaded) PIL image as the array :func:`read_image` returns: every mode of the module docstring
+    converted, 16 bits kept as uint16 (never clipped to 8)."""
+    converted = _convert(im)
+    arr = np.array(converted)
+    if converted.mode.startswith("I"):
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ValueError("32-bit integer pixels outside 0..65535 are not supported")
+        arr = arr.astype(np.uint16)
+    return arr
+
+
+def check_max_pixels(max_pixels) -> int | None:
+    """``max_pixels`` as an int >= 1, or None (no limit) for None or 0; ``ValueError`` otherwise."""
+    if max_pixels is None or (not isinstance(max_pixels, bool) and isinstance(max_pixels, (int, np.integer))
+                              and max_pixels == 0):
+        return None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 0:
+        raise ValueError(f"max_pixels must be a positive integer (0 or None: no limit), got {max_pixels!r}")
+    return int(max_pixels)
+
+
+def _identify(fh, path) -> Image.Image:
+    """What ``Image.open`` does, restricted to :data:`READ_FORMATS` and without its process-wide pixel limit
+    (:func:`read_image` applies its own): the first plugin that accepts the file's first bytes opens it."""
+    prefix = fh.read(16)
+    Image.preinit()
+    for fmt in READ_FORMATS:
+        if fmt not in Image.OPEN:
+            Image.init()
+        if fmt not in Image.OPEN:                      # e.g. WebP without libwebp
+            continue
+        factory, accept = Image.OPEN[fmt]
+        ok = accept(prefix) if accept else True
+        if not ok or isinstance(ok, str):
+            continue
+        fh.seek(0)
+        try:
+            return factory(fh, str(path))
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue
+    raise UnidentifiedImageError(f"cannot identify image file (tried {', '.join(READ_FORMATS)})")
+
+
+def _open_checked(fh, path, max_pixels):
+    """Open the image file ``fh`` (of ``path``; header only: no pixel decoded) and check its size against
+    ``max_pixels``.
+
+    Returns the PIL image, reading from ``fh``. Raises
+    ``ValueError`` when it declares more than ``max_pixels`` (None or 0: no limit) pixels, naming the size
+    and the limit; Pillow's errors for a file that is not an image propagate.
+    """
+    limit = check_max_pixels(max_pixels)
+    im = _identify(fh, path)
+    w, h = im.size
+    if limit is not None and w * h > limit:
+        im.close()
+        raise ValueError(f"{path}: declares {w}x{h} = {w * h / 1e6:.1f} Mpx, more than the limit of "
+                         f"{limit / 1e6:.1f} Mpx (a decompression bomb?); raise the limit (--max-pixels) to "
+                         f"read it")
+    return im
+
+
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Read ``path`` into an array for :func:`npespcn.upscale`.
+
+    Parameters
+    ----------
+    path : the image file (identified by content among :data:`READ_FORMATS`)
+    max_pixels : int or None
+        Largest declared width x height decoded (default :data:`DEFAULT_MAX_PIXELS`; None or 0: no limit);
+        checked on the header, before any pixel is decoded.
 
     Returns
     -------
@@ -106,27 +191,25 @@ def read_image(path):
     Raises
     ------
     ValueError
-        Missing, unreadable, truncated or non-image file, naming it and the reason.
+        Missing, unreadable, truncated or non-image file, or more than ``max_pixels`` pixels, naming it and
+        the reason. ``MemoryError`` when decoding an image within the limit does not fit in memory.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    # Huge images are what tiling is for: lift Pillow's decompression-bomb limit for this file only.
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
-        with Image.open(path) as im:
-            im.load()                                  # decode now: truncated data fails here
-            info = ImageInfo(format=im.format, mode=im.mode, icc_profile=im.info.get("icc_profile"))
-            im = _convert(im)
-            arr = np.array(im)
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        with open(path, "rb") as fh:
+            im = _open_checked(fh, path, max_pixels)
+            try:
+                im.load()                              # decode now: truncated data fails here
+                info = ImageInfo(format=im.format, mode=im.mode, icc_profile=im.info.get("icc_profile"))
+                arr = image_to_array(im)
+            finally:
+                im.close()
+    except ValueError as e:
+        raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
+    except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-    if im.mode.startswith("I"):
-        if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise ValueError(f"{path}: 32-bit integer pixels outside 0..65535 are not supported")
-        arr = arr.astype(np.uint16)
     return arr, info
 
 
@@ -171,10 +254,12 @@ def _check_png_level(level) -> int:
 
 
 def write_image(path, image, quality: int = 95, icc_profile=None,
-                png_compression: int = PNG_COMPRESSION) -> None:
+                png_compression: int = PNG_COMPRESSION, overwrite: bool = True) -> None:
     """Write ``image`` (array or PIL image) to ``path`` atomically, in the format of its suffix.
 
-    ``quality`` applies to JPEG (1..100), ``png_compression`` to PNG (zlib level 0..9). Raises
+    ``quality`` applies to JPEG (1..100), ``png_compression`` to PNG (zlib level 0..9). With
+    ``overwrite=False`` an existing ``path`` (a dangling symlink included, or one another process
+    creates meanwhile) is never replaced: ``FileExistsError``. Raises
     ``ValueError`` for an unsupported suffix, a missing folder, or an image the format cannot hold (alpha
     or 16 bits in JPEG, 16 bits in BMP).
     """
@@ -197,7 +282,7 @@ def write_image(path, image, quality: int = 95, icc_profile=None,
         options["compress_level"] = _check_png_level(png_compression)
     if icc_profile and fmt in ("PNG", "JPEG", "TIFF"):
         options["icc_profile"] = icc_profile
-    with atomic_write(path) as f:
+    with atomic_write(path, overwrite=overwrite) as f:
         im.save(f, format=fmt, **options)
 
 
@@ -300,7 +385,7 @@ def png_filter_rows(rows: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
 
 
 def write_png_rows(path, shape, dtype, bands, icc_profile=None, chunk_rows: int = 32,
-                   png_compression: int = PNG_COMPRESSION) -> None:
+                   png_compression: int = PNG_COMPRESSION, overwrite: bool = True) -> None:
     """Write a PNG from bands of rows, atomically, without holding the whole image.
 
     The rows are filtered and compressed on a second thread while the next band is being made (zlib
@@ -314,6 +399,7 @@ def write_png_rows(path, shape, dtype, bands, icc_profile=None, chunk_rows: int 
     bands : iterable of arrays (h_i, W[, C]) whose heights add up to H, top to bottom (copied as they
         come: the iterable may reuse its arrays)
     png_compression : zlib level 0..9
+    overwrite : False: never replace an existing ``path`` (``FileExistsError``, as :func:`write_image`)
     """
     path = Path(path)
     level = _check_png_level(png_compression)
@@ -328,7 +414,7 @@ def write_png_rows(path, shape, dtype, bands, icc_profile=None, chunk_rows: int 
     _check_folder(path)
     bpp = C * dtype.itemsize
     stride = W * bpp
-    with atomic_write(path) as f:
+    with atomic_write(path, overwrite=overwrite) as f:
         f.write(_PNG_SIGNATURE)
         f.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8 * dtype.itemsize, colour, 0, 0, 0)))
         if icc_profile:

@@ -10,7 +10,18 @@ For an upscale factor ``r``, ``C`` image channels and hidden layers ``(k1, f1), 
     y      (N, C, r*H, r*W)         out_act(PS(z))              periodic shuffle, optional output activation
 
 The model is just that list of layers (``model.layers``); ``forward`` runs it front to back and
-``backward`` runs it back to front, each layer using what its own forward cached.
+``backward`` runs it back to front, each layer using what its own forward cached. Two things make
+:meth:`ESPCN.forward` and :meth:`ESPCN.backward` longer than that loop, and change no number:
+
+* fusion: a convolution followed by an ``Activation`` in ``FUSED_TRAIN_ACTIVATIONS`` (identity, relu, tanh)
+  runs as one call, :func:`~npespcn.functional.conv.conv2d_act_train_forward`, which keeps only the output
+  (these derivatives are functions of it: ``1 - y**2``, ``y > 0``); the ``Activation`` layer object itself is
+  then not called in training, with either backend. :meth:`ESPCN.infer` fuses every activation likewise.
+* buffer reuse: each training step writes its intermediate arrays into the previous step's
+  (:attr:`ESPCN.buffers`), as a caching allocator would.
+
+The plain chain, with neither, is ``forward`` / ``backward`` of ``examples/00_espcn_in_50_lines.py``, which
+the tests check against this class (docs/how-it-works.md, sections 1 and 6).
 """
 from __future__ import annotations
 
@@ -18,7 +29,7 @@ import math
 
 import numpy as np
 
-from ..formats import apply_overrides, check_overrides, read_model_file, save_npz
+from ..formats import apply_overrides, check_arch, check_overrides, read_model_file, save_npz
 from ..functional import ACTIVATIONS, check_activation
 from ..functional.conv import FUSED_TRAIN_ACTIVATIONS
 from ..functional.im2col import check_kernel
@@ -41,11 +52,22 @@ def check_scale(scale) -> int:
     return int(scale)
 
 
+def _integer(v, what: str, layers) -> int:
+    """``v`` as an int: integers and integral floats; bools, fractions and other types raise ValueError."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer, float, np.floating)) \
+            or isinstance(v, (float, np.floating)) and not float(v).is_integer():
+        raise ValueError(f"every {what} must be an integer, got {v!r} in {layers!r}")
+    return int(v)
+
+
 def _check_layers(layers):
     try:
-        out = tuple((int(k), int(f)) for k, f in layers)
-    except (TypeError, ValueError):
+        pairs = [tuple(pair) for pair in layers]
+    except TypeError:
         raise ValueError(f"layers must be a sequence of (kernel, filters) pairs, got {layers!r}") from None
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"layers must be a sequence of (kernel, filters) pairs, got {layers!r}")
+    out = tuple((_integer(k, "kernel size", layers), _integer(f, "filter count", layers)) for k, f in pairs)
     for k, f in out:
         check_kernel(k)
         if f < 1:
@@ -69,8 +91,12 @@ class ESPCN:
     output_activation : None or {"tanh", "relu", "gelu", "identity"}
         Applied after the shuffle (the published TF-ESPCN models end in tanh).
     seed : int
-        Seed of the initialisation: He-normal (std ``sqrt(2 / (filters * k * k))``) for hidden layers and
-        N(0, 0.001²) for the last one, zero biases, as in the ESPCN-pytorch reference implementation.
+        Seed of the initialisation: for hidden layers He-normal in fan-out mode, std
+        ``sqrt(2 / (filters * k * k))`` with ``filters`` the layer's *output* channels (He et al. 2015 derive
+        it from the backward pass; PyTorch's ``kaiming_normal_`` defaults to fan-in,
+        ``sqrt(2 / (in * k * k))``);
+        N(0, 0.001²) for the last layer (SRCNN's init); zero biases. This is the initialisation of the
+        ESPCN-pytorch reference implementation (github.com/yjn870/ESPCN-pytorch, ``models.py``).
     dtype : float32 (default) or float64 (for gradient checks)
     reparam : bool
         Train every hidden convolution as a :class:`~npespcn.nn.reparam.RepConv2d` (k×k + 1×1 +
@@ -170,7 +196,9 @@ class ESPCN:
         return f"conv{len(self.hidden) + 1}"
 
     def lr_multipliers(self, last: float = 0.1) -> dict[str, float]:
-        """Per-parameter learning-rate multipliers that train the last layer at ``last`` x the base rate."""
+        """Per-parameter learning-rate multipliers that train the last layer at ``last`` x the base rate
+        (``Adam(..., lr_mult=model.lr_multipliers(0.1))``: the last layer at a tenth, as SRCNN and the
+        ESPCN-pytorch reference implementation train it; Shi et al. do not)."""
         return {f"{self.last_layer}.weight": last, f"{self.last_layer}.bias": last}
 
     @property
@@ -196,6 +224,8 @@ class ESPCN:
                              f"unexpected {sorted(set(params) - set(mine))}")
         for k, v in params.items():
             v = np.asarray(v)
+            if v.dtype.kind != "f":
+                raise ValueError(f"{k}: parameters must be floating-point numbers, got dtype {v.dtype}")
             if v.shape != mine[k].shape:
                 raise ValueError(f"{k}: expected shape {mine[k].shape}, got {v.shape}")
             if not np.all(np.isfinite(v)):
@@ -235,6 +265,11 @@ class ESPCN:
         Returns
         -------
         y : ndarray (N, C, r*H, r*W), or (N, C*r*r, H, W) with ``shuffle=False``
+
+        Each convolution followed by an identity, relu or tanh ``Activation`` runs as one fused call that
+        keeps only its output (:func:`~npespcn.functional.conv.conv2d_act_train_forward`), whichever the
+        backend: that ``Activation`` layer's own ``forward`` and ``backward`` are not called. The numbers
+        are those of running the two layers one after the other.
 
         The convolutions' intermediate results (and, in :meth:`backward`, the gradients passed between
         layers) are written into the arrays of the previous step when the shapes agree, as a caching
@@ -330,10 +365,11 @@ class ESPCN:
                 target.params[key][...] = value
         return plain
 
-    def save(self, path) -> None:
+    def save(self, path, overwrite: bool = True) -> None:
         """Write npespcn's ``.npz`` (parameters + architecture), atomically; see :mod:`npespcn.formats.npz`.
-        A re-parameterised model is saved folded: files hold plain ESPCNs."""
-        save_npz(self.folded(), path)
+        A re-parameterised model is saved folded: files hold plain ESPCNs. ``overwrite=False``:
+        ``FileExistsError`` rather than replace an existing ``path``."""
+        save_npz(self.folded(), path, overwrite=overwrite)
 
 
 def load_model(path, **overrides) -> ESPCN:
@@ -350,7 +386,11 @@ def load_model(path, **overrides) -> ESPCN:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: not a model file npespcn reads, or damaged, or not an ESPCN (the message says which).
+        ValueError: not a model file npespcn reads, or damaged, or not an ESPCN, or an architecture
+            outside :func:`npespcn.formats.arch.check_arch`'s limits (the message says which). The
+            architecture is checked before any model is built and every reader compares the arrays'
+            declared shapes with it before decoding them, so a small hostile file cannot make this
+            allocate much more than the file's size.
         TypeError: an unknown override.
 
     Examples:
@@ -360,4 +400,4 @@ def load_model(path, **overrides) -> ESPCN:
     """
     check_overrides(overrides)
     _, arch, params = read_model_file(path)
-    return ESPCN(**apply_overrides(path, arch, overrides)).load_params(params)
+    return ESPCN(**check_arch(apply_overrides(path, arch, overrides), path)).load_params(params)

@@ -71,6 +71,18 @@ def loss_at(config, epoch: int) -> str:
 class NonFiniteLoss(RuntimeError):
     """Raised (and reported) when a training loss is NaN or infinite."""
 
+    @classmethod
+    def at(cls, out: Path, loss: float, epoch: int, step: int) -> NonFiniteLoss:
+        """The error for ``loss`` at ``epoch``, ``step`` (1-based) of the run in ``out``: the message names
+        only the files that exist."""
+        kept = [f"the best weights so far are in {out / BEST}" if (out / BEST).is_file() else None,
+                f"the last good checkpoint is {out / CHECKPOINT} (resume from it with --resume)"
+                if (out / CHECKPOINT).is_file() else None]
+        kept = [k for k in kept if k] or ["nothing was saved yet (no epoch finished and no checkpoint was written)"]
+        text = "; ".join(kept)
+        return cls(f"non-finite training loss ({loss}) at epoch {epoch}, step {step}; stopped. "
+                   f"{text[0].upper()}{text[1:]}; try a lower --lr")
+
 
 @dataclass
 class TrainConfig:
@@ -121,11 +133,36 @@ class TrainConfig:
         if self.schedule not in ("step", "cosine", "none"):
             raise ValueError(f"schedule must be 'step', 'cosine' or 'none', got {self.schedule!r}")
         self.scale = check_scale(self.scale)
+        for name in ("epochs", "batch_size", "patch_size", "stride", "lr_step", "seed", "loss_border",
+                     "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         for name in ("epochs", "batch_size", "patch_size", "stride"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        for name in ("lr_step", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+        def number(name):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            return value
+
+        if not number("lr") > 0:
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not 0 < number("lr_gamma") <= 1:
+            raise ValueError(f"lr_gamma must be a finite number in (0, 1], got {self.lr_gamma!r}")
+        if not number("last_lr_mult") >= 0:
+            raise ValueError(f"last_lr_mult must be a finite number >= 0, got {self.last_lr_mult!r}")
+        if not 0 <= number("momentum") < 1:
+            raise ValueError(f"momentum must be a finite number in [0, 1), got {self.momentum!r}")
+        if not self.rescale or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                       and math.isfinite(f) and 0 < f <= 1 for f in self.rescale):
+            raise ValueError(f"rescale factors must be finite numbers in (0, 1], got {self.rescale!r}")
         if self.loss_border < 0 or 2 * self.loss_border >= self.patch_size:
             raise ValueError(f"loss_border must be >= 0 and leave part of a {self.patch_size}-pixel patch, "
                              f"got {self.loss_border}")
@@ -133,6 +170,9 @@ class TrainConfig:
             raise ValueError(f"checkpoint_every must be >= 0 (0: only at epoch ends), got {self.checkpoint_every}")
         self.rescale = [float(f) for f in self.rescale]
         if self.layers is not None:
+            if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for pair in self.layers
+                   for v in pair):
+                raise ValueError(f"layers must be [kernel, filters] pairs of integers, got {self.layers!r}")
             self.layers = [[int(k), int(f)] for k, f in self.layers]
 
     def to_dict(self) -> dict:
@@ -214,25 +254,70 @@ def save_checkpoint(path, model, optimizer, meta: dict) -> None:
         np.savez(f, **arrays)
 
 
+_META_FIELDS = {"config": dict, "epoch": int, "step": int, "loss_sum": (int, float), "loss_count": int,
+                "history": list, "best": dict, "elapsed": (int, float), "n_patches": int, "optimizer": dict}
+MAX_META_BYTES = 1 << 24
+
+
+def _damaged(path, reason: str) -> ValueError:
+    """The one-line error for a checkpoint that cannot be resumed: which file, why, and what to do."""
+    last = Path(path).parent / LAST
+    keep = f"; the weights of its last finished epoch are in {last}" if last.is_file() else ""
+    return ValueError(f"{path}: not a readable npespcn checkpoint ({reason}); it cannot be resumed: start the "
+                      f"run over (without --resume, or with another --out){keep}")
+
+
+def _check_meta(path, meta) -> dict:
+    """``meta`` once it has the fields a resume reads, of the right types, and a valid config."""
+    if not isinstance(meta, dict):
+        raise _damaged(path, f"its record is a {type(meta).__name__}, not a mapping")
+    for name, kind in _META_FIELDS.items():
+        if name not in meta:
+            raise _damaged(path, f"its record has no {name!r}")
+        if not isinstance(meta[name], kind) or isinstance(meta[name], bool):
+            raise _damaged(path, f"its record's {name!r} is {meta[name]!r:.60}")
+    opt = meta["optimizer"]
+    if not all(isinstance(opt.get(k), (int, float)) and not isinstance(opt.get(k), bool)
+               for k in ("lr", "initial_lr", "steps")):
+        raise _damaged(path, f"its optimizer record is {opt!r:.80}")
+    if meta.get("sched_epoch") is not None and not isinstance(meta["sched_epoch"], int):
+        raise _damaged(path, f"its record's 'sched_epoch' is {meta['sched_epoch']!r:.60}")
+    try:
+        TrainConfig.from_dict(meta["config"])
+    except (ValueError, TypeError) as e:
+        raise _damaged(path, f"its config is invalid: {e}") from None
+    return meta
+
+
 def _read_checkpoint(path, read):
-    """``read(z)`` on the open checkpoint ``z``; ``FileNotFoundError`` if there is none, ``ValueError`` if
-    it is not a readable npespcn checkpoint."""
+    """``read(z)`` on the open checkpoint ``z``; ``FileNotFoundError`` if there is none, ``ValueError`` (one
+    line: the file, the damage, what to do) if it is not a readable npespcn checkpoint."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint at {path} (nothing to resume)")
+    size = Path(path).stat().st_size
     try:
         with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "zip"):
+                raise ValueError("not an .npz archive")
+            for info in z.zip.infolist():               # save_checkpoint stores every member uncompressed
+                if info.compress_type != 0 or info.file_size > size:
+                    raise ValueError(f"member {info.filename!r} was not written by npespcn")
+                if info.filename == "meta.npy" and info.file_size > MAX_META_BYTES:
+                    raise ValueError(f"its record declares {info.file_size} bytes")
             return read(z)
-    except (OSError, ValueError, KeyError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable npespcn checkpoint ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - a damaged zip makes zipfile, zlib and numpy raise nearly anything
+        raise _damaged(path, f"{type(e).__name__}: {e}") from None
 
 
 def read_checkpoint_meta(path) -> dict:
-    """Only the JSON record of a checkpoint (config, position, history, ``info``)."""
-    return _read_checkpoint(path, lambda z: json.loads(str(z["meta"])))
+    """Only the JSON record of a checkpoint (config, position, history, ``info``), checked to hold what a
+    resume reads."""
+    return _check_meta(path, _read_checkpoint(path, lambda z: json.loads(str(z["meta"][()]))))
 
 
 def load_checkpoint(path, model, optimizer) -> dict:
-    """Restore what :func:`save_checkpoint` wrote into ``model`` and ``optimizer``; return ``meta``."""
+    """Restore what :func:`save_checkpoint` wrote into ``model`` and ``optimizer``; return ``meta``.
+    A damaged checkpoint is a one-line ``ValueError`` (see :func:`read_checkpoint_meta`)."""
     def read(z):
         params = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
         state = {k: {} for k in optimizer.params}
@@ -240,11 +325,20 @@ def load_checkpoint(path, model, optimizer) -> dict:
             if k.startswith("opt/"):
                 name, buf = k[len("opt/"):].rsplit("/", 1)
                 state.setdefault(name, {})[buf] = z[k]
-        return json.loads(str(z["meta"])), params, state
+        return json.loads(str(z["meta"][()])), params, state
 
     meta, params, state = _read_checkpoint(path, read)
-    model.load_params(params)
-    optimizer.load_state_dict({**meta["optimizer"], "state": state})
+    _check_meta(path, meta)
+    try:
+        model.load_params(params)
+        for name, bufs in state.items():
+            for buf, v in bufs.items():
+                if name in optimizer.params and v.shape != optimizer.params[name].shape:
+                    raise ValueError(f"optimizer buffer {name}/{buf} has shape {v.shape}, the parameter "
+                                     f"{optimizer.params[name].shape}")
+        optimizer.load_state_dict({**meta["optimizer"], "state": state})
+    except (ValueError, TypeError) as e:
+        raise _damaged(path, str(e)) from None
     return meta
 
 
@@ -365,10 +459,7 @@ class Trainer:
                                         loss_at(cfg, self.epoch))
                 if not math.isfinite(loss):
                     bar.close()
-                    raise NonFiniteLoss(
-                        f"non-finite training loss ({loss}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}; "
-                        f"stopped. The best weights so far are in {self.out / BEST} and the last good "
-                        f"checkpoint in {self.out / CHECKPOINT}; try a lower --lr")
+                    raise NonFiniteLoss.at(self.out, loss, self.epoch + 1, self.step_in_epoch + 1)
                 self.opt.step(self.model.grads)
                 self.loss_sum += loss * len(idx)
                 self.loss_count += len(idx)

@@ -94,9 +94,12 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
     out, fast = _common.setup(argv, out_dir, fast, __doc__)
     rng = np.random.default_rng(0)
     r = 3
+    # Every activation of guide section 5 is checked in both modes: tanh, PReLU, relu, gelu.
     configs = [("paper, tanh", ESPCN.paper(r, dtype=np.float64, seed=1)),
                ("paper, PReLU, tanh output", ESPCN.paper(r, activation="prelu", output_activation="tanh",
-                                                           dtype=np.float64, seed=2))]
+                                                           dtype=np.float64, seed=2)),
+               ("small, relu", ESPCN(r, layers=((3, 8), (3, 6)), activation="relu", dtype=np.float64, seed=5)),
+               ("small, gelu", ESPCN(r, layers=((3, 8), (3, 6)), activation="gelu", dtype=np.float64, seed=6))]
     if not fast:
         configs += [("seven layers, gelu", ESPCN.seven(r, activation="gelu", dtype=np.float64, seed=3)),
                     ("paper x2, RGB, tanh", ESPCN.paper(2, channels=3, dtype=np.float64, seed=4))]

@@ -7,12 +7,16 @@ Loads ``weights/espcn_x3.npz`` (the paper's model, x3, trained by ``npespcn``'s 
     h1  (1, 64, H, W)      tanh(conv 5x5)        the first-layer filters (64, 1, 5, 5) and their responses
     h2  (1, 32, H, W)      tanh(conv 3x3)
     z   (1, 9, H, W)       conv 3x3              the r² = 9 sub-pixel channels, before the shuffle
-    y   (1, 1, 3H, 3W)     PS(z)                 channel i*3 + j fills pixel (i, j) of every 3x3 block
+    y   (1, 1, 3H, 3W)     PS(z)                 channel α*3 + β fills pixel (α, β) of every 3x3 block
 
-so ``z[0, i*r + j]`` is the model's estimate of the HR image sampled at phase ``(i, j)``, ``hr[i::r, j::r]``.
-Pictures: the filters, the feature maps, the sub-pixel channels next to the HR phases, and bicubic vs
-ESPCN crops. Without the shipped file the script trains the same model for a few seconds instead (and says
-so); without Set5 it uses a synthetic chart.
+so ``z[0, α*r + β]`` is the model's estimate of the HR image sampled at phase ``(α, β)``, ``hr[α::r, β::r]``.
+The nine look alike; what tells them apart is a shift of a third of an LR pixel, which shows once their
+mean is subtracted: ``z[m] - mean_m z[m]`` next to ``hr[α::r, β::r] - mean`` of the HR phases.
+
+Pictures: the network with its shapes; its receptive field, measured by backpropagating one output block;
+the filters; the feature maps; the sub-pixel channels next to the HR phases, each minus the mean of the
+nine; bicubic vs ESPCN crops. Without the shipped file the script trains the same model for a few seconds
+instead (and says so); without Set5 it uses a synthetic chart.
 
 Run: ``python examples/06_inside_the_model.py [--out DIR] [--fast]``
 """
@@ -53,6 +57,21 @@ def activations(model, x):
         h = layer.forward(h, train=False)
         acts[name] = h
     return acts
+
+
+def receptive_picture(dx, u0, v0, radius, r):
+    """|dL/dx| around the block's LR pixel (u0, v0), 8x: the receptive field, with its border drawn."""
+    R = radius + 3
+    a = np.abs(dx[u0 - R:u0 + R + 1, v0 - R:v0 + R + 1])
+    s = 18
+    img = _draw.heatmap(np.log10(a + 1e-12 * a.max() + 1e-30), scale=s, cmap="viridis",
+                        vmin=np.log10(a.max()) - 4, vmax=np.log10(a.max()))
+    lo, hi = 3 * s, (3 + 2 * radius + 1) * s
+    _draw.outline(img, (lo, lo, hi - 1, hi - 1))                                # the window
+    _draw.outline(img, (R * s + 2, R * s + 2, R * s + s - 3, R * s + s - 3), (255, 0, 0))  # the block's pixel
+    n = 2 * radius + 1
+    return _draw.grid([img], [f"white: the {n}x{n} window; red: the block's pixel"], ncols=1,
+                      title=f"|dL/dx| of one {r}x{r} output block (log)")
 
 
 def maps_grid(maps, title, ncols=8, scale=1, cmap="viridis"):
@@ -103,16 +122,29 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
     print(f"PS({last} output) == the model's output: exact; receptive field {2 * model.receptive_radius + 1}x"
           f"{2 * model.receptive_radius + 1} LR pixels per {r}x{r} output block")
 
-    # 2. The sub-pixel channels: channel i*r + j against every HR phase (i', j').
+    # The receptive field, measured: backpropagate dL/dy = 1 on one r x r output block; the input
+    # gradient is non-zero exactly on the LR pixels that block depends on.
+    u0, v0 = H // 2, W // 2
+    dy = np.zeros((1, 1, r * H, r * W), np.float32)
+    dy[0, 0, r * u0:r * u0 + r, r * v0:r * v0 + r] = 1.0
+    model.forward(x)
+    dx = model.backward(dy)[0, 0]
+    rows, cols = np.nonzero(np.abs(dx).sum(axis=1))[0], np.nonzero(np.abs(dx).sum(axis=0))[0]
+    field = (int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
+    assert field == (2 * model.receptive_radius + 1,) * 2 and rows[0] == u0 - model.receptive_radius
+    print(f"receptive field, measured: dL/dx of one {r}x{r} output block is non-zero on {field[0]}x{field[1]} LR "
+          f"pixels, rows {rows[0]}..{rows[-1]} around u = {u0} (radius 2 + 1 + 1 = {model.receptive_radius})")
+
+    # 2. The sub-pixel channels: channel α*r + β against every HR phase.
     sr = np.clip(y[0, 0] * 255.0, 0, 255)
     zc = np.clip(z[0] * 255.0, 0, 255)
-    phases = [hr_y[i::r, j::r] for i in range(r) for j in range(r)]
+    phases = [hr_y[a::r, b::r] for a in range(r) for b in range(r)]
     b = model.receptive_radius               # leave out the LR border, where padding distorts
     err = np.array([[np.mean((zc[m, b:-b, b:-b] - ph[b:-b, b:-b]) ** 2) for ph in phases]
                     for m in range(r * r)])
     own = np.diag(err)
     matched = bool(np.all(np.argmin(err, axis=1) == np.arange(r * r)))
-    print(f"sub-pixel channel m = i*{r} + j vs HR phase hr[i::{r}, j::{r}]: MSE with its own phase "
+    print(f"sub-pixel channel m = α*{r} + β vs HR phase hr[α::{r}, β::{r}]: MSE with its own phase "
           f"{own.mean():.1f}, with the other phases {err[~np.eye(r * r, dtype=bool)].mean():.1f} "
           f"(mean over channels); every channel closest to its own phase: {matched}")
 
@@ -145,14 +177,21 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
                                           scale=scale), out / "06_features_h1.png"))
     files.append(_draw.save_png(maps_grid(h2, f"h2 = tanh(conv2(h1)): {h2.shape[0]} maps {H}x{W}",
                                           scale=scale), out / "06_features_h2.png"))
-    sub = [_draw.gray(zc[m], scale=scale) for m in range(r * r)]
-    hrp = [_draw.gray(ph, scale=scale) for ph in phases]
+    # Each of the nine minus the mean of the nine: what is left is the shift, a third of an LR pixel per
+    # phase step, positive on one side of every edge and negative on the other.
+    zdev = zc - zc.mean(axis=0)
+    hdev = np.array(phases) - np.mean(phases, axis=0)
+    m = float(np.percentile(np.abs(hdev), 99)) or 1.0
+    sub = [_draw.heatmap(zdev[k], scale=scale, cmap="diverging", vmin=-m, vmax=m) for k in range(r * r)]
+    hrp = [_draw.heatmap(hdev[k], scale=scale, cmap="diverging", vmin=-m, vmax=m) for k in range(r * r)]
+    labels = [f"phase ({a}, {b})" for a in range(r) for b in range(r)]
     files.append(_draw.save_png(_draw.hstack([
-        _draw.grid(sub, [f"z[{i}*{r}+{j}]" for i in range(r) for j in range(r)], ncols=r,
-                   title="sub-pixel channels z, before PS"),
-        _draw.grid(hrp, [f"hr[{i}::{r}, {j}::{r}]" for i in range(r) for j in range(r)], ncols=r,
-                   title="HR image at each phase"),
+        _draw.grid(sub, labels, ncols=r, title="z[m] - mean of the 9 (model)"),
+        _draw.grid(hrp, labels, ncols=r, title="HR phases - mean of the 9"),
     ]), out / "06_subpixel_channels.png"))
+    files.append(_draw.save_png(receptive_picture(dx, u0, v0, model.receptive_radius, r),
+                                out / "06_receptive_field.png"))
+    files.append(_draw.save_png(_draw.network_diagram(model, H, W), out / "06_network.png"))
     n = min(96, r * H, r * W)
     t, l = (r * H - n) // 2, (r * W - n) // 2
     lr_big = np.repeat(np.repeat(lr_y, r, 0), r, 1)
@@ -165,7 +204,8 @@ def main(argv=None, out_dir=None, fast: bool = False) -> dict:
         print(f"wrote {f}")
     return {"shipped": shipped, "real_image": real, "shapes": {k: a.shape for k, a in acts.items()},
             "phase_mse": err, "phase_matched": matched, "psnr_bicubic": p_bic,
-            "psnr_espcn": p_sr, "edge_like_filters": edge_like, "files": [str(f) for f in files]}
+            "psnr_espcn": p_sr, "edge_like_filters": edge_like, "receptive_field": field,
+            "receptive_rows": (int(rows[0]), int(rows[-1])), "block": (u0, v0), "files": [str(f) for f in files]}
 
 
 if __name__ == "__main__":

@@ -73,9 +73,9 @@ def run(main) -> None:
 
 # ------------------------------------------------------------------------------------------ data
 def datasets_dir() -> Path:
-    """``$NPESPCN_DATASETS``, else ``$NPESPCN_SHARED/datasets``, else ``<repo>/../shared/datasets``."""
-    shared = Path(os.environ.get("NPESPCN_SHARED", ROOT.parent / "shared"))
-    return Path(os.environ.get("NPESPCN_DATASETS", shared / "datasets"))
+    """``$NPESPCN_DATASETS`` when set, else the built-in sets of the checkout, ``<repo>/data`` (T91, Set5,
+    Set14: the files the project trains and evaluates on, see ``data/README.md``)."""
+    return Path(os.environ.get("NPESPCN_DATASETS", ROOT / "data"))
 
 
 def find_image(dataset: str, name: str):
@@ -149,3 +149,23 @@ class PatchSampler:
             xs.append(lr[u:u + s, v:v + s])
             ys.append(hr[r * u:r * (u + s), r * v:r * (v + s)])
         return (np.stack(xs)[:, None].astype(np.float32), np.stack(ys)[:, None].astype(np.float32))
+
+
+# ------------------------------------------------------------------------------------------ periodic patterns
+def phase_means(y: np.ndarray, r: int) -> np.ndarray:
+    """The mean of an HR image (rH, rW) over its blocks at each phase: ``M[α, β] = mean_{u,v} y[r u + α, r v + β]``.
+
+    The r x r DFT of ``M`` is, up to the factor ``H*W``, the image's DFT at the ``r``-periodic frequencies
+    (multiples of 1/r cycles per pixel in both directions), so the spread of ``M`` about its mean is exactly
+    the size of the image's ``r``-periodic part (Parseval): a pattern that repeats every ``r`` pixels, such as
+    the checkerboard of a sub-pixel layer whose ``r*r`` phases disagree, shows up here and little else does.
+    """
+    H, W = y.shape[0] // r, y.shape[1] // r
+    return y[:r * H, :r * W].reshape(H, r, W, r).mean(axis=(0, 2))
+
+
+def periodic_rms(y: np.ndarray, r: int) -> float:
+    """RMS of :func:`phase_means` about its mean, in the units of ``y``: 0 when every phase has the same mean."""
+    m = phase_means(y, r)
+    return float(np.sqrt(np.mean((m - m.mean()) ** 2)))
+

@@ -51,9 +51,16 @@ def colorize(t: np.ndarray, cmap: str = "viridis") -> np.ndarray:
     return np.round((1 - s) * anchors[q] + s * anchors[q + 1]).astype(np.uint8)
 
 
-def category_colours(n: int, lighten: float = 0.55):
-    """``n`` distinct light RGB colours (viridis, mixed with white) for labelled cells."""
-    base = colorize(np.linspace(0.0, 1.0, n), "viridis").astype(float)
+# Ten qualitatively different hues (the "tab10" palette of matplotlib/Tableau), for categories.
+QUALITATIVE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+                        [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]],
+                       dtype=np.float64)
+
+
+def category_colours(n: int, lighten: float = 0.5):
+    """``n`` light RGB colours for labelled cells: up to ten of clearly different hues (:data:`QUALITATIVE`,
+    mixed with white so that black text stays readable), beyond ten spread along viridis."""
+    base = QUALITATIVE[:n] if n <= len(QUALITATIVE) else colorize(np.linspace(0.0, 1.0, n), "viridis").astype(float)
     return [tuple(int(v) for v in (1 - lighten) * c + lighten * 255) for c in base]
 
 
@@ -226,6 +233,53 @@ def line_plot(series: dict, size=(560, 360), title: str = "", xlabel: str = "", 
         ly = top + 6 + 14 * idx
         draw.line([W - right - 150, ly + 6, W - right - 130, ly + 6], fill=col, width=2)
         draw.text((W - right - 125, ly), name, fill=INK, font=fnt)
+    return img
+
+
+def outline(img: Image.Image, box, colour=(255, 255, 255)) -> Image.Image:
+    """Draw the outline of the rectangle ``box = (x0, y0, x1, y1)`` (pixels, inclusive) on ``img``; returns it."""
+    ImageDraw.Draw(img).rectangle(list(box), outline=colour)
+    return img
+
+
+def network_diagram(model, H: int, W: int) -> Image.Image:
+    """An ESPCN as boxes and arrows: every tensor with its shape ``(channels, height, width)``, every
+    operation with its kernel and activation; box widths grow with the channel count (log scale) and
+    heights with the image size, so the low- and high-resolution parts look it."""
+    r, C = model.scale, model.channels
+    stages = [("x", C, f"{H}x{W}", False)]
+    ops = []
+    convs = [(name, layer) for name, layer in model.named_layers if hasattr(layer, "kernel_size")]
+    for idx, (name, layer) in enumerate(convs):
+        last = idx == len(convs) - 1
+        act = "" if last else f" + {model.activation}"
+        ops.append(f"conv {layer.kernel_size}x{layer.kernel_size}{act}")
+        stages.append(("z" if last else f"h{idx + 1}", layer.out_channels, f"{H}x{W}", False))
+    ops.append(f"shuffle PS, r = {r}")
+    stages.append(("y", C, f"{r * H}x{r * W}", True))
+    fnt, small = font(13), font(11)
+    base, gap, margin = 56, 118, 16
+    widths = [int(10 + 10 * np.log2(c)) for _, c, _, _ in stages]
+    heights = [int(base * (r if hr else 1) ** 0.7) for *_, hr in stages]
+    Wd = margin * 2 + 70 + sum(widths) + gap * (len(stages) - 1)
+    Hd = max(heights) + 90
+    img = Image.new("RGB", (Wd, Hd), BACKGROUND)
+    d = ImageDraw.Draw(img)
+    mid = 40 + max(heights) // 2
+    x = margin
+    fills = category_colours(len(stages))
+    for k, ((name, c, size, hr), w, h) in enumerate(zip(stages, widths, heights)):
+        d.rectangle([x, mid - h // 2, x + w, mid + h // 2], fill=fills[k], outline=INK)
+        d.text((x + 2, mid - h // 2 - 16), name, fill=INK, font=fnt)
+        d.text((x, mid + h // 2 + 4), f"{c}x{size}", fill=INK, font=small)
+        if k < len(ops):
+            x0, x1 = x + w + 6, x + w + gap - 6
+            d.line([x0, mid, x1, mid], fill=INK, width=2)
+            d.polygon([(x1, mid), (x1 - 7, mid - 4), (x1 - 7, mid + 4)], fill=INK)
+            d.text((x0, mid - 18), ops[k], fill=INK, font=small)
+        x += w + gap
+    d.text((margin, Hd - 18), f"ESPCN x{r}: every convolution runs on the {H}x{W} LR grid; only the shuffle "
+                              f"makes it {r * H}x{r * W}", fill=INK, font=small)
     return img
 
 

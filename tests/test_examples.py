@@ -7,7 +7,6 @@ example, and check that the pictures are real PNG files.
 from __future__ import annotations
 
 import importlib.util
-import string
 import subprocess
 import sys
 from pathlib import Path
@@ -61,10 +60,10 @@ def test_01_periodic_shuffle(tmp_path, capsys):
     assert len(landing) == C * r * r * H * W == res["entries_checked"]
     for m in range(C * r * r):
         c, i, j = m // (r * r), (m % (r * r)) // r, m % r
-        for h in range(H):
-            for w in range(W):
-                assert landing[f"{string.ascii_uppercase[m]}{h}{w}"] == (c, h * r + i, w * r + j)
-    assert landing["B12"] == (0, 2, 5) and landing["H00"] == (1, 1, 1)      # worked by hand
+        for u in range(H):
+            for v in range(W):
+                assert landing[f"{m}:{u}{v}"] == (c, u * r + i, v * r + j)
+    assert landing["1:12"] == (0, 2, 5) and landing["7:00"] == (1, 1, 1)    # worked by hand
     # TensorFlow's order: block (i, j) of channel 0 reads channel (i*r + j)*C.
     assert res["first_block_torch"] == [[0, 1], [2, 3]]
     assert res["first_block_tf"] == [[0, 2], [4, 6]]
@@ -74,7 +73,7 @@ def test_01_periodic_shuffle(tmp_path, capsys):
     assert res["permutation_size"] == 48
     assert_pngs(res["files"], tmp_path, 2)
     printed = capsys.readouterr().out
-    assert "A00 B00 A01 B01 A02 B02" in printed        # first output row, by hand
+    assert "0:00 1:00 0:01 1:01 0:02 1:02" in printed        # first output row, by hand
     assert "holds for all 48 entries" in printed
 
 
@@ -94,6 +93,12 @@ def test_02_subpixel_is_deconvolution(tmp_path):
     assert res["model_err"] < 1e-10
     n = res["model_lr_size"]
     assert res["model_macs_last"] == n * n * 9 * 32 * 9
+    # The strided convolution's matrix (C_in*H*W, C*rH*rW) and its transpose's, for r=2, C_in=2, C=1, 3x4.
+    assert res["transpose_shapes"] == ((2 * 3 * 4, 1 * 6 * 8), (1 * 6 * 8, 2 * 3 * 4))
+    # ConvTranspose2d(K_d, stride r, padding P) -> LR kernel size k = 2 ceil(P / r) + 1, by hand.
+    assert [(g["r"], g["Kd"], g["P"], g["k"]) for g in res["general"]] == [
+        (2, 4, 1, 3), (2, 2, 0, 1), (3, 5, 1, 3), (4, 8, 2, 3), (3, 9, 3, 3)]
+    assert all(g["err"] < 1e-12 for g in res["general"])
     assert_pngs(res["files"], tmp_path, 1)
 
 
@@ -122,7 +127,7 @@ def test_03_im2col(tmp_path):
     assert res["cols_shape"] == (1, 2 * 9, 4 * 5)
     assert res["blowup"] == 9
     assert res["macs_gemm"] == res["macs_loops"] == 3 * 18 * 20
-    assert res["max_forward_diff"] == 0.0 and res["max_dx_diff"] == 0.0
+    assert res["max_forward_diff"] == 0.0 and res["max_dx_diff"] == 0.0 and res["transposed_conv_equal"]
     assert res["adjoint_lhs"] == pytest.approx(res["adjoint_rhs"], rel=1e-12)
     # Copies of each pixel of a 4 x 5 image under a 3 x 3 kernel, counted by hand.
     assert np.array_equal(res["copies"], [[4, 6, 6, 6, 4], [6, 9, 9, 9, 6], [6, 9, 9, 9, 6], [4, 6, 6, 6, 4]])
@@ -134,7 +139,8 @@ def test_04_gradient_check(tmp_path):
     ex = load("04_gradient_check")
     assert ex.rel_error(2.0, 2.0) == 0.0 and ex.rel_error(1.0, -1.0) == 1.0
     res = ex.main(out_dir=tmp_path, fast=True)
-    assert len(res["reports"]) == 2
+    # Every activation of the guide's section 5 is checked in fast mode too.
+    assert set(res["reports"]) == {"paper, tanh", "paper, PReLU, tanh output", "small, relu", "small, gelu"}
     for label, rep in res["reports"].items():
         assert {"conv1.weight", "conv3.bias", "input", "direction", "numba vs reference"} <= set(rep)
         assert max(rep.values()) < 1e-5, (label, rep)
@@ -147,14 +153,43 @@ def test_04_gradient_check(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ example 5
-def test_05_tiny_training_learns(tmp_path):
-    res = load("05_tiny_training").main(out_dir=tmp_path, fast=True)
-    assert len(res["losses"]) == res["steps"]
+def test_05_tiny_training_learns_and_reports_its_baselines(tmp_path):
+    ex = load("05_tiny_training")
+    res = ex.main(out_dir=tmp_path, fast=True)
+    assert len(res["losses"]) == res["steps"] == 300
     assert np.all(np.isfinite(res["losses"]))
-    assert res["loss_last"] < res["loss_first"] / 3
-    assert res["psnr_after"] > res["psnr_before"] + 10
-    assert 15 < res["psnr_bicubic"] < 60
-    assert_pngs(res["files"], tmp_path, 2)
+    assert res["loss_last"] < res["loss_first"] / 2
+    # The constant-image baseline, recomputed from its closed form: MSE = var(hr) + (mean(hr) - c)^2.
+    import _common
+    hr, _, _ = _common.make_pair(_common.load_rgb8(ROOT / "data" / "Set5" / "butterfly.png"), 3)
+    inner = hr[3:-3, 3:-3]
+    mse = inner.var() + (inner.mean() - res["mean_luma"]) ** 2
+    assert res["psnr_constant"] == pytest.approx(10 * np.log10(255.0 ** 2 / mse), abs=1e-9)
+    # The untrained model (last bias = mean luma, weights N(0, 0.001^2)) is that constant image, nearly.
+    assert abs(res["psnr_before"] - res["psnr_constant"]) < 0.05
+    assert res["psnr_after"] > res["psnr_constant"] + 5
+    assert 20 < res["psnr_bicubic"] < 30
+    # The frame is r x receptive radius = 3 * 4 HR pixels; both effects fade with training.
+    assert res["frame_width"] == 12
+    mean_bias, zero_bias = res["trajectory"]["mean bias"], res["trajectory"]["zero bias"]
+    assert sorted(zero_bias) == [10, 20, 40, 80] and max(mean_bias) == 300
+    assert max(v["periodic"] for v in zero_bias.values()) > mean_bias[300]["periodic"]
+    assert abs(mean_bias[300]["frame_minus_inside"]) < max(v["frame_minus_inside"] for v in mean_bias.values())
+    assert_pngs(res["files"], tmp_path, 4)
+
+
+def test_05_periodic_measure_is_the_energy_at_the_periodic_frequencies():
+    import _common
+    rng = np.random.default_rng(0)
+    r, H, W = 3, 7, 5
+    y = rng.normal(size=(r * H, r * W))
+    F = np.fft.fft2(y)
+    energy = sum(abs(F[m * H, n * W]) ** 2 for m in range(r) for n in range(r) if (m, n) != (0, 0))
+    assert _common.periodic_rms(y, r) ** 2 * (r * H * r * W) ** 2 == pytest.approx(energy, rel=1e-10)
+    # A pure 3-periodic tile has exactly its own RMS; a constant image has none.
+    tile = rng.normal(size=(r, r))
+    assert _common.periodic_rms(np.tile(tile, (H, W)), r) == pytest.approx(tile.std(), rel=1e-12)
+    assert _common.periodic_rms(np.full((r * H, r * W), 7.0), r) == 0.0
 
 
 # ------------------------------------------------------------------------------------------ example 6
@@ -166,12 +201,15 @@ def test_06_inside_the_shipped_model(tmp_path):
     assert res["shipped"]
     assert res["shapes"]["conv1"] == (1, 64, 48, 48) and res["shapes"]["conv3"] == (1, 9, 48, 48)
     assert res["shapes"]["shuffle"] == (1, 1, 144, 144)
+    # Measured by backpropagation: 2 * (2 + 1 + 1) + 1 LR pixels, centred on the block's own pixel.
+    assert res["receptive_field"] == (9, 9)
+    assert res["receptive_rows"] == (res["block"][0] - 4, res["block"][0] + 4)
     err = res["phase_mse"]
     assert err.shape == (9, 9) and np.array_equal(np.argmin(err, axis=1), np.arange(9)) == res["phase_matched"]
     assert res["phase_matched"]
     if res["real_image"]:
         assert res["psnr_espcn"] > res["psnr_bicubic"]
-    assert_pngs(res["files"], tmp_path, 5)
+    assert_pngs(res["files"], tmp_path, 7)
 
 
 def test_06_falls_back_without_weights_or_images(tmp_path, monkeypatch, capsys):
@@ -184,7 +222,39 @@ def test_06_falls_back_without_weights_or_images(tmp_path, monkeypatch, capsys):
     assert not res["shipped"] and not res["real_image"]
     assert "not found; training the paper's model" in printed and "synthetic chart" in printed
     assert res["shapes"]["conv3"] == (1, 9, 48, 48)
-    assert_pngs(res["files"], out, 5)
+    assert_pngs(res["files"], out, 7)
+
+
+# ------------------------------------------------------------------------------------------ example 7
+def test_07_checkerboard_and_icnr(tmp_path):
+    ex = load("07_checkerboard_and_icnr")
+    res = ex.main(out_dir=tmp_path, fast=True)
+    shipped = [n for n in ex.SHIPPED if (ROOT / "weights" / f"{n}.npz").is_file()]
+    assert sorted(res["flat"]) == sorted(shipped)
+    for name, row in res["flat"].items():
+        assert sorted(row) == list(ex.LEVELS)
+        for v in row.values():
+            # A trained model's checkerboard on flat grey is below one 8-bit step in RMS, but not zero.
+            assert 0 < v["rms"] < 1.0 and v["rms"] <= v["range"] and abs(v["mean_error"]) < 2, (name, v)
+    # ICNR: every phase the same map, so no periodic part at all; the default init has a visible one.
+    assert res["init"]["icnr"]["flat"] < 1e-3 and res["init"]["icnr"]["image"] < 1e-3
+    assert res["init"]["default"]["flat"] > 0.1 and res["init"]["default"]["image"] > 0.1
+    # At step 0 the ICNR model's error has exactly the HR image's own periodic part.
+    assert res["train"]["icnr"][0] == pytest.approx(res["real"]["hr"], rel=1e-3)
+    assert_pngs(res["files"], tmp_path, 2 if shipped else 1)
+
+
+def test_07_icnr_makes_the_phases_identical():
+    ex = load("07_checkerboard_and_icnr")
+    model = ex.fresh(3, 0.5, icnr=True)
+    K = model.params["conv3.weight"]
+    assert all(np.array_equal(K[m], K[0]) for m in range(9))
+    x = np.random.default_rng(1).uniform(0, 1, size=(1, 1, 10, 12)).astype(np.float32)
+    y = model.infer(x)[0, 0]
+    block = y[::3, ::3]
+    assert np.allclose(y, np.repeat(np.repeat(block, 3, 0), 3, 1), atol=1e-6)     # nearest-neighbour upsampling
+    assert not np.allclose(ex.fresh(3, 0.5, icnr=False).infer(x)[0, 0][::3, ::3],
+                           ex.fresh(3, 0.5, icnr=False).infer(x)[0, 0][1::3, 1::3], atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------ command line

@@ -8,16 +8,19 @@ backend may be followed by a backward in the other; ``backend="reference" | "num
 the fast twins reach the machinery that makes them fast (threads, chunks of rows, BLAS pointers) only
 through :mod:`npespcn.fast`.
 
-=================  ===========================================
-file               concept
-=================  ===========================================
-``im2col.py``      unfold patches into columns, and fold back
-``conv.py``        2-D convolution as im2col + GEMM
-``activation.py``  relu, tanh, gelu, identity, PReLU
-``shuffle.py``     periodic shuffle and its inverse
-``loss.py``        mean squared error, L1, Charbonnier
-``backend.py``     which of the two implementations runs
-=================  ===========================================
+In the reading order of docs/how-it-works.md (its sections in the last column):
+
+=================  ===========================================  =======
+file               concept                                      guide
+=================  ===========================================  =======
+``conv.py``        2-D convolution: the definition              1
+``shuffle.py``     periodic shuffle and its inverse             2
+``im2col.py``      unfold patches into columns, and fold back   4
+``conv.py``        convolution as im2col + GEMM, its backward   4
+``activation.py``  relu, tanh, gelu, identity, PReLU            5
+``loss.py``        mean squared error, L1, Charbonnier          6
+``backend.py``     which of the two implementations runs        A
+=================  ===========================================  =======
 """
 from .activation import (ACTIVATIONS, activation_backward, activation_forward, check_activation, prelu_backward,
                          prelu_forward)

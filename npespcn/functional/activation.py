@@ -8,11 +8,13 @@ name       forward ``y = f(x)``                        backward ``dx = dy * f'(x
 identity   ``x``                                       ``dy``
 relu       ``max(x, 0)``                               ``dy * [x > 0]``  (0 at x = 0, as PyTorch)
 tanh       ``tanh(x)``                                 ``dy * (1 - y**2)``  (uses the output)
-gelu       ``x * Phi(x)``, ``Phi(x) = (1 + erf(x/√2))/2``  ``dy * (Phi(x) + x * phi(x))``,
-                                                       ``phi(x) = exp(-x²/2) / √(2π)``
+gelu       ``x * Phi(x)``                              ``dy * (Phi(x) + x * phi(x))``
 prelu      ``x if x > 0 else a[c] * x``                ``dx = dy * (1 if x > 0 else a[c])``,
-                                                       ``da[c] = sum over n,h,w of dy * x * [x <= 0]``
+                                                       ``da[c] = sum over n,u,v of dy * x * [x <= 0]``
 =========  ==========================================  ===============================================
+
+``Phi(x) = (1 + erf(x / √2)) / 2`` and ``phi(x) = exp(-x²/2) / √(2π)`` are the standard normal distribution
+function and density; ``[cond]`` is 1 where ``cond`` holds, else 0.
 
 Each activation has a NumPy reference and a numba fast path with one signature; ``activation_forward``
 returns ``(out, cache)`` and ``activation_backward(dout, cache)`` returns ``dx``.

@@ -1,29 +1,34 @@
 """2-D convolution, stride 1, "same" zero padding, odd square kernels: forward and backward via im2col + GEMM.
 
-Shapes and maths (``p = (k - 1) // 2``, ``xpad`` = ``x`` zero-padded by ``p``)::
+Shapes and maths (``p = (k - 1) // 2``, ``xpad`` = ``x`` zero-padded by ``p``; ``(u, v)`` an output pixel,
+``(i, j)`` a kernel tap, as in docs/how-it-works.md sections 1 and 4)::
 
     x    (N, C, H, W)          input
-    w    (F, C, k, k)          weights, PyTorch's (out, in, kH, kW) layout
+    w    (F, C, k, k)          weights, PyTorch's (out, in, kH, kW) layout (the guide's K)
     b    (F,)                  bias
-    out  (N, F, H, W)          out[n, f, h, w] = b[f] + sum_{c,i,j} w[f, c, i, j] * xpad[n, c, h+i, w+j]
+    out  (N, F, H, W)          out[n, f, u, v] = b[f] + sum_{c,i,j} w[f, c, i, j] * xpad[n, c, u+i, v+j]
 
 This is cross-correlation, as in every deep-learning framework. With ``cols = im2col(x)`` of shape
-``(N, C*k*k, H*W)`` and ``W2 = w.reshape(F, C*k*k)``::
+``(N, C*k*k, H*W)`` and ``w_mat = w.reshape(F, C*k*k)``::
 
-    out[n]  = W2 @ cols[n] + b[:, None]          (F, H*W), already in NCHW order: no transpose
+    out[n]  = w_mat @ cols[n] + b[:, None]       (F, H*W), already in NCHW order: no transpose
 
-Backward, given ``dout = dL/dout`` (N, F, H, W), reshaped to ``(N, F, H*W)``::
+``N * F * C*k*k * H*W`` multiply-adds, as many as the definition. Backward, given ``dout = dL/dout``
+(N, F, H, W), reshaped to ``(N, F, H*W)``::
 
-    db      = sum_{n, hw} dout[n, :, hw]
-    dW2     = sum_n dout[n] @ cols[n].T          (F, C*k*k)  -> reshaped to (F, C, k, k)
-    dcols[n] = W2.T @ dout[n]                    (C*k*k, H*W)
-    dx      = col2im(dcols)                      (N, C, H, W)
+    db       = sum_{n, uv} dout[n, :, uv]
+    dw_mat   = sum_n dout[n] @ cols[n].T         (F, C*k*k)  -> reshaped to (F, C, k, k)
+    dcols[n] = w_mat.T @ dout[n]                 (C*k*k, H*W)
+    dx       = col2im(dcols)                     (N, C, H, W)
 
-Three implementations: :func:`conv2d_forward_naive` (the definition as loops, for checking), the
-readable NumPy reference (``*_reference``: im2col + one matrix product) and the fast path
-(``*_numba``). The reference and the fast path share one signature and one cache, ``(x, w)``, so a
-forward in one backend and a backward in the other work; the dispatchers (``conv2d_forward`` ...,
-``backend=None | "reference" | "numba"``) pick one.
+``dx = col2im(w_mat.T @ dout)`` applies the transpose of the convolution: it is the stride-1 transposed
+convolution of ``dout`` with the same kernel (PyTorch's ``conv_transpose2d(dout, w, padding=p)``).
+
+Three implementations: :func:`conv2d_forward_naive` (the definition as four loops over ``(n, f, u, v)``
+around a sum over ``(c, i, j)``, for checking), the readable NumPy reference (``*_reference``: im2col + one
+matrix product) and the fast path (``*_numba``). The reference and the fast path share one signature and
+one cache, ``(x, w)``, so a forward in one backend and a backward in the other work; the dispatchers
+(``conv2d_forward`` ..., ``backend=None | "reference" | "numba"``) pick one.
 
 The fast path is machinery (:mod:`npespcn.fast`): it cuts the batch into chunks of rows that fit in
 cache, runs them on worker threads, and per layer shape picks im2col + GEMM (as here), kn2row (one GEMM
@@ -57,7 +62,8 @@ def _check_conv_args(x, w, b):
 # Naive loops: the definition, written out. O(N F C H W k^2) Python-level work: tiny inputs only.
 # --------------------------------------------------------------------------------------------------
 def conv2d_forward_naive(x, w, b):
-    """Direct six-loop convolution (definition in the module docstring). Returns ``(out, cache)``."""
+    """The definition (module docstring) as four loops over ``(n, f, u, v)`` around a sum over the patch's
+    ``(c, i, j)``. Returns ``(out, cache)``."""
     _check_conv_args(x, w, b)
     N, C, H, W = x.shape
     F, _, k, _ = w.shape

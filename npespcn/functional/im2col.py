@@ -6,15 +6,16 @@ pixel, a dot product between the filter and the k×k patch of every input channe
 single GEMM (see :mod:`npespcn.functional.conv`)::
 
     x     (N, C, H, W)
-    cols  (N, C*k*k, H*W)      cols[n, (c*k + i)*k + j, h*W + w] = xpad[n, c, h + i, w + j]
+    cols  (N, C*k*k, H*W)      cols[n, (c*k + i)*k + j, u*W + v] = xpad[n, c, u + i, v + j]
 
-where ``xpad`` is ``x`` with ``p`` zeros on every side. Row ``(c, i, j)`` of ``cols`` is the whole input
-channel ``c`` shifted by ``(i - p, j - p)``; so the reference version below needs only k*k slice copies,
-no fancy indexing.
+where ``xpad`` is ``x`` with ``p`` zeros on every side, ``(i, j)`` a kernel tap and ``(u, v)`` an output
+pixel. Row ``(c, i, j)`` of ``cols`` is the whole input channel ``c`` shifted by ``(i - p, j - p)``; so the
+reference version below needs only k*k slice copies, no fancy indexing.
 
-``col2im`` is the adjoint (the transpose) of ``im2col``: it scatters every column entry back to the input
-pixel it was copied from and *adds* overlapping contributions. That is exactly the backward pass: if
-``cols = im2col(x)`` then ``dx = col2im(dcols)``.
+``col2im`` is the adjoint (the transpose) of ``im2col``, ``<im2col(x), g> = <x, col2im(g)>``: it scatters
+every column entry back to the input pixel it was copied from and *adds* overlapping contributions. That is
+exactly the backward pass: if ``cols = im2col(x)`` then ``dx = col2im(dcols)``. It is not the inverse:
+``col2im(im2col(x))`` is ``x`` times the number of copies of each pixel.
 
 Cost: ``cols`` holds ``k*k`` copies of the input, i.e. ``N*C*k*k*H*W`` numbers (25x the input for the
 first 5x5 layer). It buys a matrix product that BLAS runs near the machine's peak.
@@ -48,7 +49,7 @@ def im2col_reference(x: np.ndarray, k: int) -> np.ndarray:
     Returns
     -------
     cols : ndarray, shape (N, C*k*k, H*W)
-        ``cols[n, (c*k + i)*k + j, h*W + w] = xpad[n, c, h + i, w + j]``.
+        ``cols[n, (c*k + i)*k + j, u*W + v] = xpad[n, c, u + i, v + j]``.
     """
     k = check_kernel(k)
     N, C, H, W = x.shape
@@ -74,7 +75,7 @@ def col2im_reference(cols: np.ndarray, shape: tuple, k: int) -> np.ndarray:
     Returns
     -------
     x : ndarray, shape (N, C, H, W)
-        ``x[n, c, h, w] = sum over (i, j) of cols[n, (c*k+i)*k+j, (h-i+p)*W + (w-j+p)]`` for the in-range
+        ``x[n, c, u, v] = sum over (i, j) of cols[n, (c*k+i)*k+j, (u-i+p)*W + (v-j+p)]`` for the in-range
         terms; the padding border is dropped.
     """
     k = check_kernel(k)

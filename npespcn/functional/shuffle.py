@@ -4,11 +4,11 @@ ESPCN's last convolution produces ``C*r*r`` low-resolution channels; the periodi
 them into a ``C``-channel image ``r`` times larger, in PyTorch's channel order::
 
     x    (N, C*r*r, H, W)
-    out  (N, C, H*r, W*r)      out[n, c, h*r + i, w*r + j] = x[n, c*r*r + i*r + j, h, w]
+    out  (N, C, H*r, W*r)      out[n, c, u*r + α, v*r + β] = x[n, c*r*r + α*r + β, u, v]      0 <= α, β < r
 
-So channel ``c*r*r + i*r + j`` holds the sub-pixel at offset ``(i, j)`` of every r×r output block.
-(TensorFlow's ``depth_to_space`` uses ``x[n, (i*r + j)*C + c, h, w]`` instead; see
-:func:`npespcn.formats.tf_graphdef.tf_to_torch_channel_order`.)
+So channel ``c*r*r + α*r + β`` holds the sub-pixel at the phase ``(α, β)`` (its offset inside the block) of
+every r×r output block; ``(u, v)`` is the block, an LR pixel. (TensorFlow's ``depth_to_space`` uses
+``x[n, (α*r + β)*C + c, u, v]`` instead; see :func:`npespcn.formats.tf_graphdef.tf_to_torch_channel_order`.)
 
 The shuffle only moves numbers, so its backward is its inverse applied to the gradient::
 
@@ -42,8 +42,8 @@ def _check_shuffle(x, r, inverse: bool = False):
 
 
 # --------------------------------------------------------------------------------------------------
-# Reference: a reshape that names the (c, i, j) split of the channel axis, a transpose that moves i next
-# to h and j next to w, and a reshape that merges them: (h, i) -> h*r + i, (w, j) -> w*r + j.
+# Reference: a reshape that names the (c, α, β) split of the channel axis, a transpose that moves α next
+# to u and β next to v, and a reshape that merges them: (u, α) -> u*r + α, (v, β) -> v*r + β.
 # --------------------------------------------------------------------------------------------------
 def pixel_shuffle_reference(x, r):
     """Periodic shuffle ``(N, C*r*r, H, W) -> (N, C, H*r, W*r)`` (formula in the module docstring)."""

@@ -3,7 +3,11 @@
 Parameters are a dict ``name -> array`` (``model.params``); ``opt.step(grads)`` takes the matching dict
 (``model.grads``) and updates the arrays **in place**, in their own dtype. A per-parameter learning-rate
 multiplier (``lr_mult={"conv3.weight": 0.1, ...}``) scales the current rate for that parameter; this is
-how the reference implementations train ESPCN's last layer ten times slower.
+how ESPCN's last layer is trained at a tenth of the rate (``ESPCN.lr_multipliers``), as in SRCNN (Dong et
+al. 2014: 1e-5 for the last layer, 1e-4 for the others) and the ESPCN-pytorch reference implementation
+(github.com/yjn870/ESPCN-pytorch, ``train.py``: ``lr * 0.1``); Shi et al. (2016) do not describe one. With
+Adam the multiplier sets the step size itself: Adam's first step moves every parameter by about
+``lr * multiplier``, whatever its gradient's size (``m / sqrt(v) = sign(g)`` at ``t = 1``).
 
 SGD (``torch.optim.SGD``, dampening 0, no Nesterov), for each parameter ``p`` with gradient ``g``::
 

@@ -37,7 +37,7 @@ def weights_dir() -> Path:
     try:
         return Path(str(resources.files("npespcn.weights")))
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "weights"
+        return Path(__file__).resolve().parents[2] / "weights"
 
 
 def filename(name: str = DEFAULT, scale: int = 3) -> str:

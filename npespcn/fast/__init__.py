@@ -16,7 +16,7 @@ file               role
 ``vecmath.py``     the activation codes and the scalar formulas the compiled loops share (tanh, gelu)
 =================  =================================================================================
 """
-from .chunked import conv2d_chunked_backward, conv2d_chunked_forward, out_array
+from .chunked import conv2d_chunked_backward, conv2d_chunked_forward, out_array, size_independent_is_bitwise
 from .rows import col2im_rows, im2col_rows
 from .vecmath import (
            ACT_CODES,
@@ -31,6 +31,6 @@ from .vecmath import (
            tanh32,
 )
 
-__all__ = ["conv2d_chunked_forward", "conv2d_chunked_backward", "out_array", "im2col_rows", "col2im_rows",
+__all__ = ["conv2d_chunked_forward", "conv2d_chunked_backward", "out_array", "size_independent_is_bitwise", "im2col_rows", "col2im_rows",
            "ACT_CODES", "IDENTITY", "RELU", "TANH", "GELU", "TANH_LIBM", "activation_code", "gelu",
            "gelu_grad", "tanh32"]

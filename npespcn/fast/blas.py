@@ -174,3 +174,26 @@ def single_threaded_blas():
             _depth -= 1
             if _depth == 0:
                 setter(_saved)
+
+
+def columns_exact(min_mnk: int, gemm=np.dot) -> bool:
+    """Whether ``gemm`` (NumPy's float32 matrix product) gives a column of ``A @ B`` the same bits wherever
+    that column sits in ``B`` and however wide ``B`` is, for products of at least ``min_mnk`` multiply-adds.
+
+    Tiled inference is bitwise equal to untiled inference exactly when this holds: a tile puts a pixel's
+    column at another position of a product of another width. Most OpenBLAS kernels compute every column
+    by the same loop, but not all: OpenBLAS 0.3.2x-0.3.31's Haswell sgemm on some AMD EPYC machines
+    rounds a column differently by its position (by about 1 ulp). Measured by a few products of the layer
+    shapes ESPCN uses (milliseconds); the answer is the same for every call on one machine.
+    """
+    rng = np.random.default_rng(0)
+    for f, k in ((64, 25), (32, 64), (32, 576), (9, 32), (27, 288)):
+        a = rng.standard_normal((f, k)).astype(np.float32)
+        n0 = -(-min_mnk // (f * k))
+        b = rng.standard_normal((k, 4 * n0 + 64)).astype(np.float32)
+        whole = gemm(a, b)
+        for start, width in ((0, n0), (16, n0 + 5), (37, n0 + 300), (n0 + 3, 2 * n0 + 19)):
+            part = gemm(a, np.ascontiguousarray(b[:, start:start + width]))
+            if not np.array_equal(part, whole[:, start:start + width]):
+                return False
+    return True

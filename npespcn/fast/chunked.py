@@ -63,7 +63,9 @@ has 151 MB of them for the 64-channel layer.
 Size independence (tiled inference must be bitwise equal to untiled): every pixel gets the same bias add
 and activation, and from BLAS the same dot product of a row of ``w2`` with its column of ``cols``.
 OpenBLAS splits a GEMM's work over rows and columns (never over the summed dimension), its K-blocking
-depends only on K, and every column is computed by the same micro-kernel loop. It does switch to other
+depends only on K, and every column is computed by the same micro-kernel loop -- on most machines:
+OpenBLAS's Haswell sgemm on some AMD EPYC CPUs rounds a column by its position in the product, and there
+only float32 rounding separates a tile from the whole (:func:`size_independent_is_bitwise` measures it). It does switch to other
 kernels for small products ("small matrix" and "direct" sgemm, below ``M*N*K = 28*512*512``);
 inference never calls it on a product that small: chunks hold at least ``MIN_GEMM_MNK / (F*K)``
 pixels (:data:`MIN_GEMM_MNK`), and an image smaller than that gets spare columns whose outputs are
@@ -102,7 +104,7 @@ import numpy as np
 
 from . import compiled as _par
 from .blas import AVAILABLE as BLAS_CONTROL
-from .blas import GEMMS, SGEMM_AVAILABLE, sgemm_add, single_threaded_blas
+from .blas import GEMMS, SGEMM_AVAILABLE, columns_exact, sgemm_add, single_threaded_blas
 from .rows import bias_act_rows as _bias_act_rows
 from .rows import col2im_rows as _col2im_rows
 from .rows import gather_rows as _gather_rows
@@ -118,6 +120,20 @@ CHUNK_PIXELS = 2048
 MIN_GEMM_MNK = 1 << 23
 """Forward GEMMs are padded to at least this M*N*K, above OpenBLAS's small-matrix and direct-sgemm
 thresholds (28*512*512), so every chunk size runs the same kernels."""
+
+
+_SIZE_INDEPENDENT = []          # the answer of size_independent_is_bitwise(), once asked
+
+
+def size_independent_is_bitwise() -> bool:
+    """Whether ``size_independent=True`` convolutions give a pixel the same bits whatever the image's size,
+    its position in a tile, and the thread count (so tiled inference is bitwise the untiled result):
+    true when NumPy's BLAS computes every column of a product alike (:func:`~npespcn.fast.blas.columns_exact`,
+    measured once); otherwise the two agree to float32 rounding (about 1e-7 of the output's range)."""
+    if not _SIZE_INDEPENDENT:
+        with single_threaded_blas():
+            _SIZE_INDEPENDENT.append(columns_exact(MIN_GEMM_MNK))
+    return _SIZE_INDEPENDENT[0]
 
 
 KN2ROW_MAX_WIDTH = 64

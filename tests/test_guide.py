@@ -509,3 +509,38 @@ def test_exercise_10_2_parseval():
         Y = np.fft.fft2(y)
         energy = sum(abs(Y[m * H, n * W]) ** 2 for m in range(r) for n in range(r) if (m, n) != (0, 0))
         assert energy == pytest.approx((r * H * r * W) ** 2 * _common.periodic_rms(y, r) ** 2, rel=1e-10)
+
+
+# ------------------------------------------------------------------------------------------ section 11
+def test_exercise_11_1_an_sgd_step_through_the_branches_doubles_the_centre_rate():
+    from npespcn.nn.reparam import RepConv2d
+    rng = np.random.default_rng(13)
+    layer = RepConv2d(3, 3, 3, np.float64)
+    for v in layer.params.values():
+        v[...] = rng.normal(size=v.shape)
+    x, eta = rng.normal(size=(1, 3, 5, 6)), 0.05
+    dout = rng.normal(size=(1, 3, 5, 6))
+    w0, b0 = layer.folded_weights()
+    with use_backend("reference"):
+        layer.forward(x)
+        layer.backward(dout)
+        _, cache = F.conv2d_forward(x, w0, b0)
+        _, dw, db = F.conv2d_backward(dout, cache)      # the plain convolution's gradient
+    for name, g in layer.grads.items():
+        layer.params[name] -= eta * g
+    w1, b1 = layer.folded_weights()
+    moved = (w0 - w1) / eta
+    assert np.allclose(moved[:, :, 1, 1], 2 * dw[:, :, 1, 1], atol=1e-12)
+    off = np.ones((3, 3), bool)
+    off[1, 1] = False
+    assert np.allclose(moved[:, :, off], dw[:, :, off], atol=1e-12)
+    assert np.allclose((b0 - b1) / eta, 2 * db, atol=1e-12)
+    assert "`2η`" in TEXT
+
+
+def test_exercise_11_2_multiply_adds_of_a_reparameterised_first_layer():
+    train, run = 1 * 64 * (5 * 5 + 1), 1 * 64 * 5 * 5
+    says(train)
+    says(run)
+    layer_doc = TEXT[TEXT.index("## 11."):]
+    assert f"{train}" in layer_doc and f"{run}" in layer_doc

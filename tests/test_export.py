@@ -88,7 +88,7 @@ def test_the_onnx_graph_uses_standard_operators_at_the_stated_opset(tmp_path):
     data = (tmp_path / "m.onnx").read_bytes()
     opsets = [bytes(v) for f, w, v in iter_fields(data) if f == 8 and w == LEN]
     assert opsets == [bytes([0x10, OPSET])] and OPSET == 13           # domain "" (absent), version 13
-    nodes, inits, inputs, opset = parse_onnx(data)
+    nodes, _inits, inputs, opset = parse_onnx(data)
     assert [n.op for n in nodes] == ["Conv", "Tanh", "Conv", "Tanh", "Conv", "DepthToSpace"]
     assert all(n.domain == "" for n in nodes) and nodes[-1].attrs == {"blocksize": 3, "mode": "CRD"}
     assert inputs == ["input"] and nodes[-1].outputs == ["output"] and opset == 13
@@ -96,8 +96,8 @@ def test_the_onnx_graph_uses_standard_operators_at_the_stated_opset(tmp_path):
     shapes = {}
     for f, _, v in iter_fields(graph):
         if f in (11, 12):                                           # ValueInfoProto: 1 name, 2 TypeProto
-            fields = dict((f2, v2) for f2, _, v2 in iter_fields(v))
-            tensor = dict((f3, v3) for f3, _, v3 in iter_fields(next(v2 for f2, _, v2 in iter_fields(fields[2]))))
+            fields = {f2: v2 for f2, _, v2 in iter_fields(v)}
+            tensor = {f3: v3 for f3, _, v3 in iter_fields(next(v2 for f2, _, v2 in iter_fields(fields[2])))}
             dims = [next(iter_fields(d))[2] for f4, _, d in iter_fields(tensor[2]) if f4 == 1]
             shapes[bytes(fields[1]).decode()] = (tensor[1], [x if isinstance(x, int) else bytes(x).decode() for x in dims])
     assert shapes == {"input": (1, ["N", 1, "H", "W"]), "output": (1, ["N", 1, "3H", "3W"])}   # float32
@@ -152,10 +152,10 @@ def test_pb_export_is_read_back_by_the_graphdef_reader_with_tf_espcns_node_names
 
 
 @pytest.mark.parametrize("suffix, arch, match", [
-    (".onnx", dict(activation="gelu"), "gelu"),
-    (".pb", dict(activation="prelu"), "prelu"),
-    (".pb", dict(activation="identity"), "identity"),
-    (".txt", dict(), r"\.onnx or \.pb"),
+    (".onnx", {"activation": "gelu"}, "gelu"),
+    (".pb", {"activation": "prelu"}, "prelu"),
+    (".pb", {"activation": "identity"}, "identity"),
+    (".txt", {}, r"\.onnx or \.pb"),
 ])
 def test_what_a_format_cannot_hold_is_refused_before_anything_is_written(tmp_path, suffix, arch, match):
     net = ESPCN(2, 1, layers=((3, 4),), **arch)

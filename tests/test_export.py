@@ -185,3 +185,36 @@ def test_convert_pb_to_onnx_nhwc_and_back(tmp_path, capsys):
     assert np.abs(load_model(tmp_path / "c.npz")(x) - shipped("espcn_x3")(x)).max() == 0
     assert main([str(tmp_path / "c.npz"), str(tmp_path / "d.npz"), "--layout", "nhwc"]) == 1
     assert "--layout applies to .onnx" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda t: t[:-7], r"claims \d+ bytes but only"),                                  # truncated
+    (lambda t: t.replace(b"Tanh", b"Gelu", 1), r"unsupported operator 'Gelu'"),
+    (lambda t: t.replace(b"CRD", b"XYZ", 1), r"mode 'XYZ'"),
+])
+def test_damaged_onnx_files_are_one_value_error_naming_the_file(tmp_path, damage, match):
+    net = shipped("espcn_x2")
+    export_model(net.arch, net.params, tmp_path / "m.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(damage((tmp_path / "m.onnx").read_bytes()))
+    with pytest.raises(ValueError, match=match) as e:
+        load_model(bad)
+    assert str(bad) in str(e.value)
+
+
+def test_an_initializer_shorter_than_its_shape_or_kept_outside_is_refused(tmp_path):
+    rng = np.random.default_rng(2)
+    w1 = rng.normal(0, 0.1, (4, 1, 3, 3)).astype(np.float32)
+    for name, tensor, match in (("short", W.onnx_tensor("w1", w1.shape, raw=w1.tobytes()[:-4]), "raw_data holds 140"),
+                                ("external", W.onnx_tensor("w1", w1.shape, external=True), "external file"),
+                                ("int", W.onnx_tensor("w1", w1.shape, raw=w1.tobytes(), data_type=6), "data type 6")):
+        inits = [tensor, W.onnx_array("b1", np.zeros(4, np.float32)),
+                 W.onnx_array("w2", rng.normal(0, 0.1, (4, 4, 3, 3)).astype(np.float32)),
+                 W.onnx_array("b2", np.zeros(4, np.float32))]
+        nodes = [W.onnx_node("Conv", ["input", "w1", "b1"], "c1", kernel_shape=[3, 3], pads=[1] * 4),
+                 W.onnx_node("Relu", ["c1"], "r1"),
+                 W.onnx_node("Conv", ["r1", "w2", "b2"], "c2", kernel_shape=[3, 3], pads=[1] * 4),
+                 W.onnx_node("DepthToSpace", ["c2"], "output", blocksize=2, mode="CRD")]
+        (tmp_path / f"{name}.onnx").write_bytes(W.onnx_model(nodes, inits))
+        with pytest.raises(ValueError, match=match):
+            load_model(tmp_path / f"{name}.onnx")

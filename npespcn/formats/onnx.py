@@ -464,6 +464,11 @@ def _assemble(convs, d2s, after, budget, path):
                          f"npespcn's ESPCN uses 3x3 there")
     arch = check_arch({"scale": int(r), "channels": int(channels), "layers": layers, "activation": hidden.pop(),
                        "output_activation": out_acts[0] if out_acts else None}, path)
+    used = [t for c in convs for t in (c["w"], c["b"], c["slope"]) if t is not None]
+    declared = sum(math.prod(t.shape) for t in used)
+    if declared > budget.left:                         # all of them, before the first is decoded
+        raise ValueError(f"the initializers declare {declared} elements, more than the {budget.left} left of "
+                         f"what a file of this size may decode")
     params = {}
     for i, c in enumerate(convs, start=1):
         w = c["w"].decode(budget)

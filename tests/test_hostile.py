@@ -206,6 +206,15 @@ def onnx_unused_initializers(path):
     return Path(path)
 
 
+def onnx_unpacked_floats(path):
+    """The paper's graph plus an unused initializer of 4 M float_data values written unpacked (one 5-byte
+    field each, 20 MB): a reader that kept one Python object per value would need ~10x the file."""
+    nodes, inits = _paper_onnx_parts(np.random.default_rng(0))
+    junk = W.onnx_tensor("junk", [4_000_000]) + b"\x25\x00\x00\x00\x3f" * 4_000_000    # field 4, wire type 5
+    Path(path).write_bytes(W.onnx_model(nodes, inits + [junk]))
+    return Path(path)
+
+
 def onnx_declared_kernels(path):
     """An ESPCN graph whose 3x3x1024x1024 kernels (47 M parameters, under the architecture's limit) declare
     their shapes but hold no data: a few hundred bytes."""
@@ -264,6 +273,7 @@ ATTACKS = {
     "pb: splatted 47 M-parameter kernels": lambda p: pb_splatted_weights(p / "a.pb"),
     "onnx: eight unused 2**28-float initializers": lambda p: onnx_unused_initializers(p / "a.onnx"),
     "onnx: declared 47 M-parameter kernels without data": lambda p: onnx_declared_kernels(p / "a.onnx"),
+    "onnx: 4 M unpacked floats in an unused initializer": lambda p: onnx_unpacked_floats(p / "a.onnx"),
     "onnx: 200 000 nodes": lambda p: onnx_many_nodes(p / "a.onnx"),
     "pth: six 700 MiB deflated storages": lambda p: pth_storage_bombs(p / "a.pth"),
     "pth: 2.1 GiB data.pkl": lambda p: pth_pickle_bomb(p / "a.pth"),
@@ -307,6 +317,7 @@ EXPECTED = {
     "onnx: eight unused 2**28-float initializers": None,               # never decoded: the graph loads
     "onnx: declared 47 M-parameter kernels without data": r"more than the \d+ left of what a file of this size",
     "onnx: 200 000 nodes": r"more than 4096 nodes",
+    "onnx: 4 M unpacked floats in an unused initializer": None,        # counted, never decoded: the graph loads
     "pth: six 700 MiB deflated storages": r"storages declare \d+ elements, more than a file of its size may hold",
     "pth: 2.1 GiB data.pkl": r"data\.pkl' declares \d+ bytes, more than the 1048576 accepted",
     "pth: 2.1 GiB data.pkl declared as 4 KB": r"Bad CRC-32|truncated|pickle",

@@ -12,8 +12,8 @@ PyTorch ``state_dict``    zip archive with a ``data.pkl`` entry           :mod:`
 TensorFlow frozen graph   protobuf starting with a ``GraphDef.node``      :mod:`npespcn.formats.tf_graphdef`
 (``.pb``, TF-ESPCN,       (byte 0x0A) whose nodes form the chain Conv2D,
 OpenCV dnn_superres)      Add, Relu/Tanh, ..., DepthToSpace, [Tanh]
-ONNX model (``.onnx``)    protobuf starting with ``ModelProto.ir_version``  :mod:`npespcn.formats.onnx`
-                          (byte 0x08) and holding a graph: Conv,
+ONNX model (``.onnx``)    protobuf starting with ``ir_version`` (byte     :mod:`npespcn.formats.onnx`
+                          0x08) and holding a graph: Conv,
                           Relu/Tanh/PRelu, ..., DepthToSpace, [Tanh]
 ========================  ==============================================  ==================================
 

@@ -179,11 +179,14 @@ def write_onnx(arch: dict, params: dict, path, overwrite: bool = False, layout: 
 
 # ------------------------------------------------------------------------------------------ reading
 class LazyInitializer:
-    """A ``TensorProto`` not decoded yet: ``name``, ``dims``, ``data_type``; :meth:`decode` gives the array."""
+    """A ``TensorProto`` not decoded yet: ``name``, ``dims``, ``data_type``; :meth:`decode` gives the array.
+
+    Parsing keeps only the buffer and counts the ``float_data`` values, so an initializer of a million
+    unpacked values costs no more memory than its bytes until it is decoded (within a budget)."""
 
     def __init__(self, buf):
-        self.name, self.dims, self.data_type, self.external = "", [], None, False
-        self.raw, self.floats = None, []
+        self.buf, self.name, self.dims, self.data_type, self.external = buf, "", [], None, False
+        self.raw, self.count = None, 0
         for f, w, v in iter_fields(buf):
             if f == 1:
                 self.dims.extend(packed_varints(v) if w == LEN else [as_int64(v)])
@@ -196,9 +199,12 @@ class LazyInitializer:
             elif f == 9 and w == LEN:
                 self.raw = v
             elif f == 4:                                # float_data: packed, or one I32 per value
-                if w not in (LEN, I32):
-                    raise ProtobufError(f"float_data with wire type {w}")
-                self.floats.append(v)
+                if w == LEN and len(v) % 4 == 0:
+                    self.count += len(v) // 4
+                elif w == I32:
+                    self.count += 1
+                else:
+                    raise ProtobufError(f"float_data with wire type {w} and {len(v)} bytes")
             elif f in (13, 14) and (w == LEN or v):    # external_data / data_location EXTERNAL
                 self.external = True
 
@@ -222,12 +228,17 @@ class LazyInitializer:
                 raise ValueError(f"initializer {self.name!r}: raw_data holds {len(self.raw)} bytes, shape "
                                  f"{self.shape} of float32 needs {4 * size}")
             return np.frombuffer(bytes(self.raw), "<f4").astype(np.float32).reshape(self.shape)
-        count = sum(len(v) // 4 if isinstance(v, memoryview) else 1 for v in self.floats)
-        if count != size:
-            raise ValueError(f"initializer {self.name!r} lists {count} values, shape {self.shape} needs {size}")
-        parts = [packed_floats(v) if isinstance(v, memoryview) else np.array([as_float(v)], np.float32)
-                 for v in self.floats]
-        return (np.concatenate(parts) if parts else np.zeros(0, np.float32)).reshape(self.shape)
+        if self.count != size:
+            raise ValueError(f"initializer {self.name!r} lists {self.count} values, shape {self.shape} needs {size}")
+        out, pos = np.empty(size, np.float32), 0
+        for f, w, v in iter_fields(self.buf):
+            if f == 4 and w == LEN:
+                out[pos:pos + len(v) // 4] = packed_floats(v)
+                pos += len(v) // 4
+            elif f == 4:
+                out[pos] = as_float(v)
+                pos += 1
+        return out.reshape(self.shape)
 
 
 class Node:

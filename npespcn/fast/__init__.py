@@ -28,7 +28,6 @@ from .chunked import (
            winograd_tile,
 )
 from .rows import col2im_rows, im2col_rows
-from .winograd import POINTS, transform_weights, winograd_matrices
 from .vecmath import (
            ACT_CODES,
            GELU,
@@ -41,6 +40,7 @@ from .vecmath import (
            gelu_grad,
            tanh32,
 )
+from .winograd import POINTS, transform_weights, winograd_matrices
 
 __all__ = ["conv2d_chunked_forward", "conv2d_chunked_backward", "out_array", "size_independent_is_bitwise", "im2col_rows", "col2im_rows",
            "WINOGRAD", "image_origin", "winograd_tile", "POINTS", "winograd_matrices", "transform_weights",

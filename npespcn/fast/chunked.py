@@ -116,7 +116,7 @@ from .rows import pad_rows as _pad_rows
 from .rows import unpad_rows as _unpad_rows
 from .vecmath import IDENTITY, activation_code
 from .winograd import BLOCK as WINOGRAD_BLOCK
-from .winograd import transform_weights, winograd_block, winograd_matrices
+from .winograd import scratch_shapes, transform_weights, winograd_block, winograd_matrices
 
 CHUNK_PIXELS = 2048
 """Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
@@ -161,11 +161,17 @@ WINOGRAD = SGEMM_AVAILABLE
 :func:`image_origin` or given an ``origin`` (float32, NumPy's OpenBLAS ``cblas_sgemm`` found)."""
 
 
+WINOGRAD_TILES: dict = {}
+"""``{(C, F): m}``: the 3x3 layer shapes that run by Winograd F(m x m, 3x3) inside :func:`image_origin`,
+chosen by measurement (benchmarks/README.md). Empty: on the 2-core machine measured, shifted taps were
+as fast or faster for every ESPCN layer shape (64->32, 32->9, 64->64, 32->32)."""
+
+
 def winograd_tile(C: int, F: int) -> int:
     """The Winograd output tile side ``m`` for a 3x3 inference layer of ``C`` inputs and ``F`` outputs,
-    0 for shifted taps; by the layer's shape alone (so a pixel's bits do not depend on the image),
-    chosen by measurement (benchmarks/README.md)."""
-    return 4 if C >= 16 and F >= 8 else 0
+    0 for shifted taps (:data:`WINOGRAD_TILES`): by the layer's shape alone, so that a pixel's bits do
+    not depend on the image's size."""
+    return WINOGRAD_TILES.get((C, F), 0)
 
 
 _ORIGIN = contextvars.ContextVar("npespcn_image_origin", default=None)
@@ -461,15 +467,11 @@ def _forward_winograd(x, w, b, code, out, m, origin):
     deal = _dealer(len(blocks))
 
     def work(wid):
-        ph = _buffer("wph", alpha * T, np.float32).reshape(alpha, T)
-        Hs = _buffer("wH", (R * m + 2) * alpha * T, np.float32).reshape(R * m + 2, alpha, T)
-        V = _buffer("wV", alpha * alpha * C * R * T, np.float32, True).reshape(alpha * alpha, C, R * T)
-        M = _buffer("wM", alpha * alpha * F * R * T, np.float32, True).reshape(alpha * alpha, F, R * T)
-        Z = _buffer("wZ", m * alpha * T, np.float32).reshape(m, alpha, T)
-        rowbuf = _buffer("wrow", T * m, np.float32)
+        bufs = [_buffer("w" + name, int(np.prod(shape)), np.float32, True).reshape(shape)
+                for name, shape in scratch_shapes(m, C, F).items()]
         while (c := deal()) is not None:
             n, y0, x0 = blocks[c]
-            winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, code, fn, ph, Hs, V, M, Z, rowbuf, out)
+            winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, code, fn, *bufs, out)
 
     _map_workers(work, workers)
 

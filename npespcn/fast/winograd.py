@@ -28,7 +28,7 @@ import math
 import numba
 import numpy as np
 
-from .blas import gemm
+from .blas import gemm_rows
 from .rows import activate
 
 POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, -2), 6: (0, 1, -1, 2, -2, 0.5, -0.5)}
@@ -91,88 +91,129 @@ BLOCK = {2: (8, 64), 4: (8, 32), 6: (6, 24)}
 """``m: (R, T)``: a block is ``R`` tile rows of ``T`` tiles (128 or 144 pixels wide)."""
 
 
+def scratch_shapes(m: int, C: int, F: int) -> dict:
+    """The shapes of :func:`winograd_block`'s scratch arrays for F(m x m, 3x3) and ``C`` -> ``F`` channels.
+
+    ``V`` and ``M`` are padded (16 more values a row, one more row a position): unpadded, the
+    ``alpha**2`` positions' rows would lie a multiple of 4 KiB apart, on the same cache sets, and the
+    transforms, which touch all of them at once, would evict their own data."""
+    R, T = BLOCK[m]
+    alpha, L, RT = m + 2, m * (R + 1) * T, R * T
+    return {"ph": (alpha, L), "Hs": (alpha, L), "V": (alpha * alpha, C + 1, RT + 16),
+            "M": (alpha * alpha, F + 1, RT + 16), "Z": (m, alpha, RT), "Y": (m, m, RT), "rowbuf": (T * m,)}
+
+
 @numba.njit(**_OPTS)
-def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Hs, V, M, Z, rowbuf, out):
+def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Hs, V, M, Z, Y, rowbuf, out):
     """One block of tiles of image ``n``: the input transform of every channel, the ``alpha**2`` GEMMs,
     the output transform with bias and activation into ``out`` (N, F, H, W).
 
     ``(y0, x0)``: the array position of the block's first output pixel (may be negative, or past the
     array's end, for a block that sticks out of it). ``BT`` (alpha, alpha), ``AT`` (m, alpha) float32;
-    ``U`` (alpha**2, F, C) the transformed weights; ``fn`` the ``cblas_sgemm``. Scratch: ``ph``
-    (alpha, T), ``Hs`` (R*m + 2, alpha, T), ``V`` (alpha**2, C, R*T), ``M`` (alpha**2, F, R*T),
-    ``Z`` (m, alpha, T), ``rowbuf`` (T*m,).
+    ``U`` (alpha**2, F, C) the transformed weights; ``fn`` the ``cblas_sgemm``. Scratch (``L = m*(R+1)*T``):
+    ``ph`` (alpha, L), ``Hs`` (alpha, L), ``V`` (alpha**2, >= C, >= R*T), ``M`` (alpha**2, >= F, >= R*T)
+    (padded, see :func:`scratch_shapes`),
+    ``Z`` (m, alpha, R*T), ``Y`` (m, m, R*T), ``rowbuf`` (T*m,).
 
-    Every loop over ``t`` (the block's tiles in a row) runs over contiguous memory, so LLVM vectorises
-    it: the input rows are first split by column phase (``ph[nu, t] = row[t*m + nu]``)."""
+    The loops run over long contiguous runs, so LLVM vectorises them: the block's input rows are first
+    split by column phase and by row phase, ``ph[nu, ((i % m)*(R + 1) + i // m)*T + t] = row_i[t*m + nu]``;
+    then row ``r*m + e`` of every tile row ``r`` is one run of ``R*T`` values starting at
+    ``((e % m)*(R + 1) + e // m)*T``."""
     N, C, H, W = x.shape
     F = out.shape[1]
     alpha = m + 2
     SH = R * m + 2
+    L = m * (R + 1) * T
+    RT = R * T
+    inside = x0 - 1 >= 0 and x0 - 1 + (T - 1) * m + alpha - 1 < W
+    for nu in range(alpha):                              # rows outside the array stay zero for every channel
+        for t in range(L):
+            ph[nu, t] = 0
     for c in range(C):
-        # along each input row of the block (array rows y0 - 1 ..): Hs[i, j, t] = sum_nu BT[j, nu] * row[t*m + nu]
         for i in range(SH):
             h = y0 - 1 + i
+            if h < 0 or h >= H:
+                continue
+            src = x[n, c, h]
+            base = ((i % m) * (R + 1) + i // m) * T
             for nu in range(alpha):
-                dst = ph[nu]
-                if 0 <= h < H:
-                    src = x[n, c, h]
+                dst = ph[nu, base:base + T]
+                w0 = x0 - 1 + nu
+                if inside:
+                    cols = src[w0:w0 + (T - 1) * m + 1:m]
                     for t in range(T):
-                        w = x0 - 1 + t * m + nu
-                        dst[t] = src[w] if 0 <= w < W else 0
+                        dst[t] = cols[t]
                 else:
                     for t in range(T):
-                        dst[t] = 0
+                        w = w0 + t * m
+                        dst[t] = src[w] if 0 <= w < W else 0
+        # along rows: Hs[j] = sum_nu BT[j, nu] * ph[nu]
+        for j in range(alpha):
+            acc = Hs[j]
+            for t in range(L):
+                acc[t] = 0
+            for nu in range(alpha):
+                coef = BT[j, nu]
+                if coef != 0:
+                    src = ph[nu]
+                    for t in range(L):
+                        acc[t] += coef * src[t]
+        # across rows: V[xi*alpha + j, c, r*T + t] = sum_e BT[xi, e] * Hs[j] at row r*m + e
+        for xi in range(alpha):
             for j in range(alpha):
-                acc = Hs[i, j]
-                for t in range(T):
-                    acc[t] = 0
-                for nu in range(alpha):
-                    coef = BT[j, nu]
+                dst = V[xi * alpha + j, c]
+                for t in range(RT):
+                    dst[t] = 0
+                for e in range(alpha):
+                    coef = BT[xi, e]
                     if coef != 0:
-                        src = ph[nu]
-                        for t in range(T):
-                            acc[t] += coef * src[t]
-        # across the rows of each tile row: V[xi*alpha + j, c, r*T + t] = sum_e BT[xi, e] * Hs[r*m + e, j, t]
-        for r in range(R):
-            for xi in range(alpha):
-                for j in range(alpha):
-                    dst = V[xi * alpha + j, c, r * T:(r + 1) * T]
-                    for t in range(T):
-                        dst[t] = 0
-                    for e in range(alpha):
-                        coef = BT[xi, e]
-                        if coef != 0:
-                            src = Hs[r * m + e, j]
-                            for t in range(T):
-                                dst[t] += coef * src[t]
+                        o = ((e % m) * (R + 1) + e // m) * T
+                        src = Hs[j, o:o + RT]           # a slice: indexing src[o + t] would not vectorise
+                        for t in range(RT):
+                            dst[t] += coef * src[t]
     for q in range(alpha * alpha):                       # the element-wise stage: alpha**2 matrix products
-        gemm(fn, False, False, U[q], V[q], 0.0, M[q])
+        gemm_rows(fn, F, RT, C, U[q], C, V[q], V.shape[2], M[q], M.shape[2])
     lo, hi = max(0, x0), min(W, x0 + T * m)              # the block's columns inside the array
     for f in range(F):
-        for r in range(R):
-            # across rows: Z[u, j, t] = sum_xi AT[u, xi] * M[xi*alpha + j, f, r*T + t]
-            for u in range(m):
+        # across rows: Z[u, j] = sum_xi AT[u, xi] * M[xi*alpha + j, f]
+        for u in range(m):
+            for j in range(alpha):
+                acc = Z[u, j]
+                for t in range(RT):
+                    acc[t] = 0
+                for xi in range(alpha):
+                    coef = AT[u, xi]
+                    if coef != 0:
+                        src = M[xi * alpha + j, f]
+                        for t in range(RT):
+                            acc[t] += coef * src[t]
+        # along rows: Y[u, s] = sum_j AT[s, j] * Z[u, j] + b[f]
+        for u in range(m):
+            for s in range(m):
+                acc = Y[u, s]
+                for t in range(RT):
+                    acc[t] = 0
                 for j in range(alpha):
-                    acc = Z[u, j]
-                    for t in range(T):
-                        acc[t] = 0
-                    for xi in range(alpha):
-                        coef = AT[u, xi]
-                        if coef != 0:
-                            src = M[xi * alpha + j, f, r * T:(r + 1) * T]
-                            for t in range(T):
-                                acc[t] += coef * src[t]
-            # along rows, the bias, the activation: output row u of the tile row
+                    coef = AT[s, j]
+                    if coef != 0:
+                        src = Z[u, j]
+                        for t in range(RT):
+                            acc[t] += coef * src[t]
+                for t in range(RT):
+                    acc[t] += b[f]
+        # out: row u of tile row r, column s of every tile, then the activation
+        if lo >= hi:
+            continue
+        for r in range(R):
             for u in range(m):
                 h = y0 + r * m + u
-                if h < 0 or h >= H or lo >= hi:
+                if h < 0 or h >= H:
                     continue
                 for s in range(m):
+                    src = Y[u, s, r * T:(r + 1) * T]
+                    dst = rowbuf[s::m]
                     for t in range(T):
-                        v = np.float32(0)
-                        for j in range(alpha):
-                            v += AT[s, j] * Z[u, j, t]
-                        rowbuf[t * m + s] = v + b[f]
+                        dst[t] = src[t]
                 dst = out[n, f, h, lo:hi]
                 src = rowbuf[lo - x0:hi - x0]
                 for t in range(hi - lo):

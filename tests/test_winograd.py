@@ -151,3 +151,13 @@ def test_weight_transform_is_g_w_gt():
     _, G, _ = winograd_matrices(4)
     U = transform_weights(w, 4)
     np.testing.assert_allclose(U[:, :, 1, 0], G @ w[1, 0] @ G.T, rtol=0, atol=1e-12)
+
+
+def test_guide_section_12_answers():
+    text = (__import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "how-it-works.md").read_text()
+    body = text.split("## 12. Winograd")[1].split("## References")[0]
+    answers = body.split("<details>")[1]
+    assert f"`4 * 3 - 6 = {4 * 3 - (4 + 2)}`" in answers and f"`16 * 9 - 36 = {16 * 9 - 6 * 6}`" in answers
+    direct, products = 640 * 360 * 64 * 32 * 9, (640 // 4) * (360 // 4) * 6 * 6 * 64 * 32
+    assert f"{direct:,}" in answers and f"{products:,}" in answers.replace(" =\n", " = ")
+    assert direct == 4 * products

@@ -131,6 +131,15 @@ def gemm(fn, trans_a, trans_b, a, b, beta, c):
        a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1], beta, c.ctypes.data, N)
 
 
+@numba.njit(nogil=True, cache=True)
+def gemm_rows(fn, M, N, K, a, lda, b, ldb, c, ldc):
+    """``c[:M, :N] = a[:M, :K] @ b[:K, :N]`` from numba-compiled code, where ``a``, ``b``, ``c`` are 2-D
+    C-contiguous arrays of ``fn``'s dtype whose rows are ``lda``, ``ldb``, ``ldc`` apart (arrays padded
+    so that their rows do not map to the same cache sets). Nothing is checked (as :func:`gemm`)."""
+    fn(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
+       c.ctypes.data, ldc)
+
+
 _lock = threading.Lock()
 _depth = 0
 _saved = 1

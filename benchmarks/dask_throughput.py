@@ -10,7 +10,9 @@ Every configuration keeps its cluster running; each round times one whole batch 
 range over the rounds, as a Markdown table.
 
 Configurations: ``local`` (the loop in this process, numba on every core), ``dask-1w-Nt`` (one worker
-process, numba on N threads) and ``dask-2w-1t`` (two worker processes, one numba thread each).
+process, numba on N threads) and ``dask-2w-1t`` (two worker processes, one numba thread each), the
+clusters started as ``--dask local:N`` starts them (:func:`npespcn.inference.batch.dask_client`), or
+with ``--dask-default-environ`` as a plain ``LocalCluster`` does.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from PIL import Image
 
 import npespcn
 from npespcn.extras import require
+from npespcn.inference.batch import dask_client
 
 
 def make_images(folder: Path, n: int, w: int, h: int) -> None:
@@ -45,6 +48,9 @@ def main() -> None:
     ap.add_argument("--size", default="320x240", help="WxH of the low-resolution inputs")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--scale", type=int, default=3)
+    ap.add_argument("--dask-default-environ", action="store_true",
+                    help="workers as a plain LocalCluster starts them (MALLOC_TRIM_THRESHOLD_=65536), not as "
+                         "npespcn's --dask local:N does")
     args = ap.parse_args()
     distributed = require("distributed", "this benchmark")
     w, h = map(int, args.size.split("x"))
@@ -56,11 +62,16 @@ def main() -> None:
         configs = {"local": None}
         clusters = []
         for name, n, threads in ((f"dask-1w-{cores}t", 1, cores), ("dask-2w-1t", 2, 1)):
-            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                               dashboard_address=None,
-                                               env={"NUMBA_NUM_THREADS": str(threads)})
+            client, cluster = dask_client(f"local:{n}", env={"NUMBA_NUM_THREADS": str(threads)})
+            if args.dask_default_environ:
+                client.close()
+                cluster.close()
+                cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                   dashboard_address=":0", env={"NUMBA_NUM_THREADS": str(threads)})
+                client = distributed.Client(cluster)
+                name += "-dask-default-env"
             clusters.append(cluster)
-            configs[name] = distributed.Client(cluster)
+            configs[name] = client
         names = list(configs)
         for name in names:                                               # warm-up
             npespcn.upscale_files([work / "in"], work / f"warm-{name}", scale=args.scale, client=configs[name])
@@ -80,7 +91,8 @@ def main() -> None:
                 assert (work / f"warm-{name}" / p.name).read_bytes() == p.read_bytes(), (name, p.name)
         cpu = platform.processor() or platform.machine()
         try:
-            cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+            with open("/proc/cpuinfo") as f:
+                cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
         except (OSError, StopIteration):
             pass
         print(f"{datetime.date.today()}, {cpu}, {cores} logical CPUs; {args.images} images {w}x{h} -> "

@@ -16,6 +16,7 @@ import npespcn
 from npespcn import extras
 from npespcn.atomic import HOST_TAG, TMP_PREFIX
 from npespcn.cli.upscale import main
+from npespcn.inference.batch import dask_client
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (the dask extra)")
 
@@ -24,8 +25,7 @@ N_IMAGES = 16
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-    c = distributed.Client(cluster)
+    c, cluster = dask_client("local:2")                # what --dask local:2 starts
     yield c
     c.close()
     cluster.close()
@@ -71,8 +71,9 @@ def test_a_cluster_writes_the_same_bits_and_reports_the_bad_file(client, batch, 
     assert want.keys() == got.keys()
     for name in want:
         assert np.array_equal(want[name], got[name]), name
-    # the workers ran the tasks: both of them, in other processes
+    # the workers ran the tasks, in other processes, without Dask's memory-trimming default
     assert set(client.run(os.getpid).values()).isdisjoint({os.getpid()})
+    assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}
     assert _no_temp_files(tmp_path)
 
 
@@ -104,7 +105,8 @@ def test_a_worker_killed_mid_batch_changes_nothing(client, batch, tmp_path):
     records = npespcn.upscale_files([batch["root"] / "in"], tmp_path, scale=2, model=batch["model"],
                                     client=client, progress=kill_after_the_first)
     assert killed, "no file was written before the kill"
-    assert [r["src"].name for r in records if r["status"] != "written"] == ["broken.png"], [r.get("message") for r in records]
+    failed = [r for r in records if r["status"] != "written"]
+    assert [r["src"].name for r in failed] == ["broken.png"], [r["message"] for r in failed]
     want, got = _pixels(batch["local"]), _pixels(tmp_path)
     assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
     assert _no_temp_files(tmp_path)

@@ -62,7 +62,8 @@ def table(results) -> str:
         lines.append(f"{res['data']:<12} {'x' + str(res['scale']):>5} {model(res)}{res['n']:>6}  "
                      f"{pair(res['bicubic_psnr'], res['bicubic_ssim']):>20}  {pair(res['psnr'], res['ssim']):>20}")
         for row in res.get("rows_to_print", []):
-            lines.append(f"  {row['name']:<16} {'':>{7 + (width + 1 if several else 0)}}  {pair(row['bicubic_psnr'], row['bicubic_ssim']):>20}  "
+            pad = 7 + (width + 1 if several else 0)
+            lines.append(f"  {row['name']:<16} {'':>{pad}}  {pair(row['bicubic_psnr'], row['bicubic_ssim']):>20}  "
                          f"{pair(row['psnr'], row['ssim']):>20}")
     return "\n".join(lines)
 

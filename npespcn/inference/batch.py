@@ -128,14 +128,14 @@ def output_path(src: Path, scale: int, out=None, out_dir=None) -> Path:
 
 def upscale_file(src, dst, net, tile=None, quality: int = 95, png_compression: int = PNG_COMPRESSION,
                  max_pixels=DEFAULT_MAX_PIXELS, clip: bool = False, ensemble: bool = False,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, accept_identical: bool = False) -> dict:
     """Upscale one image file into ``dst`` atomically: the task of a batch, here or on a Dask worker.
 
     A PNG output of a uint8/uint16 image is streamed (one band of rows at a time). Never raises for a bad
     file: the result says what happened. When ``dst`` appears while the file is upscaled (and
-    ``overwrite`` is False) it is left alone; if it holds exactly the bytes this call would have written
-    (a retried task whose first attempt finished, on a worker that died before reporting it), the file
-    counts as written.
+    ``overwrite`` is False) it is left alone and the file failed; with ``accept_identical`` (the cluster's
+    tasks) a ``dst`` holding exactly the bytes this call would have written counts as written: it is what
+    a task meets when Dask runs it again because its worker died after writing but before reporting.
 
     Returns:
         ``{"status": "written", "shape": (H, W[, C]) of the output, "seconds"}`` or
@@ -164,7 +164,8 @@ def upscale_file(src, dst, net, tile=None, quality: int = 95, png_compression: i
         try:
             shape = write(dst, image, icc, overwrite)
         except FileExistsError:
-            if not _holds_the_same(dst, functools.partial(write, image=image, icc=icc, replace=True)):
+            again = functools.partial(write, image=image, icc=icc, replace=True)
+            if not (accept_identical and _holds_the_same(dst, again)):
                 return {"status": "failed", "message": f"skipped: {dst} appeared while it was being upscaled "
                                                        f"(another run?); not replaced (pass --overwrite to "
                                                        f"replace it)"}
@@ -299,7 +300,8 @@ def _run_on_cluster(client, todo, net, options, report) -> None:
     futures = {}
     for rec in todo:
         fut = client.submit(upscale_file, os.fspath(rec["src"]), os.fspath(rec["dst"]), shared_net, **options,
-                            key=f"npespcn-upscale-{rec['index']}-{os.urandom(6).hex()}", pure=False)
+                            accept_identical=True, pure=False,
+                            key=f"npespcn-upscale-{rec['index']}-{os.urandom(6).hex()}")
         futures[fut] = rec
     for fut in distributed.as_completed(list(futures)):
         rec = futures[fut]
@@ -317,17 +319,27 @@ def _run_on_cluster(client, todo, net, options, report) -> None:
         clean_stale_temp(folder)
 
 
-def dask_client(spec: str):
+NANNY_ENVIRON = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+"""The Dask setting that, left at its default (65536), makes glibc hand freed memory back at once and map
+every large array afresh; npespcn then pays page faults for each one and runs markedly slower in a worker
+(measured in benchmarks/README.md). :func:`dask_client` unsets it for the local cluster it starts."""
+
+
+def dask_client(spec: str, **local_options):
     """``(client, cluster)`` for ``--dask``: a scheduler address (``tcp://host:8786``; ``cluster`` None), or
-    ``local:N``, a new local cluster of N worker processes of one thread each (close both when done)."""
+    ``local:N``, a new local cluster of N worker processes of one thread each (close both when done).
+
+    ``local_options`` go to ``LocalCluster`` (e.g. ``env={"NUMBA_NUM_THREADS": "1"}``)."""
     distributed = require("distributed", "--dask")
+    dask = require("dask", "--dask")
     m = re.fullmatch(r"local:(\d+)", spec.strip())
     if m:
         n = int(m.group(1))
         if not 1 <= n <= 256:
             raise BatchError(f"--dask local:N needs 1 <= N <= 256, got {n}")
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
+        with dask.config.set({NANNY_ENVIRON: None}):
+            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                               dashboard_address=":0", **local_options)
         return distributed.Client(cluster), cluster
     if not spec.strip():
         raise BatchError("--dask needs a scheduler address (tcp://host:8786) or local:N")

@@ -299,7 +299,9 @@ def _run_on_cluster(client, todo, net, options, report) -> None:
     [shared_net] = client.scatter([net], broadcast=True, hash=False)     # the weights travel once per worker
     futures = {}
     for rec in todo:
-        fut = client.submit(upscale_file, os.fspath(rec["src"]), os.fspath(rec["dst"]), shared_net, **options,
+        # absolute paths: a worker's current folder is not the client's
+        fut = client.submit(upscale_file, os.path.abspath(rec["src"]), os.path.abspath(rec["dst"]), shared_net,
+                            **options,
                             accept_identical=True, pure=False,
                             key=f"npespcn-upscale-{rec['index']}-{os.urandom(6).hex()}")
         futures[fut] = rec

@@ -11,7 +11,8 @@ either in a loop here or as one ``dask.distributed`` task per file on a cluster 
 * a file that cannot be read or upscaled is reported in its result and the others are still written;
 * with ``skip_existing=True`` an output that exists already counts as done, so running the same batch
   again after the client, a worker or the machine died finishes only what is missing;
-* the pixels are the same bits as :func:`npespcn.upscale` gives in this process.
+* the pixels are the same bits as :func:`npespcn.upscale` gives in this process (on a worker with the
+  same CPU and libraries: BLAS may round differently elsewhere).
 
 On a cluster, the workers need npespcn installed and must see the inputs and the output folder at the
 same paths (a shared file system). A task whose worker dies is run again on another worker by Dask; a

@@ -650,7 +650,8 @@ def test_exclusive_publish_never_replaces_what_appeared_meanwhile(tmp_path, monk
 
 def test_upscale_never_replaces_an_output_that_appears_while_it_works(tmp_path, small_model, monkeypatch, capsys):
     import npespcn.cli.upscale as cli
-    import npespcn.inference.batch as batch                     # where the batch writes each file
+    from npespcn.inference import batch  # where the batch writes each file
+
     Image.fromarray(_rand((16, 16))).save(tmp_path / "a.png")
     real = batch.write_png_rows
 

@@ -716,14 +716,16 @@ def test_exclusive_publish_never_replaces_what_appeared_meanwhile(tmp_path, monk
 
 def test_upscale_never_replaces_an_output_that_appears_while_it_works(tmp_path, small_model, monkeypatch, capsys):
     import npespcn.cli.upscale as cli
+    from npespcn.inference import batch  # where the batch writes each file
+
     Image.fromarray(_rand((16, 16))).save(tmp_path / "a.png")
-    real = cli.write_png_rows
+    real = batch.write_png_rows
 
     def racing(path, *a, **k):
         Path(path).write_bytes(b"the other run's result")
         return real(path, *a, **k)
 
-    monkeypatch.setattr(cli, "write_png_rows", racing)
+    monkeypatch.setattr(batch, "write_png_rows", racing)
     assert cli.main([str(tmp_path / "a.png"), "-o", str(tmp_path / "same.png"), "--model", str(small_model)]) == 1
     assert (tmp_path / "same.png").read_bytes() == b"the other run's result"
     assert "appeared while it was being upscaled" in capsys.readouterr().err

@@ -101,7 +101,7 @@ def build_parser() -> OneLineParser:
                    help="training loss; l1-mse: L1 for the first half of the epochs, then MSE (default: mse)")
     p.add_argument("--reparam", action=argparse.BooleanOptionalAction, default=None,
                    help="train each hidden convolution as k x k + 1x1 (+ identity) branches, saved folded into "
-                        "the plain network (default: off)")
+                        f"the plain network {recipe_default}")
     p.add_argument("--ema", type=float, default=None,
                    help="decay of an exponential moving average of the weights, which is validated and saved "
                         f"(e.g. 0.999; 0: none) {recipe_default}")

@@ -8,7 +8,9 @@
     npespcn upscale --demo [--out espcn_demo.png]  # no data needed
 
 Inputs are files, folders (their images, not recursive) and glob patterns. The output keeps the input's
-format (PNG, JPEG, BMP, TIFF) unless ``-o`` names another; every file is written atomically. An unreadable
+format (PNG, JPEG, BMP, TIFF) unless ``-o`` names another; every file is written atomically. Video files
+(``clip.mp4`` -> ``clip_x3.mp4``, sound kept; :func:`npespcn.upscale_video`, needs PyAV) and animated GIF,
+APNG and WebP (:func:`npespcn.upscale_animation`) go to the library's video and animation paths. An unreadable
 or corrupt input, a decompression bomb (more than ``--max-pixels``) or one that does not fit in memory is
 reported and skipped, the others are still written, and the exit status is 1 when any file failed (2 for
 a usage error such as a bad scale or a missing model).
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..extras import MissingExtra
 from ..image.io import (
     DEFAULT_MAX_PIXELS,
     PNG_COMPRESSION,
@@ -44,7 +47,10 @@ from ..image.io import (
     write_png_rows,
 )
 from ..inference import upscale, upscale_bands
+from ..inference.animation import ANIMATION_SUFFIXES, is_animated, upscale_animation
+from ..inference.video import DEFAULT_CRF, DEFAULT_PRESET, is_video_path, upscale_video
 from ..nn import resolve_model
+from ..training.progress import Progress
 from .common import HelpFormatter, OneLineParser
 from .demo import demo_command
 
@@ -147,10 +153,55 @@ def build_parser() -> OneLineParser:
     p.add_argument("--clip", action="store_true", help="clip float images to [0, 1] instead of refusing")
     p.add_argument("--ensemble", action="store_true",
                    help="average the network over the 8 flips and rotations of each image (8x the work)")
+    p.add_argument("--codec", default=None,
+                   help="video encoder (FFmpeg name, e.g. libx264, libx265, libvpx-vp9; default: libx264, "
+                        "libvpx-vp9 for .webm)")
+    p.add_argument("--crf", type=float, default=DEFAULT_CRF,
+                   help="video quality: constant rate factor, lower is better and larger (x264: 0..51)")
+    p.add_argument("--preset", default=DEFAULT_PRESET,
+                   help="video encoder speed preset (x264: ultrafast .. veryslow)")
+    p.add_argument("--pix-fmt", default=None,
+                   help="video pixel format (default: yuv420p; e.g. yuv444p, yuv420p10le)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.add_argument("--demo", action="store_true",
                    help="draw a test chart, compare bicubic and ESPCN, write a side-by-side PNG")
     return p
+
+
+def media_kind(src: Path, dst: Path, max_pixels) -> str | None:
+    """``"video"`` for a video file (by suffix), ``"animation"`` for an animated GIF, APNG or WebP (or any
+    input written as .gif or .webp), None for a still image."""
+    if is_video_path(src) or is_video_path(dst):
+        return "video"
+    if dst.suffix.lower() in (".gif", ".webp"):
+        return "animation"
+    if src.suffix.lower() in ANIMATION_SUFFIXES and is_animated(src, max_pixels):
+        return "animation"
+    return None
+
+
+def upscale_media(kind: str, src: Path, dst: Path, scale: int, net, args, stderr, label: str):
+    """Upscale a video or an animation with the library, a progress bar of its frames on ``stderr``
+    (frames done, frames per second, ETA); returns the result's shape ``(H, W)``."""
+    bar = Progress(0, label, stream=stderr, unit="frames", show_loss=False, disabled=args.quiet)
+
+    def progress(done, total):
+        bar.total = max(total, done)
+        bar.update(done - bar.done)
+
+    try:
+        if kind == "video":
+            info = upscale_video(src, dst, scale, net, codec=args.codec, crf=args.crf, preset=args.preset,
+                                 pix_fmt=args.pix_fmt, tile=args.tile, ensemble=args.ensemble,
+                                 overwrite=args.overwrite, max_pixels=args.max_pixels, progress=progress)
+        else:
+            info = upscale_animation(src, dst, scale, net, tile=args.tile, ensemble=args.ensemble,
+                                     quality=args.quality, overwrite=args.overwrite, max_pixels=args.max_pixels,
+                                     progress=progress)
+    finally:
+        if bar.done:
+            bar.close()
+    return info["height"], info["width"]
 
 
 def _resolve(args):
@@ -179,7 +230,8 @@ def run(args, stderr=None) -> int:
     if args.out is not None and len(files) != 1:
         raise UsageError(f"-o/--out takes one input, got {len(files)}; use --out-dir for several")
     if args.out is not None:
-        format_for(args.out)
+        if not (is_video_path(args.out) or Path(args.out).suffix.lower() in ANIMATION_SUFFIXES):
+            format_for(args.out)
         if not Path(args.out).parent.is_dir():
             raise UsageError(f"cannot write {args.out}: the folder {Path(args.out).parent} does not exist")
     if args.out_dir is not None:
@@ -206,22 +258,26 @@ def run(args, stderr=None) -> int:
             if os.path.lexists(dst) and not args.overwrite:
                 what = "exists as a dangling symlink" if not dst.exists() else "exists"
                 raise ValueError(f"{dst} {what} (pass --overwrite to replace it)")
-            fmt = format_for(dst)
-            image, info = read_image(src, args.max_pixels)
-            icc = info.get("icc_profile")
-            if fmt == "PNG" and image.dtype in (np.uint8, np.uint16):
-                # streamed: one band of rows at a time, the whole result is never in memory
-                shape, dtype, bands = upscale_bands(image, scale, net, tile=args.tile, clip=args.clip,
-                                                     ensemble=args.ensemble)
-                write_png_rows(dst, shape, dtype, bands(), icc_profile=icc, png_compression=args.png_compression,
-                               overwrite=args.overwrite)
+            kind = media_kind(src, dst, args.max_pixels)
+            if kind is not None:
+                shape = upscale_media(kind, src, dst, scale, net, args, stderr, f"[{i}/{len(files)}] {src.name}")
             else:
-                big = upscale(image, scale, net, tile=args.tile, clip=args.clip, ensemble=args.ensemble)
-                shape = big.shape
-                write_image(dst, big, quality=args.quality, icc_profile=icc, png_compression=args.png_compression,
-                            overwrite=args.overwrite)
-                del big
-            del image
+                fmt = format_for(dst)
+                image, info = read_image(src, args.max_pixels)
+                icc = info.get("icc_profile")
+                if fmt == "PNG" and image.dtype in (np.uint8, np.uint16):
+                    # streamed: one band of rows at a time, the whole result is never in memory
+                    shape, dtype, bands = upscale_bands(image, scale, net, tile=args.tile, clip=args.clip,
+                                                         ensemble=args.ensemble)
+                    write_png_rows(dst, shape, dtype, bands(), icc_profile=icc,
+                                   png_compression=args.png_compression, overwrite=args.overwrite)
+                else:
+                    big = upscale(image, scale, net, tile=args.tile, clip=args.clip, ensemble=args.ensemble)
+                    shape = big.shape
+                    write_image(dst, big, quality=args.quality, icc_profile=icc,
+                                png_compression=args.png_compression, overwrite=args.overwrite)
+                    del big
+                del image
         except FileExistsError:
             failed += 1
             print(f"[{i}/{len(files)}] {src}: skipped: {dst} appeared while it was being upscaled (another "
@@ -232,7 +288,7 @@ def run(args, stderr=None) -> int:
             print(f"[{i}/{len(files)}] {src}: skipped: not enough memory to upscale it (MemoryError; try "
                   f"--tile, or a PNG output, which is streamed)", file=stderr)
             continue
-        except (ValueError, TypeError, OSError) as e:
+        except (ValueError, TypeError, OSError, MissingExtra) as e:
             failed += 1
             print(f"[{i}/{len(files)}] {src}: skipped: {e}", file=stderr)
             continue

@@ -156,10 +156,12 @@ def build_parser() -> OneLineParser:
     p.add_argument("--codec", default=None,
                    help="video encoder (FFmpeg name, e.g. libx264, libx265, libvpx-vp9; default: libx264, "
                         "libvpx-vp9 for .webm)")
-    p.add_argument("--crf", type=float, default=DEFAULT_CRF,
-                   help="video quality: constant rate factor, lower is better and larger (x264: 0..51)")
-    p.add_argument("--preset", default=DEFAULT_PRESET,
-                   help="video encoder speed preset (x264: ultrafast .. veryslow)")
+    p.add_argument("--crf", type=float, default=None,
+                   help=f"video quality: constant rate factor, lower is better and larger (x264: 0..51; "
+                        f"default: {DEFAULT_CRF:g} where the encoder has one)")
+    p.add_argument("--preset", default=None,
+                   help=f"video encoder speed preset (x264: ultrafast .. veryslow; default: {DEFAULT_PRESET} "
+                        f"where the encoder has one)")
     p.add_argument("--pix-fmt", default=None,
                    help="video pixel format (default: yuv420p; e.g. yuv444p, yuv420p10le)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

@@ -69,6 +69,10 @@ DEFAULT_PRESET = "medium"
 DEFAULT_PIX_FMT = "yuv420p"
 PREFETCH = 3
 """Frames each queue between two stages holds."""
+SWS_THREADS = 1
+"""Threads of each colour conversion (FFmpeg's swscale). One: the conversions already run beside the
+network on threads of their own, and swscale's sliced threading, tried here, gave different pixels from
+run to run for 16-bit RGB <-> 10-bit YUV (``tests/test_video.py`` caught it; one thread is exact)."""
 _STOP = object()
 
 
@@ -187,8 +191,12 @@ def _bits(pix_fmt_obj) -> int:
     return max((c.bits for c in pix_fmt_obj.components), default=8)
 
 
-def _encoder_options(av, codec: str, crf, preset) -> dict:
-    """Private encoder options for ``crf`` and ``preset``, checked against what ``codec`` offers."""
+def _encoder_options(av, codec: str, crf, preset):
+    """``(options, codec)``: the encoder's private options for ``crf`` and ``preset``.
+
+    None takes :data:`DEFAULT_CRF` / :data:`DEFAULT_PRESET` when the encoder has that option (x264 has
+    both, VP9 a crf only, mpeg4 neither) and leaves it out otherwise; a value the encoder has no option
+    for is a ``ValueError``."""
     try:
         c = av.Codec(codec, "w")
     except (ValueError, av.FFmpegError):
@@ -201,14 +209,15 @@ def _encoder_options(av, codec: str, crf, preset) -> dict:
         if isinstance(crf, bool) or not isinstance(crf, (int, float)) or not 0 <= crf <= 63:
             raise ValueError(f"crf must be a number 0..63, got {crf!r}")
         if "crf" not in names:
-            raise ValueError(f"the encoder {codec!r} has no crf option; pass crf=None (--crf with another codec)")
-        options["crf"] = f"{crf:g}"
+            raise ValueError(f"the encoder {codec!r} has no crf option; leave crf out (--crf) for it")
+    if preset is not None and "preset" not in names:
+        raise ValueError(f"the encoder {codec!r} has no preset option; leave preset out (--preset) for it")
+    if "crf" in names:
+        options["crf"] = f"{DEFAULT_CRF if crf is None else crf:g}"
         if codec.startswith("libvpx"):
             options["b"] = "0"                     # constant quality, no bitrate cap
-    if preset is not None:
-        if "preset" not in names:
-            raise ValueError(f"the encoder {codec!r} has no preset option; pass preset=None")
-        options["preset"] = str(preset)
+    if "preset" in names:
+        options["preset"] = str(DEFAULT_PRESET if preset is None else preset)
     return options, c
 
 
@@ -281,8 +290,8 @@ def _expected_frames(info) -> int:
     return 0
 
 
-def upscale_video(src, dst, scale: int = 3, model=None, codec: str | None = None, crf=DEFAULT_CRF,
-                  preset: str | None = DEFAULT_PRESET, pix_fmt: str | None = None, tile: int | None = None,
+def upscale_video(src, dst, scale: int = 3, model=None, codec: str | None = None, crf=None,
+                  preset: str | None = None, pix_fmt: str | None = None, tile: int | None = None,
                   ensemble: bool = False, overwrite: bool = False, max_pixels=DEFAULT_MAX_PIXELS,
                   progress=None, prefetch: int = PREFETCH) -> dict:
     """Upscale every frame of the video file ``src`` into the video file ``dst``, sound kept.
@@ -296,9 +305,10 @@ def upscale_video(src, dst, scale: int = 3, model=None, codec: str | None = None
         dst: the output file; must not exist unless ``overwrite``.
         scale, model, tile, ensemble: as for :func:`npespcn.upscale`.
         codec: FFmpeg encoder name; None: ``libx264`` (H.264), or ``libvpx-vp9`` for .webm.
-        crf: constant rate factor (quality; lower is better and larger); None: the encoder's default.
-        preset: the encoder's speed/size preset (x264: ultrafast .. veryslow); None: its default.
-            When ``codec`` is None and the default encoder has no preset option (VP9), it is ignored.
+        crf: constant rate factor (quality; lower is better and larger); None: :data:`DEFAULT_CRF` when the
+            encoder has a crf option.
+        preset: the encoder's speed/size preset (x264: ultrafast .. veryslow); None: :data:`DEFAULT_PRESET`
+            when the encoder has a preset option.
         pix_fmt: output pixel format; None: ``yuv420p`` (8-bit 4:2:0, what every player shows).
         overwrite: replace an existing ``dst``.
         max_pixels: largest frame (width x height) decoded; None or 0: no limit.
@@ -326,10 +336,7 @@ def upscale_video(src, dst, scale: int = 3, model=None, codec: str | None = None
                          f"{', '.join(VIDEO_SUFFIXES)}")
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise ValueError(f"{dst} is the input itself; never replaced")
-    explicit_codec = codec is not None
     codec = codec or DEFAULT_CODECS.get(container_fmt, DEFAULT_CODEC)
-    if not explicit_codec and preset == DEFAULT_PRESET and codec != DEFAULT_CODEC:
-        preset = None                              # the default preset is x264's; VP9 has none
     options, encoder = _encoder_options(av, codec, crf, preset)
     pix_fmt = pix_fmt or DEFAULT_PIX_FMT
     sub_x, sub_y = _subsampling(pix_fmt)
@@ -425,7 +432,7 @@ def _run(av, inp, v, copied, out, streams, r, net, tile, ensemble, rgb, pix_fmt,
         if last_pts[0] is not None and pts <= last_pts[0]:
             pts = last_pts[0] + 1                 # an encoder needs strictly increasing timestamps
         last_pts[0] = pts
-        arr = frame.to_ndarray(format=rgb, src_color_range=frame.color_range)
+        arr = frame.to_ndarray(format=rgb, src_color_range=frame.color_range, threads=SWS_THREADS)
         timing.append((pts, frame.rotation, frame.colorspace, frame.color_range))
         state["decoded"] += 1
         yield arr
@@ -497,7 +504,8 @@ def _encode(av, out, ov, mapping, side, timing, frames_out, rgb, pix_fmt, pad, e
             if pad_h or pad_w:
                 big = np.pad(big, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(big), format=rgb)
-            frame = frame.reformat(format=pix_fmt, dst_colorspace=colorspace, dst_color_range=color_range)
+            frame = frame.reformat(format=pix_fmt, dst_colorspace=colorspace, dst_color_range=color_range,
+                                   threads=SWS_THREADS)
             frame.pts, frame.time_base = pts, time_base
             for packet in ov.encode(frame):
                 out.mux(packet)

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image, features
 
 import npespcn
-import npespcn.inference.animation as animation
+from npespcn.inference import animation
 from npespcn.atomic import TMP_PREFIX
 from npespcn.cli.upscale import main as upscale_main
 from npespcn.extras import MissingExtra

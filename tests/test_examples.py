@@ -274,3 +274,19 @@ def test_cli_runs_and_reports_errors_in_one_line(tmp_path):
     typo = subprocess.run([sys.executable, script, "--fsat"], capture_output=True, text=True, cwd=tmp_path,
                           timeout=300)
     assert typo.returncode == 2 and typo.stderr.strip().count("\n") == 0 and "--fsat" in typo.stderr
+
+
+# ------------------------------------------------------------------------------------------ example 9
+def test_09_video(tmp_path):
+    res = load("09_video").main(out_dir=tmp_path, fast=True)
+    h, w, c = res["shape_in"]
+    r = res["scale"]
+    assert res["shape_out"] == (r * h, r * w, c) and res["frames"] >= 10
+    assert res["exact"] == res["frames"]
+    assert 1 <= res["max_alive"] <= res["prefetch"] + 2 < res["frames"]      # streamed, not all held
+    if importlib.util.find_spec("av") is None:
+        assert res["file"] is None
+    else:
+        assert res["file"]["frames_decoded"] == res["file"]["frames_written"] == 6
+        assert min(res["file"]["psnr_db"]) > 40
+    assert_pngs(res["files"], tmp_path, 1)

@@ -509,3 +509,25 @@ def test_exercise_10_2_parseval():
         Y = np.fft.fft2(y)
         energy = sum(abs(Y[m * H, n * W]) ** 2 for m in range(r) for n in range(r) if (m, n) != (0, 0))
         assert energy == pytest.approx((r * H * r * W) ** 2 * _common.periodic_rms(y, r) ** 2, rel=1e-10)
+
+
+# ------------------------------------------------------------------------------------------ section 11
+def test_section_11_is_there_with_exercises():
+    body = section(11)
+    assert "**Exercises.**" in body and "<details><summary>Answers</summary>" in body
+    asked = re.findall(r"^11\.(\d+)\. ", body.split("<details>")[0], flags=re.M)
+    answered = re.findall(r"^11\.(\d+)\. ", body.split("<details>")[1], flags=re.M)
+    assert asked == answered == ["1", "2"]
+
+
+def test_exercise_11_1_queue_bytes():
+    lr, hr = 3 * 640 * 360 * 3, 3 * (3 * 640) * (3 * 360) * 3
+    for n in (lr, hr, lr + hr):
+        says(int(n))
+
+
+def test_exercise_11_2_pipeline_throughput():
+    stages = (0.010, 0.110, 0.040)
+    says(f"= {1 / max(stages):.1f}` frames per second")
+    says(f"= {round(1000 * sum(stages))}` ms")
+    says(f"`{1 / sum(stages):.2f}` frames per second")

@@ -531,3 +531,26 @@ def test_a_300_frame_360p_clip_stays_below_500_mb(tmp_path):
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert got["frames"] == 300
     assert got["peak_mb"] < 500, got
+
+
+def test_a_bad_video_in_a_batch_does_not_stop_the_others(tmp_path, capsys):
+    _av()
+    good, bad = tmp_path / "good.mp4", tmp_path / "bad.mp4"
+    make_clip(good, frames_for(3, 16, 16))
+    bad.write_bytes(good.read_bytes()[:200])
+    out = tmp_path / "big"
+    assert upscale_main([str(bad), str(good), "--out-dir", str(out), "--scale", "2", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "bad.mp4: skipped" in err and "1 of 2 file(s) failed" in err
+    assert (out / "good.mp4").is_file() and not (out / "bad.mp4").exists() and no_leftovers(out) == []
+
+
+def test_an_animation_above_max_pixels_is_refused_from_its_header(tmp_path):
+    src = tmp_path / "a.gif"
+    _animation(src, frames_for(2, 10, 12), [10, 10])
+    with pytest.raises(ValueError, match="more than the limit"):
+        npespcn.upscale_animation(src, tmp_path / "b.gif", scale=2, max_pixels=100)
+    with pytest.raises(ValueError, match="not a readable animation|cannot identify"):
+        (tmp_path / "c.gif").write_bytes(b"GIF89a" + b"\x00" * 5)
+        npespcn.upscale_animation(tmp_path / "c.gif", tmp_path / "d.gif", scale=2)
+    assert not (tmp_path / "b.gif").exists() and not (tmp_path / "d.gif").exists()

@@ -164,8 +164,12 @@ def upscale_frames(frames, scale: int = 3, model=None, tile: int | None = None, 
 
 
 def _upscale_stream(frames, r, net, tile, clip, ensemble, prefetch):
-    for frame in prefetched(frames, prefetch):
-        yield upscale(frame, r, net, tile=tile, clip=clip, ensemble=ensemble)
+    source = prefetched(frames, prefetch)
+    try:
+        for frame in source:
+            yield upscale(frame, r, net, tile=tile, clip=clip, ensemble=ensemble)
+    finally:
+        source.close()                  # stops the reading thread now, not when garbage is collected
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -219,17 +223,6 @@ def _encoder_options(av, codec: str, crf, preset):
     if "preset" in names:
         options["preset"] = str(DEFAULT_PRESET if preset is None else preset)
     return options, c
-
-
-def probe_video(src) -> dict:
-    """What :func:`upscale_video` would read from ``src``: ``frames`` (declared; 0 when the container does
-    not say), ``width``, ``height``, ``fps`` (average, a Fraction or None), ``pix_fmt``, ``bits``,
-    ``audio``/``subtitles`` (stream counts), ``duration`` (seconds or None). ``ValueError`` for a
-    missing file or one that holds no video."""
-    av = _av()
-    with _open_input(av, src) as container:
-        v = _video_stream(container, src)
-        return _describe(container, v)
 
 
 class _open_input:
@@ -443,8 +436,9 @@ def _run(av, inp, v, copied, out, streams, r, net, tile, ensemble, rgb, pix_fmt,
                                args=(av, out, ov, mapping, side, timing, frames_out, rgb, pix_fmt, pad, expected,
                                      progress, result, v.time_base, state))
     encoder.start()
+    stream = _upscale_stream(decoded(), r, net, tile, False, ensemble, prefetch)
     try:
-        for big in _upscale_stream(decoded(), r, net, tile, False, ensemble, prefetch):
+        for big in stream:
             while True:
                 if result["error"] is not None:
                     raise result["error"]
@@ -456,6 +450,7 @@ def _run(av, inp, v, copied, out, streams, r, net, tile, ensemble, rgb, pix_fmt,
         frames_out.put(_STOP)
         encoder.join()
     except BaseException:
+        stream.close()                  # the decoder thread ends before the input is closed
         result["abort"] = True
         while encoder.is_alive():
             try:

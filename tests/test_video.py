@@ -24,11 +24,11 @@ import pytest
 from PIL import Image, features
 
 import npespcn
-from npespcn.inference import animation
 from npespcn.atomic import TMP_PREFIX
 from npespcn.cli.upscale import main as upscale_main
 from npespcn.extras import MissingExtra
 from npespcn.image.color import rgb_to_ycc_planes
+from npespcn.inference import animation
 
 ROOT = Path(__file__).resolve().parents[1]
 MS = Fraction(1, 1000)

@@ -51,7 +51,7 @@ def frames_for(n, h, w, seed=0):
 
 
 def make_clip(path, frames, pts_ms=None, audio=0, subtitles=False, rotation=0, pix_fmt="yuv420p",
-              codec="libx264", options=None):
+              codec="libx264", options=None, colorspace=None):
     """Write ``frames`` (RGB arrays) at the timestamps ``pts_ms`` (milliseconds; default 40 ms apart), with
     ``audio`` AAC tracks (different tones), an optional SubRip track and a display rotation. Returns the
     bytes of every audio packet, per track, and of the subtitle packet."""
@@ -64,6 +64,8 @@ def make_clip(path, frames, pts_ms=None, audio=0, subtitles=False, rotation=0, p
     v = out.add_stream(codec, rate=25, options=options or {})
     v.width, v.height, v.pix_fmt = w, h, pix_fmt
     v.time_base = MS
+    if colorspace is not None:                                 # e.g. 1: BT.709, tagged and used
+        v.codec_context.colorspace = v.codec_context.color_primaries = v.codec_context.color_trc = colorspace
     if rotation:
         v.set_display_rotation(rotation)
     tracks = []
@@ -76,7 +78,8 @@ def make_clip(path, frames, pts_ms=None, audio=0, subtitles=False, rotation=0, p
         sub = out.add_mux_stream("subrip")
         sub.time_base = MS
     for i, (img, p) in enumerate(zip(frames, pts_ms)):
-        f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt, threads=1)
+        f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt, threads=1,
+                                                                     dst_colorspace=colorspace)
         f.pts, f.time_base = p, MS
         for pk in v.encode(f):
             out.mux(pk)
@@ -554,3 +557,21 @@ def test_an_animation_above_max_pixels_is_refused_from_its_header(tmp_path):
         (tmp_path / "c.gif").write_bytes(b"GIF89a" + b"\x00" * 5)
         npespcn.upscale_animation(tmp_path / "c.gif", tmp_path / "d.gif", scale=2)
     assert not (tmp_path / "b.gif").exists() and not (tmp_path / "d.gif").exists()
+
+
+def test_the_colour_matrix_of_the_input_is_used_and_tagged(tmp_path):
+    av = _av()
+    frames = frames_for(3, 16, 20)
+    src = tmp_path / "hd.mkv"
+    make_clip(src, frames, pix_fmt="yuv444p", colorspace=1)           # BT.709
+    npespcn.upscale_video(src, tmp_path / "out.mkv", scale=2, pix_fmt="yuv444p", crf=0)
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_primaries, cc.color_trc) == (1, 1, 1)
+    decoded_in = decode(src)
+    for a, b in zip(decoded_in[0], decode(tmp_path / "out.mkv")[0]):
+        assert psnr_y(b, npespcn.upscale(a, 2)) > 40
+    # read with the wrong matrix (BT.601), the input's colours are visibly different: the tag matters
+    with av.open(str(src)) as c:
+        wrong = next(c.decode(video=0)).to_ndarray(format="rgb24", src_colorspace="itu601", threads=1)
+    assert np.abs(wrong.astype(int) - decoded_in[0][0].astype(int)).max() >= 3

@@ -127,10 +127,11 @@ def output_path(src: Path, scale: int, out=None, out_dir=None) -> Path:
 
 
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog=PROG, description="Super-resolve images with ESPCN (Shi et al., 2016).",
+    p = OneLineParser(prog=PROG, description="Super-resolve images, videos and animations with ESPCN (Shi et al., 2016).",
                       formatter_class=HelpFormatter,
                       epilog="Exit status: 0 all written, 1 some files failed, 2 usage error.")
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image, video (.mp4, .mkv, .mov, .webm, .avi, ...) or animation (.gif, APNG, "
+                   ".webp) files, folders of images, or glob patterns")
     where = p.add_mutually_exclusive_group()
     where.add_argument("-o", "--out", help="output file (one input only; with --demo: the demo PNG, replaced if it "
                        "exists; default: "

@@ -429,6 +429,36 @@ def test_sigkill_leaves_no_file_at_the_output(tmp_path):
     assert no_leftovers(tmp_path) == [] and not dst.exists()
 
 
+def test_ctrl_c_in_the_command_line_leaves_nothing(tmp_path):
+    _av()
+    src = tmp_path / "clip.mp4"
+    make_clip(src, frames_for(60, 48, 64))
+    code = textwrap.dedent(f"""
+        import sys, time
+        import npespcn.inference.video as video
+        from npespcn.cli.upscale import main
+        slow_upscale = video.upscale
+        def upscale(*a, **k):
+            print("frame", flush=True)
+            time.sleep(0.1)
+            return slow_upscale(*a, **k)
+        video.upscale = upscale
+        sys.exit(main([{str(src)!r}, "--scale", "2"]))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        for _ in range(3):
+            assert proc.stdout.readline().strip() == "frame"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not (tmp_path / "clip_x2.mp4").exists() and no_leftovers(tmp_path) == []
+
+
 # ------------------------------------------------------------------------------------ animations
 def _animation(path, frames, durations, loop=None, **extra):
     imgs = [Image.fromarray(f) for f in frames]

@@ -10,6 +10,8 @@ fwd-paper      paper model (5x5x64, 3x3x32, tanh), one 640x360 low-resolution fr
 fwd-seven      seven-layer model (5x5x64, 3x3x64, 3 x 3x3x32, relu), same frame
 train-16       paper model, one Adam step (forward, MSE, backward, update): batch 16 of 17x17 patches
 train-64       the same with a batch of 64 32x32 patches
+train7-16      seven-layer model, one Adam step, batch 16 of 17x17 patches
+train7-64      seven-layer model, one Adam step, batch 64 of 32x32 patches
 =============  =================================================================================
 
 Every implementation present is timed in the same run, in alternation (the order rotates every
@@ -55,6 +57,8 @@ CASES = {
     "fwd-seven": dict(arch="seven", kind="forward", shape=(1, 1, 360, 640)),
     "train-16": dict(arch="paper", kind="train", shape=(16, 1, 17, 17)),
     "train-64": dict(arch="paper", kind="train", shape=(64, 1, 32, 32)),
+    "train7-16": dict(arch="seven", kind="train", shape=(16, 1, 17, 17)),
+    "train7-64": dict(arch="seven", kind="train", shape=(64, 1, 32, 32)),
 }
 
 

@@ -24,6 +24,7 @@ SHOWN = {
     "05_tiny_training": ["05_frame_and_checkerboard.png"],
     "06_inside_the_model": ["06_network.png", "06_receptive_field.png", "06_subpixel_channels.png"],
     "07_checkerboard_and_icnr": ["07_flat_tiles.png", "07_init_tiles.png"],
+    "08_reparameterised_training": ["08_fold.png"],
 }
 """The pictures of the guide, by the example that draws them."""
 

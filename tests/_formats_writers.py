@@ -218,3 +218,64 @@ def espcn_pytorch_state(rng, channels=1, scale=3, layers=((5, 64), (3, 32))) -> 
     sd["last_part.0.weight"] = rng.normal(0, 0.1, (channels * scale * scale, c, 3, 3)).astype(np.float32)
     sd["last_part.0.bias"] = rng.normal(0, 0.1, channels * scale * scale).astype(np.float32)
     return sd
+
+
+# ---------------------------------------------------------------------------------------- ONNX
+# Field numbers from onnx.proto (ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto,
+# ValueInfoProto), encoded with the helpers above, independently of npespcn's writer.
+def onnx_tensor(name: str, dims, raw: bytes | None = None, float_data=None, data_type: int = 1,
+                external: bool = False) -> bytes:
+    out = b"".join(f_varint(1, d) for d in dims) + f_varint(2, data_type) + f_str(8, name)
+    if raw is not None:
+        out += f_len(9, raw)
+    if float_data is not None:
+        out += f_len(4, np.asarray(float_data, "<f4").tobytes())
+    if external:
+        out += f_len(13, f_str(1, "location") + f_str(2, "weights.bin")) + f_varint(14, 1)
+    return out
+
+
+def onnx_array(name: str, arr: np.ndarray) -> bytes:
+    return onnx_tensor(name, arr.shape, raw=np.ascontiguousarray(arr, "<f4").tobytes())
+
+
+def onnx_node(op: str, inputs, output: str, **attrs) -> bytes:
+    out = b"".join(f_str(1, i) for i in inputs) + f_str(2, output) + f_str(3, output) + f_str(4, op)
+    for k, v in attrs.items():
+        if isinstance(v, str):
+            a = f_str(1, k) + f_len(4, v.encode()) + f_varint(20, 3)
+        elif isinstance(v, list):
+            a = f_str(1, k) + b"".join(f_varint(8, i) for i in v) + f_varint(20, 7)
+        else:
+            a = f_str(1, k) + f_varint(3, v) + f_varint(20, 2)
+        out += f_len(5, a)
+    return out
+
+
+def onnx_model(nodes, initializers, input_name="input", opset=13) -> bytes:
+    graph = (b"".join(f_len(1, n) for n in nodes) + f_str(2, "g") + b"".join(f_len(5, t) for t in initializers)
+             + f_len(11, f_str(1, input_name)) + f_len(12, f_str(1, "output")))
+    return f_varint(1, 7) + f_len(7, graph) + f_len(8, f_varint(2, opset))
+
+
+def onnx_espcn_tf2onnx_style(weights, biases, scale, act="Relu", out_act="Tanh") -> bytes:
+    """An ESPCN as a TensorFlow graph converted to ONNX comes out: NHWC input, ``Transpose(0, 3, 1, 2)``,
+    ``Conv`` without bias + ``Add`` of a (1, C, 1, 1) constant, ``DepthToSpace`` in DCR mode (TensorFlow's
+    channel order, which ``weights``/``biases`` of the last layer must already be in), the output
+    activation between a pair of Transposes. ``weights``: ONNX (out, in, k, k)."""
+    nodes = [onnx_node("Transpose", ["input"], "t0", perm=[0, 3, 1, 2])]
+    inits, prev = [], "t0"
+    for i, (w, b) in enumerate(zip(weights, biases), start=1):
+        k = w.shape[2]
+        inits += [onnx_array(f"W{i}", w), onnx_array(f"B{i}", b.reshape(1, -1, 1, 1))]
+        nodes.append(onnx_node("Conv", [prev, f"W{i}"], f"c{i}", kernel_shape=[k, k], auto_pad="SAME_UPPER"))
+        nodes.append(onnx_node("Add", [f"c{i}", f"B{i}"], f"a{i}"))
+        prev = f"a{i}"
+        if i < len(weights):
+            nodes.append(onnx_node(act, [prev], f"r{i}"))
+            prev = f"r{i}"
+    nodes.append(onnx_node("DepthToSpace", [prev], "d2s", blocksize=scale))       # mode: the default, DCR
+    nodes.append(onnx_node("Transpose", ["d2s"], "nhwc", perm=[0, 2, 3, 1]))
+    nodes.append(onnx_node(out_act, ["nhwc"], "act_out"))
+    nodes.append(onnx_node("Transpose", ["act_out"], "output", perm=[0, 3, 1, 2]))
+    return onnx_model(nodes, inits)

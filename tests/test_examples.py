@@ -276,6 +276,21 @@ def test_cli_runs_and_reports_errors_in_one_line(tmp_path):
     assert typo.returncode == 2 and typo.stderr.strip().count("\n") == 0 and "--fsat" in typo.stderr
 
 
+# ------------------------------------------------------------------------------------------ example 8
+def test_08_reparameterised_training(tmp_path):
+    res = load("08_reparameterised_training").main(out_dir=tmp_path, fast=True)
+    assert res["fold"]["8->8"]["identity"] and not res["fold"]["8->4"]["identity"]
+    assert all(v["max_abs_diff"] < 1e-12 for v in res["fold"].values())
+    assert res["sgd"]["max_abs_diff_doubled_centre"] < 1e-12 < 1e-6 < res["sgd"]["max_abs_diff_plain_step"]
+    for pair, (train, run) in res["macs"].items():        # C_in * C_out * (k*k + 1) against C_in * C_out * k*k
+        c_in, c_out = (int(v) for v in pair.split("->"))
+        assert (train, run) == (c_in * c_out * 10, c_in * c_out * 9)
+    t = res["train"]
+    assert t["steps"] == 60 and set(t["psnr"]) == {"plain", "branches, folded"}
+    assert all(15 < v < 40 for v in t["psnr"].values())   # trained a little: far above a blank image
+    assert_pngs(res["files"], tmp_path, 2)
+
+
 # ------------------------------------------------------------------------------------------ example 9
 def test_09_video(tmp_path):
     res = load("09_video").main(out_dir=tmp_path, fast=True)

@@ -24,6 +24,8 @@ from npespcn.functional.conv import conv2d_act_forward, conv2d_backward_numba, c
 from npespcn.functional.im2col import im2col_reference
 from npespcn.nn.model import ESPCN
 
+from _tiles import assert_same
+
 
 @pytest.fixture(autouse=True)
 def pin_fast_backend():
@@ -109,11 +111,23 @@ def test_conv_of_a_crop_is_the_crop_of_the_conv_bitwise(C, Fo, k, act):
         # pixels whose k x k window lies inside the crop (or the crop touches the image border there)
         ih0, ih1 = h0 + (p if h0 > 0 else 0), h1 - (p if h1 < 23 else 0)
         iw0, iw1 = w0 + (p if w0 > 0 else 0), w1 - (p if w1 < 41 else 0)
-        np.testing.assert_array_equal(crop[:, :, ih0 - h0:ih1 - h0, iw0 - w0:iw1 - w0],
-                                      full[:, :, ih0:ih1, iw0:iw1])
+        assert_same(crop[:, :, ih0 - h0:ih1 - h0, iw0 - w0:iw1 - w0], full[:, :, ih0:ih1, iw0:iw1])
         # and the batch does not matter either
         one = conv2d_act_forward(np.ascontiguousarray(x[1:, :, h0:h1, w0:w1]), w, b, act)
-        np.testing.assert_array_equal(one, crop[1:])
+        assert_same(one, crop[1:])
+
+
+def test_the_blas_column_probe_tells_exact_products_from_position_dependent_ones():
+    def exact(a, b):                                    # each column on its own, in float64: position-free
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
+
+    def by_position(a, b):                              # the last 8 columns rounded another way
+        c = exact(a, b)
+        c[:, -8:] = np.nextafter(c[:, -8:], np.float32(np.inf))
+        return c
+
+    assert _blas.columns_exact(1 << 16, exact)
+    assert not _blas.columns_exact(1 << 16, by_position)
 
 
 def test_model_inference_of_a_tile_is_bitwise_the_tile_of_the_whole(monkeypatch):
@@ -126,7 +140,7 @@ def test_model_inference_of_a_tile_is_bitwise_the_tile_of_the_whole(monkeypatch)
     monkeypatch.setattr(conv_chunked, "CHUNK_PIXELS", 64)          # many small chunks in the tile run
     tile = m.infer(np.ascontiguousarray(x[:, :, 10:30, 12:45]))
     core = (slice(None), slice(None), slice((10 + rad) * r, (30 - rad) * r), slice((12 + rad) * r, (45 - rad) * r))
-    np.testing.assert_array_equal(tile[:, :, rad * r:(20 - rad) * r, rad * r:(33 - rad) * r], full[core])
+    assert_same(tile[:, :, rad * r:(20 - rad) * r, rad * r:(33 - rad) * r], full[core])
 
 
 def test_forward_does_not_depend_on_the_thread_count(monkeypatch):
@@ -141,7 +155,7 @@ def test_forward_does_not_depend_on_the_thread_count(monkeypatch):
         many = conv2d_act_forward(x, w, b, "tanh")
     finally:
         numba.set_num_threads(before)
-    np.testing.assert_array_equal(one, many)
+    assert_same(one, many)
 
 
 # ----------------------------------------------------------------------------------------- fusion

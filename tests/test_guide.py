@@ -512,21 +512,56 @@ def test_exercise_10_2_parseval():
 
 
 # ------------------------------------------------------------------------------------------ section 11
-def test_section_11_is_there_with_exercises():
-    body = section(11)
+def test_exercise_11_1_an_sgd_step_through_the_branches_doubles_the_centre_rate():
+    from npespcn.nn.reparam import RepConv2d
+    rng = np.random.default_rng(13)
+    layer = RepConv2d(3, 3, 3, np.float64)
+    for v in layer.params.values():
+        v[...] = rng.normal(size=v.shape)
+    x, eta = rng.normal(size=(1, 3, 5, 6)), 0.05
+    dout = rng.normal(size=(1, 3, 5, 6))
+    w0, b0 = layer.folded_weights()
+    with use_backend("reference"):
+        layer.forward(x)
+        layer.backward(dout)
+        _, cache = F.conv2d_forward(x, w0, b0)
+        _, dw, db = F.conv2d_backward(dout, cache)      # the plain convolution's gradient
+    for name, g in layer.grads.items():
+        layer.params[name] -= eta * g
+    w1, b1 = layer.folded_weights()
+    moved = (w0 - w1) / eta
+    assert np.allclose(moved[:, :, 1, 1], 2 * dw[:, :, 1, 1], atol=1e-12)
+    off = np.ones((3, 3), bool)
+    off[1, 1] = False
+    assert np.allclose(moved[:, :, off], dw[:, :, off], atol=1e-12)
+    assert np.allclose((b0 - b1) / eta, 2 * db, atol=1e-12)
+    assert "`2η`" in TEXT
+
+
+def test_exercise_11_2_multiply_adds_of_a_reparameterised_first_layer():
+    train, run = 1 * 64 * (5 * 5 + 1), 1 * 64 * 5 * 5
+    says(train)
+    says(run)
+    layer_doc = TEXT[TEXT.index("## 11."):]
+    assert f"{train}" in layer_doc and f"{run}" in layer_doc
+
+
+# ------------------------------------------------------------------------------------------ section 13
+def test_section_13_is_there_with_exercises():
+    body = section(13)
     assert "**Exercises.**" in body and "<details><summary>Answers</summary>" in body
-    asked = re.findall(r"^11\.(\d+)\. ", body.split("<details>")[0], flags=re.M)
-    answered = re.findall(r"^11\.(\d+)\. ", body.split("<details>")[1], flags=re.M)
+    asked = re.findall(r"^13\.(\d+)\. ", body.split("<details>")[0], flags=re.M)
+    answered = re.findall(r"^13\.(\d+)\. ", body.split("<details>")[1], flags=re.M)
     assert asked == answered == ["1", "2"]
 
 
-def test_exercise_11_1_queue_bytes():
+def test_exercise_13_1_queue_bytes():
     lr, hr = 3 * 640 * 360 * 3, 3 * (3 * 640) * (3 * 360) * 3
     for n in (lr, hr, lr + hr):
         says(int(n))
 
 
-def test_exercise_11_2_pipeline_throughput():
+def test_exercise_13_2_pipeline_throughput():
     stages = (0.010, 0.110, 0.040)
     says(f"= {1 / max(stages):.1f}` frames per second")
     says(f"= {round(1000 * sum(stages))}` ms")

@@ -1,6 +1,6 @@
 """Hostile and damaged files: every attack of the "hostile files" issue, each able to fail.
 
-* Model files (.npz, .pb, .pth): each attack is built here, byte by byte, and loaded by ``load_model`` in a
+* Model files (.npz, .pb, .onnx, .pth): each attack is built here, byte by byte, and loaded by ``load_model`` in a
   subprocess under an address-space limit (``RLIMIT_AS``); the child reports its peak RSS, which must stay
   below ``baseline after imports + max(64 MiB, 8 x file size)``, and the load must end in a model or a
   ``ValueError`` with a message, never another exception or the kernel's OOM killer. The decompression bombs
@@ -181,6 +181,63 @@ def pb_splatted_weights(path):
     return Path(path)
 
 
+def _paper_onnx_parts(rng, scale=3):
+    """Nodes and initializers of the paper's ESPCN as an ONNX graph (ONNX's (out, in, k, k) kernels)."""
+    nodes, inits, prev, c = [], [], "input", 1
+    for i, (k, f) in enumerate(((5, 64), (3, 32), (3, scale * scale)), start=1):
+        inits += [W.onnx_array(f"w{i}", rng.normal(0, 0.1, (f, c, k, k)).astype(np.float32)),
+                  W.onnx_array(f"b{i}", np.zeros(f, np.float32))]
+        p = (k - 1) // 2
+        nodes.append(W.onnx_node("Conv", [prev, f"w{i}", f"b{i}"], f"c{i}", kernel_shape=[k, k], pads=[p] * 4))
+        prev, c = f"c{i}", f
+        if i < 3:
+            nodes.append(W.onnx_node("Tanh", [prev], f"t{i}"))
+            prev = f"t{i}"
+    nodes.append(W.onnx_node("DepthToSpace", [prev], "output", blocksize=scale, mode="CRD"))
+    return nodes, inits
+
+
+def onnx_unused_initializers(path):
+    """The paper's graph (~90 KB) plus eight unused initializers declaring 2**28 floats each, with one value
+    (1 GB each if decoded)."""
+    nodes, inits = _paper_onnx_parts(np.random.default_rng(0))
+    inits += [W.onnx_tensor(f"junk{i}", [1 << 28], float_data=[0.5]) for i in range(8)]
+    Path(path).write_bytes(W.onnx_model(nodes, inits))
+    return Path(path)
+
+
+def onnx_unpacked_floats(path):
+    """The paper's graph plus an unused initializer of 4 M float_data values written unpacked (one 5-byte
+    field each, 20 MB): a reader that kept one Python object per value would need ~10x the file."""
+    nodes, inits = _paper_onnx_parts(np.random.default_rng(0))
+    junk = W.onnx_tensor("junk", [4_000_000]) + b"\x25\x00\x00\x00\x3f" * 4_000_000    # field 4, wire type 5
+    Path(path).write_bytes(W.onnx_model(nodes, inits + [junk]))
+    return Path(path)
+
+
+def onnx_declared_kernels(path):
+    """An ESPCN graph whose 3x3x1024x1024 kernels (47 M parameters, under the architecture's limit) declare
+    their shapes but hold no data: a few hundred bytes."""
+    nodes, inits, prev, c = [], [], "input", 1
+    for i, f in enumerate([1024] * 5 + [9], start=1):
+        inits += [W.onnx_tensor(f"w{i}", [f, c, 3, 3], raw=b""), W.onnx_tensor(f"b{i}", [f], raw=b"")]
+        nodes.append(W.onnx_node("Conv", [prev, f"w{i}", f"b{i}"], f"c{i}", kernel_shape=[3, 3], pads=[1] * 4))
+        prev, c = f"c{i}", f
+        if i < 6:
+            nodes.append(W.onnx_node("Relu", [prev], f"r{i}"))
+            prev = f"r{i}"
+    nodes.append(W.onnx_node("DepthToSpace", [prev], "output", blocksize=3))
+    Path(path).write_bytes(W.onnx_model(nodes, inits))
+    return Path(path)
+
+
+def onnx_many_nodes(path):
+    """200 000 Identity nodes (a few MB): more than any ESPCN graph has."""
+    nodes = [W.onnx_node("Identity", [f"n{i}"], f"n{i + 1}") for i in range(200_000)]
+    Path(path).write_bytes(W.onnx_model(nodes, [], input_name="n0"))
+    return Path(path)
+
+
 def _pth_entries(sd, numel_of=None):
     """Pickle entries of ``sd`` for ``W.state_dict_pickle``; ``numel_of(key, arr)`` may claim other storage sizes."""
     entries = []
@@ -214,6 +271,10 @@ ATTACKS = {
     "npz: right header, 1 GB of trailing zeros": lambda p: npz_trailing_bomb(p / "a.npz"),
     "pb: eight unused 2**26 float64 splats": lambda p: pb_unused_consts(p / "a.pb"),
     "pb: splatted 47 M-parameter kernels": lambda p: pb_splatted_weights(p / "a.pb"),
+    "onnx: eight unused 2**28-float initializers": lambda p: onnx_unused_initializers(p / "a.onnx"),
+    "onnx: declared 47 M-parameter kernels without data": lambda p: onnx_declared_kernels(p / "a.onnx"),
+    "onnx: 4 M unpacked floats in an unused initializer": lambda p: onnx_unpacked_floats(p / "a.onnx"),
+    "onnx: 200 000 nodes": lambda p: onnx_many_nodes(p / "a.onnx"),
     "pth: six 700 MiB deflated storages": lambda p: pth_storage_bombs(p / "a.pth"),
     "pth: 2.1 GiB data.pkl": lambda p: pth_pickle_bomb(p / "a.pth"),
     "pth: 2.1 GiB data.pkl declared as 4 KB": lambda p: pth_pickle_bomb(p / "a.pth", lie=True),
@@ -253,6 +314,10 @@ EXPECTED = {
     "npz: right header, 1 GB of trailing zeros": r"the member holds 1073748224",
     "pb: eight unused 2**26 float64 splats": None,                      # the graph loads; its junk is never decoded
     "pb: splatted 47 M-parameter kernels": r"more than the \d+ left of what a file of this size may decode",
+    "onnx: eight unused 2**28-float initializers": None,               # never decoded: the graph loads
+    "onnx: declared 47 M-parameter kernels without data": r"more than the \d+ left of what a file of this size",
+    "onnx: 200 000 nodes": r"more than 4096 nodes",
+    "onnx: 4 M unpacked floats in an unused initializer": None,        # counted, never decoded: the graph loads
     "pth: six 700 MiB deflated storages": r"storages declare \d+ elements, more than a file of its size may hold",
     "pth: 2.1 GiB data.pkl": r"data\.pkl' declares \d+ bytes, more than the 1048576 accepted",
     "pth: 2.1 GiB data.pkl declared as 4 KB": r"Bad CRC-32|truncated|pickle",
@@ -281,7 +346,8 @@ def test_real_model_files_load_under_the_same_limit(tmp_path):
     rng = np.random.default_rng(1)
     W.write_pth(tmp_path / "m.pth", W.espcn_pytorch_state(rng, 1, 3))
     (tmp_path / "m.pb").write_bytes(_paper_graph(rng))
-    for path in (ROOT / "weights" / "espcn7_x3.npz", tmp_path / "m.pth", tmp_path / "m.pb"):
+    (tmp_path / "m.onnx").write_bytes(W.onnx_model(*_paper_onnx_parts(rng)))
+    for path in (ROOT / "weights" / "espcn7_x3.npz", tmp_path / "m.pth", tmp_path / "m.pb", tmp_path / "m.onnx"):
         res = load_in_child(path)
         assert res["outcome"] == "model" and res["extra"] < 64 * MiB, (path, res)
 
@@ -650,14 +716,16 @@ def test_exclusive_publish_never_replaces_what_appeared_meanwhile(tmp_path, monk
 
 def test_upscale_never_replaces_an_output_that_appears_while_it_works(tmp_path, small_model, monkeypatch, capsys):
     import npespcn.cli.upscale as cli
+    from npespcn.inference import batch  # where the batch writes each file
+
     Image.fromarray(_rand((16, 16))).save(tmp_path / "a.png")
-    real = cli.write_png_rows
+    real = batch.write_png_rows
 
     def racing(path, *a, **k):
         Path(path).write_bytes(b"the other run's result")
         return real(path, *a, **k)
 
-    monkeypatch.setattr(cli, "write_png_rows", racing)
+    monkeypatch.setattr(batch, "write_png_rows", racing)
     assert cli.main([str(tmp_path / "a.png"), "-o", str(tmp_path / "same.png"), "--model", str(small_model)]) == 1
     assert (tmp_path / "same.png").read_bytes() == b"the other run's result"
     assert "appeared while it was being upscaled" in capsys.readouterr().err

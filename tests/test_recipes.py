@@ -24,8 +24,10 @@ def test_no_option_is_the_recipe(arch, scale):
 
 def test_the_x3_paper_recipe():
     cfg = config()
-    assert (cfg.arch, cfg.scale, cfg.epochs, cfg.stride, cfg.schedule, cfg.subpixel_target) == \
-        ("paper", 3, 280, 7, "cosine", True)
+    assert (cfg.arch, cfg.scale, cfg.epochs, cfg.stride, cfg.schedule, cfg.subpixel_target, cfg.reparam) == \
+        ("paper", 3, 280, 7, "cosine", True, True)
+    assert not config("--arch", "seven").reparam                    # not measured there yet
+    assert not config("--no-reparam").reparam
 
 
 def test_recipes_keep_the_number_of_steps_about_equal():

@@ -19,6 +19,7 @@ from npespcn import functional as F
 from npespcn import load_model
 from npespcn.image.io import list_images
 from npespcn.nn.model import ESPCN
+from npespcn.nn.optim import EMA
 from npespcn.training import datasets
 from npespcn.training.patches import PatchSet, augment_batch, build_patches
 from npespcn.training.trainer import (
@@ -132,10 +133,11 @@ def test_run_writes_weights_log_plot_and_validation_matches_evaluate(tmp_path, d
     assert not [p for p in out.iterdir() if p.name.startswith(".")]    # no temporary files left
 
 
-@pytest.mark.parametrize("loss,reparam", [("mse", False), ("l1-mse", True), ("charbonnier", False)])
-def test_resume_in_process_is_bitwise(tmp_path, data_dir, loss, reparam):
+@pytest.mark.parametrize("loss,reparam,ema", [("mse", False, 0.0), ("l1-mse", True, 0.0), ("charbonnier", False, 0.0),
+                                              ("mse", False, 0.9), ("mse", True, 0.99)])
+def test_resume_in_process_is_bitwise(tmp_path, data_dir, loss, reparam, ema):
     ps = _patches(data_dir)
-    cfg = TrainConfig(scale=3, epochs=3, checkpoint_every=3, loss=loss, reparam=reparam, **TINY)
+    cfg = TrainConfig(scale=3, epochs=3, checkpoint_every=3, loss=loss, reparam=reparam, ema=ema, **TINY)
     steps = -(-len(ps) // cfg.batch_size)
     Trainer(cfg, ps, None, tmp_path / "straight", quiet=True).run()
     # stop at awkward places (mid-epoch, after a checkpoint, just before an epoch end), then resume
@@ -163,6 +165,39 @@ def test_the_loss_option_picks_the_loss_of_each_epoch(tmp_path, data_dir):
     assert any(not np.array_equal(a[k], b[k]) for k in a)                    # another loss, other weights
     rows = [json.loads(x) for x in (tmp_path / "l1" / LOG).read_text().splitlines()]
     assert rows[0]["loss"] > 0.01          # an L1 of Y/255 is far larger than its MSE would be
+
+
+def test_the_moving_average_is_what_gets_validated_and_saved(tmp_path, data_dir, val_dir):
+    ps = _patches(data_dir)
+    t = Trainer(TrainConfig(scale=3, epochs=2, ema=0.9, **TINY), ps, load_validation_set(val_dir), tmp_path / "run",
+                quiet=True)
+    t.run()
+    saved = load_model(tmp_path / "run" / LAST).params
+    assert t.ema.updates == t.opt.steps > 0
+    for k, v in saved.items():
+        np.testing.assert_array_equal(v, t.ema.average[k])
+    assert any(not np.array_equal(saved[k], t.model.params[k]) for k in saved)        # not the raw weights
+    rows = [json.loads(x) for x in (tmp_path / "run" / LOG).read_text().splitlines()]
+    assert rows[-1]["psnr"] == validate(load_model(tmp_path / "run" / LAST), load_validation_set(val_dir))["psnr"]
+    with pytest.raises(ValueError, match="ema must be"):
+        TrainConfig(ema=1.0)
+    with pytest.raises(ValueError, match="ema must be"):
+        TrainConfig(ema=-0.5)
+
+
+def test_ema_follows_its_formula():
+
+    p = {"w": np.zeros(3, np.float64)}
+    ema = EMA(p, 0.95)
+    p["w"][...] = 1.0
+    keep = 1.0
+    for t in range(40):                          # a constant target: avg = 1 - prod(d_t)
+        ema.update(p)
+        keep *= min(0.95, (1 + t) / (10 + t))
+        np.testing.assert_allclose(ema.average["w"], 1 - keep, rtol=1e-12)
+    assert not np.shares_memory(ema.average["w"], p["w"])
+    with pytest.raises(ValueError, match="decay"):
+        EMA(p, 1.0)
 
 
 def test_a_reparameterised_run_writes_the_plain_network(tmp_path, data_dir):

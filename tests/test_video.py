@@ -579,6 +579,44 @@ def test_a_bad_video_in_a_batch_does_not_stop_the_others(tmp_path, capsys):
     assert (out / "good.mp4").is_file() and not (out / "bad.mp4").exists() and no_leftovers(out) == []
 
 
+def test_the_library_batch_routes_videos_and_animations_with_their_options(tmp_path):
+    """``upscale_files`` (the batch behind the command line) sends a video to ``upscale_video`` with the
+    encoder's options, an animated GIF to ``upscale_animation``, a still image to ``upscale``, and reports
+    each video's and animation's frames to ``frame_progress``."""
+    av = _av()
+    clip, gif, still = tmp_path / "clip.mkv", tmp_path / "spin.gif", tmp_path / "still.png"
+    make_clip(clip, frames_for(4, 16, 20), pix_fmt="yuv444p")
+    _animation(gif, frames_for(3, 10, 12), [50, 60, 70])
+    Image.fromarray(frames_for(1, 9, 11)[0]).save(still)
+    frames = {}
+    records = npespcn.upscale_files([clip, gif, still], tmp_path / "big", scale=2, pix_fmt="yuv444p", crf=0,
+                                    preset="veryfast",
+                                    frame_progress=lambda rec, done, total: frames.setdefault(rec["src"].name,
+                                                                                              []).append(done))
+    assert [r["status"] for r in records] == ["written"] * 3, records
+    assert [tuple(r["shape"][:2]) for r in records] == [(32, 40), (20, 24), (18, 22)]
+    assert frames == {"clip.mkv": [1, 2, 3, 4], "spin.gif": [1, 2, 3]}           # no frames for a still image
+    with av.open(str(tmp_path / "big" / "clip.mkv")) as c:
+        assert c.streams.video[0].codec_context.format.name == "yuv444p"
+    for a, b in zip(decode(clip)[0], decode(tmp_path / "big" / "clip.mkv")[0]):  # crf 0, 4:4:4: rounding only
+        assert psnr_y(b, npespcn.upscale(a, 2)) > 40
+    out, durations, _ = _read(tmp_path / "big" / "spin.gif")
+    assert len(out) == 3 and durations == [50, 60, 70]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "big" / "still.png")), npespcn.upscale(np.asarray(
+        Image.open(still)), 2))
+    # -o may name a video or animation suffix, which format_for refuses for a still image; an unknown one is refused
+    one = npespcn.upscale_files([clip], out=tmp_path / "one.mp4", scale=2, codec="mpeg4")
+    assert one[0]["status"] == "written"
+    with av.open(str(tmp_path / "one.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == "mpeg4"
+    assert npespcn.upscale_files([gif], out=tmp_path / "one.webp", scale=2)[0]["status"] == "written"
+    with pytest.raises(ValueError):
+        npespcn.upscale_files([clip], out=tmp_path / "one.xyz", scale=2)
+    bad = npespcn.upscale_files([clip], out=tmp_path / "two.mp4", scale=2, codec="no-such-codec")
+    assert bad[0]["status"] == "failed" and "no-such-codec" in bad[0]["message"] and not (tmp_path / "two.mp4").exists()
+    assert no_leftovers(tmp_path) == [] and no_leftovers(tmp_path / "big") == []
+
+
 def test_an_animation_above_max_pixels_is_refused_from_its_header(tmp_path):
     src = tmp_path / "a.gif"
     _animation(src, frames_for(2, 10, 12), [10, 10])

@@ -7,7 +7,7 @@ command        what it does (module)
 ``upscale``    super-resolve image files, folders and glob patterns (:mod:`npespcn.cli.upscale`)
 ``train``      train an ESPCN (:mod:`npespcn.cli.train`)
 ``evaluate``   PSNR / SSIM of a model on folders of images (:mod:`npespcn.cli.evaluate`)
-``convert``    convert a model file to npespcn's ``.npz`` (:mod:`npespcn.cli.convert`)
+``convert``    convert a model file to .npz, ONNX .onnx or TensorFlow .pb (:mod:`npespcn.cli.convert`)
 ``demo``       draw a test chart and compare bicubic with ESPCN (:mod:`npespcn.cli.demo`)
 =============  =================================================================================
 
@@ -26,7 +26,7 @@ COMMANDS = {
     "upscale": "super-resolve images (files, folders, glob patterns)",
     "train": "train an ESPCN (built-in or your own images)",
     "evaluate": "PSNR / SSIM of a model on folders of images",
-    "convert": "convert a .pth / .pb / .npz model file to npespcn's .npz",
+    "convert": "convert a model file (.npz / .onnx / .pb / .pth) to .npz, .onnx or .pb",
     "demo": "draw a test chart, upscale it with bicubic and ESPCN, save both side by side",
 }
 

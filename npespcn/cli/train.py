@@ -101,7 +101,10 @@ def build_parser() -> OneLineParser:
                    help="training loss; l1-mse: L1 for the first half of the epochs, then MSE (default: mse)")
     p.add_argument("--reparam", action=argparse.BooleanOptionalAction, default=None,
                    help="train each hidden convolution as k x k + 1x1 (+ identity) branches, saved folded into "
-                        "the plain network (default: off)")
+                        f"the plain network {recipe_default}")
+    p.add_argument("--ema", type=float, default=None,
+                   help="decay of an exponential moving average of the weights, which is validated and saved "
+                        f"(e.g. 0.999; 0: none) {recipe_default}")
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help=f"also checkpoint every N steps (0: only at epoch ends) {recipe_default}")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/espcn[7]_x<scale>)")
@@ -120,7 +123,7 @@ def build_parser() -> OneLineParser:
 
 CONFIG_OPTIONS = ("scale", "arch", "layers", "activation", "epochs", "batch_size", "lr", "optimizer", "momentum",
                   "last_lr_mult", "schedule", "lr_step", "lr_gamma", "seed", "patch_size", "stride", "augment",
-                  "rescale", "subpixel_target", "loss_border", "checkpoint_every", "loss", "reparam")
+                  "rescale", "subpixel_target", "loss_border", "checkpoint_every", "loss", "reparam", "ema")
 """The options that are fields of :class:`~npespcn.training.trainer.TrainConfig` (same names)."""
 
 

@@ -23,32 +23,20 @@ reported and skipped). A file found through a folder or a glob pattern whose nam
 ``<stem>_x<N><suffix>`` while ``<stem><suffix>`` of the same folder is also an input is taken for an
 earlier run's output of it and left alone (noted unless ``-q``; not a failure); name it on its own to
 upscale it.
+
+``--dask ADDRESS`` runs one task per file on a Dask cluster (``local:N``: N local worker processes) with the
+same guarantees (:func:`npespcn.inference.batch.upscale_files`); ``--skip-existing`` finishes a batch that
+was interrupted, leaving the outputs already written alone. Videos and animations are upscaled in this
+process only: with ``--dask`` each is reported as failed.
 """
 from __future__ import annotations
 
-import glob
-import os
-import re
 import sys
-import time
-from pathlib import Path
-
-import numpy as np
 
 from ..extras import MissingExtra
-from ..image.io import (
-    DEFAULT_MAX_PIXELS,
-    PNG_COMPRESSION,
-    check_max_pixels,
-    format_for,
-    list_images,
-    read_image,
-    write_image,
-    write_png_rows,
-)
-from ..inference import upscale, upscale_bands
-from ..inference.animation import ANIMATION_SUFFIXES, is_animated, upscale_animation
-from ..inference.video import DEFAULT_CRF, DEFAULT_PRESET, is_video_path, upscale_video
+from ..image.io import DEFAULT_MAX_PIXELS, PNG_COMPRESSION, check_max_pixels
+from ..inference.batch import dask_client, upscale_files
+from ..inference.video import DEFAULT_CRF, DEFAULT_PRESET
 from ..nn import resolve_model
 from ..training.progress import Progress
 from .common import HelpFormatter, OneLineParser
@@ -61,77 +49,14 @@ class UsageError(Exception):
     """A problem with the command line as a whole (exit status 2)."""
 
 
-def expand_inputs(patterns, found=None) -> list[Path]:
-    """Files, folders (their images, sorted) and glob patterns -> a list of files, in order, no repeats.
-
-    ``found``, a set, receives the files that came from a folder or a glob pattern (not named as such)."""
-    files, seen = [], set()
-
-    def add(p, listed=False):
-        p = Path(p)
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            files.append(p)
-            if listed and found is not None:
-                found.add(p)
-
-    for pat in patterns:
-        p = Path(pat)
-        if p.is_dir():
-            for q in list_images(p):
-                add(q, True)
-        elif p.exists():
-            add(p)
-        elif glob.has_magic(pat):
-            matches = sorted(glob.glob(pat))
-            if not matches:
-                raise UsageError(f"no file matches {pat!r}")
-            for m in matches:
-                if Path(m).is_file():
-                    add(m, True)
-        else:
-            add(p)                             # reported as unreadable when its turn comes
-    return files
-
-
-_OUTPUT_STEM = re.compile(r"^(?P<stem>.+)_x[1-9][0-9]*$")
-
-
-def earlier_outputs(files, found) -> dict[Path, Path]:
-    """``{file: its source}`` for the files of ``found`` named ``<stem>_x<N><suffix>`` whose
-    ``<stem><suffix>`` in the same folder is also among ``files``: outputs of an earlier run."""
-    inputs = {p.resolve() for p in files}
-    out = {}
-    for p in files:
-        m = _OUTPUT_STEM.match(p.stem) if p in found else None
-        if m:
-            source = p.with_name(m.group("stem") + p.suffix)
-            if source.resolve() in inputs:
-                out[p] = source
-    return out
-
-
-def _key(path: Path) -> str:
-    """One spelling of ``path`` (its folder resolved), to tell whether two outputs are the same file."""
-    return os.path.normcase(os.path.join(os.path.realpath(path.parent if str(path.parent) else "."), path.name))
-
-
-def output_path(src: Path, scale: int, out=None, out_dir=None) -> Path:
-    """Where ``src`` goes: ``out``, ``out_dir/<name>``, or ``<stem>_x<scale><suffix>`` next to it."""
-    if out is not None:
-        return Path(out)
-    if out_dir is not None:
-        return Path(out_dir) / src.name
-    return src.with_name(f"{src.stem}_x{scale}{src.suffix}")
-
-
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog=PROG, description="Super-resolve images, videos and animations with ESPCN (Shi et al., 2016).",
+    p = OneLineParser(prog=PROG,
+                      description="Super-resolve images, videos and animations with ESPCN (Shi et al., 2016).",
                       formatter_class=HelpFormatter,
                       epilog="Exit status: 0 all written, 1 some files failed, 2 usage error.")
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image, video (.mp4, .mkv, .mov, .webm, .avi, ...) or animation (.gif, APNG, "
-                   ".webp) files, folders of images, or glob patterns")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="image, video (.mp4, .mkv, .mov, .webm, .avi, ...) or animation (.gif, APNG, .webp) files, "
+                        "folders of images, or glob patterns")
     where = p.add_mutually_exclusive_group()
     where.add_argument("-o", "--out", help="output file (one input only; with --demo: the demo PNG, replaced if it "
                        "exists; default: "
@@ -165,46 +90,15 @@ def build_parser() -> OneLineParser:
                         f"where the encoder has one)")
     p.add_argument("--pix-fmt", default=None,
                    help="video pixel format (default: yuv420p; e.g. yuv444p, yuv420p10le)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="count an output that exists already as done (to finish an interrupted batch)")
+    p.add_argument("--dask", metavar="ADDRESS|local:N", default=None,
+                   help="run one task per file on a Dask cluster: a scheduler address (tcp://host:8786), or "
+                        "local:N for N local worker processes (needs the dask extra)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.add_argument("--demo", action="store_true",
                    help="draw a test chart, compare bicubic and ESPCN, write a side-by-side PNG")
     return p
-
-
-def media_kind(src: Path, dst: Path, max_pixels) -> str | None:
-    """``"video"`` for a video file (by suffix), ``"animation"`` for an animated GIF, APNG or WebP (or any
-    input written as .gif or .webp), None for a still image."""
-    if is_video_path(src) or is_video_path(dst):
-        return "video"
-    if dst.suffix.lower() in (".gif", ".webp"):
-        return "animation"
-    if src.suffix.lower() in ANIMATION_SUFFIXES and is_animated(src, max_pixels):
-        return "animation"
-    return None
-
-
-def upscale_media(kind: str, src: Path, dst: Path, scale: int, net, args, stderr, label: str):
-    """Upscale a video or an animation with the library, a progress bar of its frames on ``stderr``
-    (frames done, frames per second, ETA); returns the result's shape ``(H, W)``."""
-    bar = Progress(0, label, stream=stderr, unit="frames", show_loss=False, disabled=args.quiet)
-
-    def progress(done, total):
-        bar.total = max(total, done)
-        bar.update(done - bar.done)
-
-    try:
-        if kind == "video":
-            info = upscale_video(src, dst, scale, net, codec=args.codec, crf=args.crf, preset=args.preset,
-                                 pix_fmt=args.pix_fmt, tile=args.tile, ensemble=args.ensemble,
-                                 overwrite=args.overwrite, max_pixels=args.max_pixels, progress=progress)
-        else:
-            info = upscale_animation(src, dst, scale, net, tile=args.tile, ensemble=args.ensemble,
-                                     quality=args.quality, overwrite=args.overwrite, max_pixels=args.max_pixels,
-                                     progress=progress)
-    finally:
-        if bar.done:
-            bar.close()
-    return info["height"], info["width"]
 
 
 def _resolve(args):
@@ -226,83 +120,58 @@ def run(args, stderr=None) -> int:
         check_max_pixels(args.max_pixels)
     except ValueError:
         raise UsageError(f"--max-pixels must be a positive integer (0: no limit), got {args.max_pixels}") from None
-    found: set = set()
-    files = expand_inputs(args.inputs, found)
-    if not files:
-        raise UsageError("no input images (give files, folders or glob patterns, or --demo)")
-    if args.out is not None and len(files) != 1:
-        raise UsageError(f"-o/--out takes one input, got {len(files)}; use --out-dir for several")
-    if args.out is not None:
-        if not (is_video_path(args.out) or Path(args.out).suffix.lower() in ANIMATION_SUFFIXES):
-            format_for(args.out)
-        if not Path(args.out).parent.is_dir():
-            raise UsageError(f"cannot write {args.out}: the folder {Path(args.out).parent} does not exist")
-    if args.out_dir is not None:
-        if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
-            raise UsageError(f"--out-dir {args.out_dir} exists and is not a folder")
-        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    if args.overwrite and args.skip_existing:
+        raise UsageError("--overwrite and --skip-existing contradict each other; give one")
     net, scale = _resolve(args)
-    earlier = earlier_outputs(files, found)
-    failed, written = 0, {}
-    for i, src in enumerate(files, start=1):
-        if src in earlier:
-            if not args.quiet:
-                print(f"[{i}/{len(files)}] {src}: not upscaled: an earlier output of {earlier[src].name} "
-                      f"(name it on its own to upscale it)", file=stderr)
-            continue
-        dst = output_path(src, scale, args.out, args.out_dir)
-        t0 = time.perf_counter()
-        try:
-            if _key(dst) in written:
-                raise ValueError(f"{dst} was written by this run for {written[_key(dst)]} (two inputs with the "
-                                 f"same name: give them separate --out-dir)")
-            if src.exists() and os.path.lexists(dst) and os.path.realpath(dst) == os.path.realpath(src):
-                raise ValueError(f"{dst} is the input itself; never replaced")
-            if os.path.lexists(dst) and not args.overwrite:
-                what = "exists as a dangling symlink" if not dst.exists() else "exists"
-                raise ValueError(f"{dst} {what} (pass --overwrite to replace it)")
-            kind = media_kind(src, dst, args.max_pixels)
-            if kind is not None:
-                shape = upscale_media(kind, src, dst, scale, net, args, stderr, f"[{i}/{len(files)}] {src.name}")
-            else:
-                fmt = format_for(dst)
-                image, info = read_image(src, args.max_pixels)
-                icc = info.get("icc_profile")
-                if fmt == "PNG" and image.dtype in (np.uint8, np.uint16):
-                    # streamed: one band of rows at a time, the whole result is never in memory
-                    shape, dtype, bands = upscale_bands(image, scale, net, tile=args.tile, clip=args.clip,
-                                                         ensemble=args.ensemble)
-                    write_png_rows(dst, shape, dtype, bands(), icc_profile=icc,
-                                   png_compression=args.png_compression, overwrite=args.overwrite)
-                else:
-                    big = upscale(image, scale, net, tile=args.tile, clip=args.clip, ensemble=args.ensemble)
-                    shape = big.shape
-                    write_image(dst, big, quality=args.quality, icc_profile=icc,
-                                png_compression=args.png_compression, overwrite=args.overwrite)
-                    del big
-                del image
-        except FileExistsError:
-            failed += 1
-            print(f"[{i}/{len(files)}] {src}: skipped: {dst} appeared while it was being upscaled (another "
-                  f"run?); not replaced (pass --overwrite to replace it)", file=stderr)
-            continue
-        except MemoryError:
-            failed += 1
-            print(f"[{i}/{len(files)}] {src}: skipped: not enough memory to upscale it (MemoryError; try "
-                  f"--tile, or a PNG output, which is streamed)", file=stderr)
-            continue
-        except (ValueError, TypeError, OSError, MissingExtra) as e:
-            failed += 1
-            print(f"[{i}/{len(files)}] {src}: skipped: {e}", file=stderr)
-            continue
-        written[_key(dst)] = src
-        if not args.quiet:
-            h, w = shape[:2]
-            print(f"[{i}/{len(files)}] {src} -> {dst} ({w // scale}x{h // scale} -> {w}x{h}, "
-                  f"{time.perf_counter() - t0:.1f} s)", file=stderr)
-    if failed:
-        print(f"{PROG}: {failed} of {len(files)} file(s) failed", file=stderr)
-    return 1 if failed else 0
+    n_failed, n_files = 0, 0
+    bars = {}                                  # a video's or an animation's frames: one bar per file
+
+    def frame_progress(rec, done, total):
+        bar = bars.get(rec["index"])
+        if bar is None:
+            bar = bars[rec["index"]] = Progress(0, f"[{rec['index']}/{rec['total']}] {rec['src'].name}",
+                                                stream=stderr, unit="frames", show_loss=False,
+                                                disabled=args.quiet)
+        bar.total = max(total, done)
+        bar.update(done - bar.done)
+
+    def progress(rec):
+        nonlocal n_failed, n_files
+        bar = bars.pop(rec["index"], None)
+        if bar is not None and bar.done:
+            bar.close()
+        n_files += 1
+        where = f"[{rec['index']}/{rec['total']}] {rec['src']}"
+        if rec["status"] == "failed":
+            n_failed += 1
+            print(f"{where}: {rec['message']}", file=stderr)
+        elif args.quiet:
+            return
+        elif rec["status"] == "written":
+            h, w = rec["shape"][:2]
+            print(f"{where} -> {rec['dst']} ({w // scale}x{h // scale} -> {w}x{h}, {rec['seconds']:.1f} s)",
+                  file=stderr)
+        else:
+            print(f"{where}: {rec['message']}", file=stderr)
+
+    client, cluster = dask_client(args.dask) if args.dask else (None, None)
+    try:
+        upscale_files(args.inputs, args.out_dir, scale, net, client=client, overwrite=args.overwrite,
+                      skip_existing=args.skip_existing, out=args.out, tile=args.tile, quality=args.quality,
+                      png_compression=args.png_compression, max_pixels=args.max_pixels, clip=args.clip,
+                      ensemble=args.ensemble, progress=progress, codec=args.codec, crf=args.crf,
+                      preset=args.preset, pix_fmt=args.pix_fmt, frame_progress=frame_progress)
+    finally:
+        for bar in bars.values():              # interrupted mid-file: end its bar's line
+            if bar.done:
+                bar.close()
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    if n_failed:
+        print(f"{PROG}: {n_failed} of {n_files} file(s) failed", file=stderr)
+    return 1 if n_failed else 0
 
 
 def main(argv=None) -> int:
@@ -315,7 +184,7 @@ def main(argv=None) -> int:
             return demo_command(args.out or "espcn_demo.png", 3 if args.scale is None else args.scale,
                                 args.model, prog=PROG, tile=args.tile)
         return run(args)
-    except (UsageError, ValueError, TypeError, OSError) as e:
+    except (UsageError, ValueError, TypeError, OSError, MissingExtra) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except MemoryError:

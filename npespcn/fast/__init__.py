@@ -8,15 +8,25 @@ below (its one door). What lies behind it:
 file               role
 =================  =================================================================================
 ``chunked.py``     plans a convolution in chunks of rows and runs them on worker threads; picks im2col
-                   + GEMM, kn2row or shifted taps per layer shape (all equal to the reference within
+                   + GEMM, kn2row, shifted taps or Winograd per layer shape (all equal to the reference within
                    floating-point rounding)
 ``compiled.py``    the training chunk loops as numba parallel regions; OpenMP thread start-up
 ``rows.py``        numba loops over one chunk's rows: im2col/col2im, bias + activation, kn2row adds
 ``blas.py``        NumPy's OpenBLAS through ctypes: single-threaded BLAS, ``cblas_?gemm`` pointers
+``winograd.py``    Winograd F(m x m, 3x3) at inference: its matrices, and the transforms fused around
+                   batched GEMMs on blocks of tiles aligned to the image
 ``vecmath.py``     the activation codes and the scalar formulas the compiled loops share (tanh, gelu)
 =================  =================================================================================
 """
-from .chunked import conv2d_chunked_backward, conv2d_chunked_forward, out_array
+from .chunked import (
+           WINOGRAD,
+           conv2d_chunked_backward,
+           conv2d_chunked_forward,
+           image_origin,
+           out_array,
+           size_independent_is_bitwise,
+           winograd_tile,
+)
 from .rows import col2im_rows, im2col_rows
 from .vecmath import (
            ACT_CODES,
@@ -30,7 +40,9 @@ from .vecmath import (
            gelu_grad,
            tanh32,
 )
+from .winograd import POINTS, transform_weights, winograd_matrices
 
-__all__ = ["conv2d_chunked_forward", "conv2d_chunked_backward", "out_array", "im2col_rows", "col2im_rows",
+__all__ = ["conv2d_chunked_forward", "conv2d_chunked_backward", "out_array", "size_independent_is_bitwise", "im2col_rows", "col2im_rows",
+           "WINOGRAD", "image_origin", "winograd_tile", "POINTS", "winograd_matrices", "transform_weights",
            "ACT_CODES", "IDENTITY", "RELU", "TANH", "GELU", "TANH_LIBM", "activation_code", "gelu",
            "gelu_grad", "tanh32"]

@@ -131,6 +131,15 @@ def gemm(fn, trans_a, trans_b, a, b, beta, c):
        a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1], beta, c.ctypes.data, N)
 
 
+@numba.njit(nogil=True, cache=True)
+def gemm_rows(fn, M, N, K, a, lda, b, ldb, c, ldc):
+    """``c[:M, :N] = a[:M, :K] @ b[:K, :N]`` from numba-compiled code, where ``a``, ``b``, ``c`` are 2-D
+    C-contiguous arrays of ``fn``'s dtype whose rows are ``lda``, ``ldb``, ``ldc`` apart (arrays padded
+    so that their rows do not map to the same cache sets). Nothing is checked (as :func:`gemm`)."""
+    fn(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
+       c.ctypes.data, ldc)
+
+
 _lock = threading.Lock()
 _depth = 0
 _saved = 1
@@ -174,3 +183,26 @@ def single_threaded_blas():
             _depth -= 1
             if _depth == 0:
                 setter(_saved)
+
+
+def columns_exact(min_mnk: int, gemm=np.dot) -> bool:
+    """Whether ``gemm`` (NumPy's float32 matrix product) gives a column of ``A @ B`` the same bits wherever
+    that column sits in ``B`` and however wide ``B`` is, for products of at least ``min_mnk`` multiply-adds.
+
+    Tiled inference is bitwise equal to untiled inference exactly when this holds: a tile puts a pixel's
+    column at another position of a product of another width. Most OpenBLAS kernels compute every column
+    by the same loop, but not all: OpenBLAS 0.3.2x-0.3.31's Haswell sgemm on some AMD EPYC machines
+    rounds a column differently by its position (by about 1 ulp). Measured by a few products of the layer
+    shapes ESPCN uses (milliseconds); the answer is the same for every call on one machine.
+    """
+    rng = np.random.default_rng(0)
+    for f, k in ((64, 25), (32, 64), (32, 576), (9, 32), (27, 288)):
+        a = rng.standard_normal((f, k)).astype(np.float32)
+        n0 = -(-min_mnk // (f * k))
+        b = rng.standard_normal((k, 4 * n0 + 64)).astype(np.float32)
+        whole = gemm(a, b)
+        for start, width in ((0, n0), (16, n0 + 5), (37, n0 + 300), (n0 + 3, 2 * n0 + 19)):
+            part = gemm(a, np.ascontiguousarray(b[:, start:start + width]))
+            if not np.array_equal(part, whole[:, start:start + width]):
+                return False
+    return True

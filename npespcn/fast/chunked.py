@@ -63,7 +63,9 @@ has 151 MB of them for the 64-channel layer.
 Size independence (tiled inference must be bitwise equal to untiled): every pixel gets the same bias add
 and activation, and from BLAS the same dot product of a row of ``w2`` with its column of ``cols``.
 OpenBLAS splits a GEMM's work over rows and columns (never over the summed dimension), its K-blocking
-depends only on K, and every column is computed by the same micro-kernel loop. It does switch to other
+depends only on K, and every column is computed by the same micro-kernel loop -- on most machines:
+OpenBLAS's Haswell sgemm on some AMD EPYC CPUs rounds a column by its position in the product, and there
+only float32 rounding separates a tile from the whole (:func:`size_independent_is_bitwise` measures it). It does switch to other
 kernels for small products ("small matrix" and "direct" sgemm, below ``M*N*K = 28*512*512``);
 inference never calls it on a product that small: chunks hold at least ``MIN_GEMM_MNK / (F*K)``
 pixels (:data:`MIN_GEMM_MNK`), and an image smaller than that gets spare columns whose outputs are
@@ -93,6 +95,8 @@ If NumPy's BLAS cannot be made single-threaded, one worker runs every chunk and 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -102,7 +106,7 @@ import numpy as np
 
 from . import compiled as _par
 from .blas import AVAILABLE as BLAS_CONTROL
-from .blas import GEMMS, SGEMM_AVAILABLE, sgemm_add, single_threaded_blas
+from .blas import GEMMS, SGEMM_AVAILABLE, columns_exact, sgemm_add, single_threaded_blas
 from .rows import bias_act_rows as _bias_act_rows
 from .rows import col2im_rows as _col2im_rows
 from .rows import gather_rows as _gather_rows
@@ -111,6 +115,8 @@ from .rows import kn2row_rows as _kn2row_rows
 from .rows import pad_rows as _pad_rows
 from .rows import unpad_rows as _unpad_rows
 from .vecmath import IDENTITY, activation_code
+from .winograd import BLOCK as WINOGRAD_BLOCK
+from .winograd import scratch_shapes, transform_weights, winograd_block, winograd_matrices
 
 CHUNK_PIXELS = 2048
 """Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
@@ -118,6 +124,20 @@ CHUNK_PIXELS = 2048
 MIN_GEMM_MNK = 1 << 23
 """Forward GEMMs are padded to at least this M*N*K, above OpenBLAS's small-matrix and direct-sgemm
 thresholds (28*512*512), so every chunk size runs the same kernels."""
+
+
+_SIZE_INDEPENDENT = []          # the answer of size_independent_is_bitwise(), once asked
+
+
+def size_independent_is_bitwise() -> bool:
+    """Whether ``size_independent=True`` convolutions give a pixel the same bits whatever the image's size,
+    its position in a tile, and the thread count (so tiled inference is bitwise the untiled result):
+    true when NumPy's BLAS computes every column of a product alike (:func:`~npespcn.fast.blas.columns_exact`,
+    measured once); otherwise the two agree to float32 rounding (about 1e-7 of the output's range)."""
+    if not _SIZE_INDEPENDENT:
+        with single_threaded_blas():
+            _SIZE_INDEPENDENT.append(columns_exact(MIN_GEMM_MNK))
+    return _SIZE_INDEPENDENT[0]
 
 
 KN2ROW_MAX_WIDTH = 64
@@ -135,6 +155,49 @@ PARALLEL_DRIVERS = bool(GEMMS) and BLAS_CONTROL
 """Whether training convolutions run the compiled drivers of :mod:`~npespcn.fast.compiled`
 (when NumPy's OpenBLAS ``cblas_?gemm`` was found and numba's threading layer is OpenMP or TBB, see
 :func:`parallel_gemm`); the Python drivers on a thread pool otherwise, and always at inference."""
+
+WINOGRAD = SGEMM_AVAILABLE
+"""Whether inference may run 3x3 layers by Winograd F(m x m, 3x3) (:func:`winograd_tile`), inside
+:func:`image_origin` or given an ``origin`` (float32, NumPy's OpenBLAS ``cblas_sgemm`` found)."""
+
+
+WINOGRAD_TILES: dict = {}
+"""``{(C, F): m}``: the 3x3 layer shapes that run by Winograd F(m x m, 3x3) inside :func:`image_origin`,
+chosen by measurement (benchmarks/README.md). Empty: on the 2-core machine measured, shifted taps were
+as fast or faster for every ESPCN layer shape (64->32, 32->9, 64->64, 32->32)."""
+
+
+def winograd_tile(C: int, F: int) -> int:
+    """The Winograd output tile side ``m`` for a 3x3 inference layer of ``C`` inputs and ``F`` outputs,
+    0 for shifted taps (:data:`WINOGRAD_TILES`): by the layer's shape alone, so that a pixel's bits do
+    not depend on the image's size."""
+    return WINOGRAD_TILES.get((C, F), 0)
+
+
+_ORIGIN = contextvars.ContextVar("npespcn_image_origin", default=None)
+
+
+@contextlib.contextmanager
+def image_origin(y: int = 0, x: int = 0):
+    """Within the block, inference convolutions take their input to sit at ``(y, x)`` of an image and
+    may run 3x3 layers by Winograd, on tiles aligned to that image's coordinates (:data:`WINOGRAD`).
+
+    A Winograd pixel's value depends on where it lies in its tile; aligned to the image, it is the same
+    for the whole image and for any crop of it that says where it lies: ``image_origin(0, 0)`` for a
+    whole image, ``image_origin(y0, x0)`` for the crop ``image[y0:, x0:]``. Outside such a block (and
+    for crops that do not say) inference runs shifted taps, whose pixels do not depend on the crop.
+
+    Examples::
+
+        >>> with image_origin(0, 0):
+        ...     y = model.infer(x)              # doctest: +SKIP
+    """
+    token = _ORIGIN.set((int(y), int(x)))
+    try:
+        yield
+    finally:
+        _ORIGIN.reset(token)
+
 
 # --------------------------------------------------------------------------------------------------
 # Drivers: each worker owns its buffers and runs its chunks serially. Forward: a free worker takes the
@@ -271,7 +334,8 @@ def out_array(out, shape, dt):
     return out
 
 
-def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independent: bool = True, out=None):
+def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independent: bool = True, out=None,
+                           origin=None):
     """``act(conv(x, w) + b)`` chunk by chunk (see the module docstring): im2col, or in training kn2row
     when ``F < C`` and the image is at most :data:`KN2ROW_MAX_WIDTH` wide; at inference by shifted taps
     when ``C > 1`` (float32, :data:`SHIFTED_TAPS`).
@@ -289,6 +353,10 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     out : ndarray (N, F, H, W) or None
         Write the result here (C-contiguous, the result's dtype; it must not overlap ``x``) instead of
         a new array: a training step that reuses its arrays saves the page faults of fresh ones.
+    origin : (y, x) or None
+        Where ``x`` lies in its image (default: as :func:`image_origin` says, or unknown): when known,
+        a float32 3x3 inference layer may run by Winograd on tiles aligned to the image
+        (:func:`winograd_tile`, :mod:`~npespcn.fast.winograd`).
 
     Returns
     -------
@@ -304,6 +372,11 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     out = out_array(out, (N, F, H, W), dt)
     if not size_independent and F < C and k > 1 and W <= KN2ROW_MAX_WIDTH:
         _forward_kn2row(x, np.ascontiguousarray(w, dtype=dt), b, code, out)
+        return out
+    origin = _ORIGIN.get() if origin is None else origin
+    m = winograd_tile(C, F) if size_independent and WINOGRAD and k == 3 and dt == np.float32 else 0
+    if m and origin is not None:
+        _forward_winograd(x, np.ascontiguousarray(w, dtype=dt), b, code, out, m, origin)
         return out
     if size_independent and SHIFTED_TAPS and C > 1 and k > 1 and dt == np.float32:
         _forward_shifted(x, np.ascontiguousarray(w, dtype=dt), b, code, out)
@@ -372,6 +445,33 @@ def _forward_shifted(x, w, b, code, out):
                 i, j = divmod(t, k)
                 sgemm_add(tap, xp, first + (i - p) * Wp + (j - p), cols, tmp)
             _unpad_rows(tmp, p, code, r0, r1, out)
+
+    _map_workers(work, workers)
+
+
+def _forward_winograd(x, w, b, code, out, m, origin):
+    """The inference forward of :func:`conv2d_chunked_forward` by Winograd F(m x m, 3x3): blocks of
+    tiles aligned to the image's coordinates, dealt to the workers (see :mod:`~npespcn.fast.winograd`)."""
+    N, C, H, W = x.shape
+    F = w.shape[0]
+    alpha = m + 2
+    R, T = WINOGRAD_BLOCK[m]
+    oy, ox = origin
+    AT, _, BT = (a.astype(np.float32) for a in winograd_matrices(m))
+    U = np.ascontiguousarray(transform_weights(w, m).reshape(alpha * alpha, F, C))
+    by = range(oy // (R * m), (oy + H - 1) // (R * m) + 1)        # the block rows and columns the array meets
+    bx = range(ox // (T * m), (ox + W - 1) // (T * m) + 1)
+    blocks = [(n, i * R * m - oy, j * T * m - ox) for n in range(N) for i in by for j in bx]
+    workers = min(_max_workers(), len(blocks))
+    fn = GEMMS[np.dtype(np.float32)]
+    deal = _dealer(len(blocks))
+
+    def work(wid):
+        bufs = [_buffer("w" + name, int(np.prod(shape)), np.float32, True).reshape(shape)
+                for name, shape in scratch_shapes(m, C, F).items()]
+        while (c := deal()) is not None:
+            n, y0, x0 = blocks[c]
+            winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, code, fn, *bufs, out)
 
     _map_workers(work, workers)
 

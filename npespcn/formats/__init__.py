@@ -12,7 +12,14 @@ PyTorch ``state_dict``    zip archive with a ``data.pkl`` entry           :mod:`
 TensorFlow frozen graph   protobuf starting with a ``GraphDef.node``      :mod:`npespcn.formats.tf_graphdef`
 (``.pb``, TF-ESPCN,       (byte 0x0A) whose nodes form the chain Conv2D,
 OpenCV dnn_superres)      Add, Relu/Tanh, ..., DepthToSpace, [Tanh]
+ONNX model (``.onnx``)    protobuf starting with ``ir_version`` (byte     :mod:`npespcn.formats.onnx`
+                          0x08) and holding a graph: Conv,
+                          Relu/Tanh/PRelu, ..., DepthToSpace, [Tanh]
 ========================  ==============================================  ==================================
+
+Writing: :func:`save_npz` (a model), :func:`export_model` (``.onnx`` by :func:`~npespcn.formats.onnx.write_onnx`,
+``.pb`` by :func:`~npespcn.formats.tf_graphdef_writer.write_graphdef`, chosen by the file's suffix), all with
+npespcn's own protobuf writer (:mod:`npespcn.formats.protobuf`), atomically.
 
 What each format determines:
 
@@ -20,6 +27,7 @@ What each format determines:
 * ``.pb``: everything, read off the graph: kernel sizes and filters from the ``Const`` kernels (HWIO),
   activations from the ops, scale from ``DepthToSpace``'s block size. The published TF-ESPCN models are
   ``layers=[[5, 64], [3, 32]], activation="relu", output_activation="tanh"``.
+* ``.onnx``: everything, read off the graph like a ``.pb`` (initializers in ONNX's ``(out, in, k, k)``).
 * ``.pth``: layers, channels and scale from the weight shapes (``r = sqrt(out / C)`` of ``last_part.0``);
   the activations are not stored, so they default to ESPCN-pytorch's (``activation="tanh"``,
   ``output_activation=None``) unless given as keyword overrides.
@@ -44,15 +52,19 @@ from pathlib import Path
 
 from .arch import ARCH_FIELDS, ArchError, apply_overrides, check_arch, check_overrides
 from .npz import is_npespcn_npz, read_npz, save_npz
+from .onnx import OPSET, looks_like_onnx, read_onnx, write_onnx
 from .tf_graphdef import looks_like_graphdef, read_graphdef
+from .tf_graphdef_writer import write_graphdef
 from .torch_pth import espcn_from_state_dict, espcn_layout, is_torch_zip, read_state_dict
 
 ACCEPTED = ("npespcn .npz; PyTorch state_dict .pth (torch.save zip format, ESPCN-pytorch keys); "
-            "TensorFlow frozen GraphDef .pb of an ESPCN (TF-ESPCN / OpenCV dnn_superres)")
+            "TensorFlow frozen GraphDef .pb of an ESPCN (TF-ESPCN / OpenCV dnn_superres); ONNX .onnx of an ESPCN")
+EXPORTS = {".onnx": "ONNX", ".pb": "TensorFlow GraphDef"}
+"""The suffixes :func:`export_model` writes, with their format's name."""
 
 
 def read_foreign(path) -> tuple[str, dict, dict] | None:
-    """``(format name, arch, params)`` for a ``.pth`` or ``.pb`` file, ``None`` if it is neither.
+    """``(format name, arch, params)`` for a ``.pth``, ``.pb`` or ``.onnx`` file, ``None`` if it is none.
 
     ``params`` are in npespcn's naming and layout (``conv1.weight`` (out, in, k, k), ...); for a ``.pth`` the
     ``arch`` holds ESPCN-pytorch's default activations.
@@ -70,7 +82,39 @@ def read_foreign(path) -> tuple[str, dict, dict] | None:
     if looks_like_graphdef(path):
         arch, params = read_graphdef(path)
         return "TensorFlow GraphDef", arch, params
+    if looks_like_onnx(path):
+        arch, params = read_onnx(path)
+        return "ONNX", arch, params
     return None
+
+
+def export_model(arch: dict, params: dict, path, overwrite: bool = False, layout: str = "nchw") -> str:
+    """Write the ESPCN ``(arch, params)`` (npespcn's names and layout) in the format of ``path``'s suffix
+    (:data:`EXPORTS`), atomically, never replacing an existing file unless ``overwrite``.
+
+    Args:
+        arch, params: :attr:`npespcn.ESPCN.arch` and :attr:`npespcn.ESPCN.params` of a plain (folded) model.
+        path: ``*.onnx`` or ``*.pb``.
+        layout: ONNX only: ``"nchw"`` input (N, C, H, W) or ``"nhwc"`` (N, H, W, C), see
+            :mod:`npespcn.formats.onnx`.
+
+    Returns:
+        The format's name.
+
+    Raises:
+        ValueError: another suffix, or a model the format cannot express (the message says why).
+        FileExistsError: ``path`` exists and not ``overwrite``.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx":
+        write_onnx(arch, params, path, overwrite=overwrite, layout=layout)
+    elif suffix == ".pb":
+        if layout != "nchw":
+            raise ValueError("layout applies to ONNX files only; a .pb takes NHWC input as TF-ESPCN's do")
+        write_graphdef(arch, params, path, overwrite=overwrite)
+    else:
+        raise ValueError(f"cannot export to {path}: expected a file ending in {' or '.join(EXPORTS)}")
+    return EXPORTS[suffix]
 
 
 def read_model_file(path) -> tuple[str, dict, dict]:
@@ -109,5 +153,5 @@ def read_model_file(path) -> tuple[str, dict, dict]:
     raise ValueError(f"{path}: not a model file npespcn can read; accepted formats: {ACCEPTED}")
 
 
-__all__ = ["read_model_file", "read_foreign", "save_npz", "apply_overrides", "check_arch", "check_overrides",
-           "ArchError", "ARCH_FIELDS", "ACCEPTED"]
+__all__ = ["read_model_file", "read_foreign", "save_npz", "export_model", "EXPORTS", "OPSET", "apply_overrides",
+           "check_arch", "check_overrides", "ArchError", "ARCH_FIELDS", "ACCEPTED"]

@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 ARCH_FIELDS = ("scale", "channels", "layers", "activation", "output_activation")
 FROM_SHAPES = ("scale", "channels", "layers")
 
@@ -147,3 +149,26 @@ def apply_overrides(path, arch: dict, overrides: dict) -> dict:
         else:
             arch[key] = value
     return arch
+
+
+def check_exportable(arch: dict, params: dict, hidden: tuple, outputs: tuple, what: str) -> dict:
+    """``arch`` checked, and ``params`` checked against it, for a writer that supports the hidden
+    activations ``hidden`` and the output activations ``outputs`` (``None`` for none); ``ValueError``
+    naming what the format cannot express otherwise."""
+    arch = check_arch(arch)
+    if arch["activation"] not in hidden:
+        raise ValueError(f"{what} export supports the hidden activations {', '.join(hidden)}; this model uses "
+                         f"{arch['activation']!r}")
+    out_act = None if arch["output_activation"] in (None, "identity") else arch["output_activation"]
+    if out_act not in outputs:
+        raise ValueError(f"{what} export supports the output activations "
+                         f"{', '.join(str(o) for o in outputs)}; this model uses {out_act!r}")
+    shapes = param_shapes(arch)
+    if set(params) != set(shapes):
+        raise ValueError(f"parameters {sorted(params)} do not match the architecture's {sorted(shapes)}")
+    for name, shape in shapes.items():
+        if tuple(np.shape(params[name])) != shape:
+            raise ValueError(f"{name}: shape {np.shape(params[name])}, the architecture needs {shape}")
+        if not np.all(np.isfinite(params[name])):
+            raise ValueError(f"{name}: parameters contain NaN or infinity")
+    return {**arch, "output_activation": out_act}

@@ -1,4 +1,4 @@
-"""A minimal reader of the Protocol Buffers wire format (enough for a TensorFlow ``GraphDef``).
+"""A minimal reader and writer of the Protocol Buffers wire format (enough for TensorFlow's ``GraphDef`` and ONNX).
 
 A serialised message is a flat sequence of *fields*; each starts with a varint *key*::
 
@@ -126,3 +126,60 @@ def packed_varints(value) -> list[int]:
         v, pos = read_varint(value, pos)
         out.append(as_int64(v))
     return out
+
+
+# ------------------------------------------------------------------------------------------ writing
+# The writer mirrors the reader: a message is the concatenation of its encoded fields, each a key
+# ``(field_number << 3) | wire_type`` followed by its payload. Callers build nested messages inside out
+# (encode the inner message, then wrap its bytes with :func:`len_field`). Fields are written in the order
+# given, so the same call always gives the same bytes.
+def encode_varint(value: int) -> bytes:
+    """The varint of ``value``; a negative ``int64`` is written as its 64-bit two's complement (10 bytes)."""
+    value = int(value)
+    if value < 0:
+        value += 1 << 64
+    if not 0 <= value < 1 << 64:
+        raise ProtobufError(f"varint out of the 64-bit range: {value}")
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def key(field: int, wire: int) -> bytes:
+    """The encoded key of field ``field`` with wire type ``wire``."""
+    if field < 1:
+        raise ProtobufError(f"field numbers start at 1, got {field}")
+    return encode_varint(field << 3 | wire)
+
+
+def varint_field(field: int, value: int) -> bytes:
+    """A VARINT field (int32, int64, enum, bool)."""
+    return key(field, VARINT) + encode_varint(value)
+
+
+def len_field(field: int, payload) -> bytes:
+    """A LEN field: bytes, a UTF-8 string (``str`` is encoded), a nested message or a packed array."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    payload = bytes(payload)
+    return key(field, LEN) + encode_varint(len(payload)) + payload
+
+
+def float_field(field: int, value: float) -> bytes:
+    """An I32 field holding an IEEE-754 single."""
+    return key(field, I32) + struct.pack("<f", value)
+
+
+def packed_varints_field(field: int, values) -> bytes:
+    """A packed ``repeated int32/int64``: one LEN field of the values' varints."""
+    return len_field(field, b"".join(encode_varint(v) for v in values))
+
+
+def packed_floats_field(field: int, values) -> bytes:
+    """A packed ``repeated float``: one LEN field of 4-byte little-endian floats."""
+    return len_field(field, np.asarray(values, dtype="<f4").tobytes())

@@ -19,6 +19,7 @@ file               concept                                      guide
 ``conv.py``        convolution as im2col + GEMM, its backward   4
 ``activation.py``  relu, tanh, gelu, identity, PReLU            5
 ``loss.py``        mean squared error, L1, Charbonnier          6
+``winograd.py``    Winograd minimal filtering for 3x3 layers    12
 ``backend.py``     which of the two implementations runs        A
 =================  ===========================================  =======
 """

@@ -3,7 +3,9 @@
 Each tile is processed with a halo of ``max(model.receptive_radius, 2)`` low-resolution pixels (2 is the
 bicubic's reach). With the fast backend the convolutions give a pixel the same bits whatever the array
 size, and everything else is elementwise or position-based, so a tiled result is bitwise equal to the
-untiled one. (The NumPy reference backend runs one GEMM per image, whose rounding depends on the
+untiled one, wherever NumPy's BLAS computes every column of a product alike
+(:func:`npespcn.fast.size_independent_is_bitwise`; one OpenBLAS kernel on some AMD machines does not,
+and there tiles agree to float32 rounding). (The NumPy reference backend runs one GEMM per image, whose rounding depends on the
 image's size: there tiles agree with the whole image to float rounding, about 1e-6.) ``tile=None`` picks
 the largest tile that keeps the working memory of one tile near :data:`TILE_BUDGET` bytes, then evens
 the tiles out (:func:`balanced`).

@@ -376,7 +376,9 @@ def load_model(path, **overrides) -> ESPCN:
     """Load an ESPCN from a model file, whatever its format (see :mod:`npespcn.formats`).
 
     Args:
-        path: str or Path of an npespcn ``.npz``, a PyTorch ``.pth`` state dict or a TensorFlow ``.pb``.
+        path: str or Path of an npespcn ``.npz``, a PyTorch ``.pth`` state dict, a TensorFlow ``.pb`` or an
+            ONNX ``.onnx`` ESPCN graph (see :mod:`npespcn.formats.onnx` for the layouts read), recognised by
+            content.
         **overrides: architecture fields (``scale, channels, layers, activation, output_activation``).
             Scale, channels and layers must agree with the file; the activations replace what the
             file holds or implies (a ``.pth`` stores none: ESPCN-pytorch's tanh is assumed).

@@ -1,4 +1,5 @@
-"""Optimizers (SGD, Adam) with PyTorch's update rules, and learning-rate schedules.
+"""Optimizers (SGD, Adam) with PyTorch's update rules, a moving average of the weights, and learning-rate
+schedules.
 
 Parameters are a dict ``name -> array`` (``model.params``); ``opt.step(grads)`` takes the matching dict
 (``model.grads``) and updates the arrays **in place**, in their own dtype. A per-parameter learning-rate
@@ -164,6 +165,53 @@ def _adam_update(p, g, m, v, one_minus_b1, b2, one_minus_b2, bias2_sqrt, eps, st
         m[i] = mi
         v[i] = vi
         p[i] -= step * mi / (np.sqrt(vi) / bias2_sqrt + eps)
+
+
+class EMA:
+    """An exponential moving average of the parameters (Polyak averaging, as BasicSR's ``ema_decay``),
+    updated after every optimizer step, with the warm-up of TensorFlow's ``ExponentialMovingAverage``
+    given ``num_updates``::
+
+        d      = min(decay, (1 + t) / (10 + t))       t = updates so far (a short memory at the start)
+        avg    = avg + (1 - d) * (p - avg)
+
+    The average is what gets validated and saved; the optimizer keeps training the raw parameters.
+
+    Args:
+        params: ``name -> array`` (``model.params``), copied as the starting average.
+        decay: in (0, 1); 0.999 averages over about the last 1000 steps.
+
+    Examples:
+        >>> import numpy as np
+        >>> p = {"w": np.zeros(2, np.float32)}
+        >>> ema = EMA(p, 0.5)
+        >>> p["w"][...] = 1.0; ema.update(p); ema.average["w"]    # d = min(0.5, 1/10)
+        array([0.9, 0.9], dtype=float32)
+    """
+
+    def __init__(self, params: dict, decay: float):
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+            raise ValueError(f"EMA decay must be a number in (0, 1), got {decay!r}")
+        self.decay = float(decay)
+        self.average = {k: np.array(v, copy=True) for k, v in _as_dict(params).items()}
+        self.updates = 0
+
+    def update(self, params: dict) -> None:
+        """Move the average towards ``params`` (same names and shapes as at construction)."""
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, avg in self.average.items():
+            avg += avg.dtype.type(1 - d) * (params[k] - avg)
+        self.updates += 1
+
+    def load_state(self, average: dict, updates: int) -> None:
+        """Restore an average and its update count (from a checkpoint)."""
+        if set(average) != set(self.average):
+            raise ValueError(f"EMA names do not match the parameters: {sorted(set(average) ^ set(self.average))}")
+        for k, v in average.items():
+            if v.shape != self.average[k].shape:
+                raise ValueError(f"EMA buffer {k} has shape {v.shape}, the parameter {self.average[k].shape}")
+            self.average[k][...] = v
+        self.updates = int(updates)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from ..atomic import atomic_write
 from ..evaluation.protocol import evaluate, load_rgb8
 from ..image.io import list_images
 from ..nn.model import ESPCN, PAPER_LAYERS, SEVEN_LAYERS, check_scale
-from ..nn.optim import SGD, Adam, CosineLR, StepLR
+from ..nn.optim import EMA, SGD, Adam, CosineLR, StepLR
 from .patches import PatchSet, augment_batch, epoch_plan
 from .plot import plot_curves
 from .progress import Progress
@@ -96,6 +96,8 @@ class TrainConfig:
     "mse", "l1", "charbonnier", or "l1-mse": L1 for the first half of the epochs, then MSE (the PSNR
     it is judged by). ``reparam`` trains every hidden convolution as k×k + 1×1 (+ identity) branches
     (:class:`~npespcn.nn.reparam.RepConv2d`); the weights written are folded into the plain network.
+    ``ema`` > 0 keeps an exponential moving average of the weights with that decay
+    (:class:`~npespcn.nn.optim.EMA`): the average is validated and saved, the raw weights trained.
     """
 
     scale: int = 3
@@ -122,6 +124,7 @@ class TrainConfig:
     loss_border: int = 0
     loss: str = "mse"
     reparam: bool = False
+    ema: float = 0.0
 
     def __post_init__(self):
         if self.arch not in ("paper", "seven"):
@@ -158,6 +161,8 @@ class TrainConfig:
             raise ValueError(f"lr_gamma must be a finite number in (0, 1], got {self.lr_gamma!r}")
         if not number("last_lr_mult") >= 0:
             raise ValueError(f"last_lr_mult must be a finite number >= 0, got {self.last_lr_mult!r}")
+        if not 0 <= number("ema") < 1:
+            raise ValueError(f"ema must be a finite number in [0, 1) (0: no moving average), got {self.ema!r}")
         if not 0 <= number("momentum") < 1:
             raise ValueError(f"momentum must be a finite number in [0, 1), got {self.momentum!r}")
         if not self.rescale or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
@@ -242,12 +247,16 @@ def validate(model: ESPCN, images: list) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ checkpoint
-def save_checkpoint(path, model, optimizer, meta: dict) -> None:
-    """Write parameters, optimizer buffers and ``meta`` (JSON) to one ``.npz``, atomically."""
+def save_checkpoint(path, model, optimizer, meta: dict, ema: EMA | None = None) -> None:
+    """Write parameters, optimizer buffers, the moving average (if any) and ``meta`` (JSON) to one ``.npz``,
+    atomically."""
     arrays = {f"param/{k}": v for k, v in model.params.items()}
     for name, bufs in optimizer.state.items():
         for b, v in bufs.items():
             arrays[f"opt/{name}/{b}"] = v
+    if ema is not None:
+        arrays.update({f"ema/{k}": v for k, v in ema.average.items()})
+        meta = dict(meta, ema_updates=ema.updates)
     meta = dict(meta, optimizer={"lr": optimizer.lr, "initial_lr": optimizer.initial_lr, "steps": optimizer.steps})
     arrays["meta"] = np.array(json.dumps(meta))
     with atomic_write(path) as f:
@@ -315,22 +324,27 @@ def read_checkpoint_meta(path) -> dict:
     return _check_meta(path, _read_checkpoint(path, lambda z: json.loads(str(z["meta"][()]))))
 
 
-def load_checkpoint(path, model, optimizer) -> dict:
-    """Restore what :func:`save_checkpoint` wrote into ``model`` and ``optimizer``; return ``meta``.
+def load_checkpoint(path, model, optimizer, ema: EMA | None = None) -> dict:
+    """Restore what :func:`save_checkpoint` wrote into ``model``, ``optimizer`` and ``ema``; return ``meta``.
     A damaged checkpoint is a one-line ``ValueError`` (see :func:`read_checkpoint_meta`)."""
     def read(z):
         params = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
+        average = {k[len("ema/"):]: z[k] for k in z.files if k.startswith("ema/")}
         state = {k: {} for k in optimizer.params}
         for k in z.files:
             if k.startswith("opt/"):
                 name, buf = k[len("opt/"):].rsplit("/", 1)
                 state.setdefault(name, {})[buf] = z[k]
-        return json.loads(str(z["meta"][()])), params, state
+        return json.loads(str(z["meta"][()])), params, state, average
 
-    meta, params, state = _read_checkpoint(path, read)
+    meta, params, state, average = _read_checkpoint(path, read)
     _check_meta(path, meta)
     try:
         model.load_params(params)
+        if ema is not None:
+            if not isinstance(meta.get("ema_updates"), int) or isinstance(meta.get("ema_updates"), bool):
+                raise ValueError("it holds no moving average of the weights")
+            ema.load_state(average, meta["ema_updates"])
         for name, bufs in state.items():
             for buf, v in bufs.items():
                 if name in optimizer.params and v.shape != optimizer.params[name].shape:
@@ -372,6 +386,9 @@ class Trainer:
             # Start the output at the mean HR luma instead of 0: with the last layer at 0.1 x the rate,
             # Adam would otherwise spend thousands of steps just moving this bias to ~0.45.
             self.model.params[f"{self.model.last_layer}.bias"][...] = np.float32(patches.hr.mean(dtype=np.float64))
+        # the moving average (validated and saved instead of the raw weights) and the model that holds it
+        self.ema = EMA(self.model.params, config.ema) if config.ema else None
+        self.averaged = config.build_model() if self.ema else self.model
         lr_mult = self.model.lr_multipliers(config.last_lr_mult)
         if config.optimizer == "adam":
             self.opt = Adam(self.model.params, config.lr, lr_mult=lr_mult)
@@ -402,7 +419,7 @@ class Trainer:
                 "info": self.info}
 
     def _resume(self) -> None:
-        meta = load_checkpoint(self.out / CHECKPOINT, self.model, self.opt)
+        meta = load_checkpoint(self.out / CHECKPOINT, self.model, self.opt, self.ema)
         saved = TrainConfig.from_dict(meta["config"])
         mine, theirs = self.cfg.to_dict(), saved.to_dict()
         # The number of epochs may grow (to extend a run); how often to checkpoint does not change the weights.
@@ -424,7 +441,7 @@ class Trainer:
         self._write_log()
 
     def checkpoint(self) -> None:
-        save_checkpoint(self.out / CHECKPOINT, self.model, self.opt, self._meta())
+        save_checkpoint(self.out / CHECKPOINT, self.model, self.opt, self._meta(), self.ema)
 
     def _write_log(self) -> None:
         with atomic_write(self.out / LOG, "w") as f:
@@ -461,6 +478,8 @@ class Trainer:
                     bar.close()
                     raise NonFiniteLoss.at(self.out, loss, self.epoch + 1, self.step_in_epoch + 1)
                 self.opt.step(self.model.grads)
+                if self.ema is not None:
+                    self.ema.update(self.model.params)
                 self.loss_sum += loss * len(idx)
                 self.loss_count += len(idx)
                 self.step_in_epoch += 1
@@ -479,11 +498,13 @@ class Trainer:
 
     def _end_epoch(self, bar, train_seconds) -> None:
         row = {"epoch": self.epoch + 1, "loss": self.loss_sum / max(1, self.loss_count), "lr": self.opt.lr}
+        if self.ema is not None:
+            self.averaged.load_params(self.ema.average)
         if self.sched is not None:
             self.sched.step()
         if self.val_images:
             tv = time.perf_counter()
-            row.update(validate(self.model, self.val_images))
+            row.update(validate(self.averaged, self.val_images))
             row["val_seconds"] = round(time.perf_counter() - tv, 3)
             self.elapsed += row["val_seconds"]
             better = self.best["psnr"] is None or row["psnr"] > self.best["psnr"]
@@ -494,8 +515,8 @@ class Trainer:
         if better:
             self.best = {"epoch": row["epoch"], "psnr": row.get("psnr"), "ssim": row.get("ssim"),
                          "loss": row["loss"]}
-            self.model.save(self.out / BEST)
-        self.model.save(self.out / LAST)
+            self.averaged.save(self.out / BEST)
+        self.averaged.save(self.out / LAST)
         self.history.append(row)
         self.epoch += 1
         self.step_in_epoch, self.loss_sum, self.loss_count = 0, 0.0, 0

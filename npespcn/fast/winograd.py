@@ -1,0 +1,221 @@
+"""Winograd F(m x m, 3x3) at inference: the transforms as numba loops fused around batched BLAS GEMMs.
+
+The maths and the readable version are in :mod:`npespcn.functional.winograd`. Here the image's tile grid
+(aligned to the image's coordinates: tile ``(ty, tx)`` holds output pixels ``(ty*m + i, tx*m + j)``)
+is cut into **blocks** of ``R x T`` tiles, also aligned to the grid (block ``(by, bx)`` holds the tiles
+``by*R <= ty < (by + 1)*R``, ``bx*T <= tx < (bx + 1)*T``); a worker thread runs a block start to end::
+
+    slab   (R*m + 2, T*m + 2)    one channel's input pixels of the block (zeros outside the array)
+    V      (alpha**2, C, R*T)    V[xi*alpha + nu, c, r*T + t] = (BT @ tile @ BT.T)[xi, nu]   (input transform)
+    M      (alpha**2, F, R*T)    M[q] = U[q] (F, C) @ V[q] (C, R*T)                  (alpha**2 sgemm calls)
+    out    act(AT @ M[:, f, tile] @ AT.T + b[f]), written where the tile lies inside the array
+
+The transforms run along rows first (``BT`` over the ``alpha`` rows of a tile row: contiguous, vectorised
+over the whole slab width), then along columns (per tile), skipping ``BT``'s zeros.
+
+**Size independence, bitwise, on every machine.** A pixel's value is a function of its tile's input
+pixels and of the tile's column ``(ty mod R)*T + tx mod T`` in GEMMs that always have the same shape
+``(F, C) @ (C, R*T)``: both are fixed by the pixel's position in the image, whatever the array's size,
+the chunking or the thread count (one thread per block, BLAS single-threaded). BLAS may round a column
+by its position in a product, but here the position and the product's shape never change. Only an
+array that is a crop of a larger image needs to say where it lies in it (``origin``), so that its grid
+is the image's.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .blas import gemm_rows
+from .rows import activate
+
+POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, -2), 6: (0, 1, -1, 2, -2, 0.5, -0.5)}
+"""Interpolation points of F(m, 3) (plus the point at infinity): the usual choices (wincnn)."""
+
+
+def _poly(roots):
+    """Coefficients, lowest power first, of ``prod (x - a)`` over ``roots``."""
+    c = np.array([1.0])
+    for a in roots:
+        c = np.convolve(c, [-a, 1.0])
+    return c
+
+
+def winograd_matrices(m: int, r: int = 3, points=None):
+    """``(AT, G, BT)`` of F(m, r) from ``alpha - 1`` interpolation points and infinity, in float64.
+
+    Args:
+        m: outputs per tile (1-D); r: filter taps.
+        points: the ``m + r - 2`` finite points; default :data:`POINTS` (``r = 3``).
+
+    Returns:
+        ``AT`` (m, alpha), ``G`` (alpha, r), ``BT`` (alpha, alpha), with
+        ``y = AT @ ((G @ g) * (BT @ d))`` the correlation of ``d`` (alpha,) with ``g`` (r,).
+
+    Examples::
+
+        >>> AT, G, BT = winograd_matrices(2)
+        >>> d, g = np.arange(4.0), np.array([1.0, 2.0, 3.0])
+        >>> AT @ ((G @ g) * (BT @ d))
+        array([ 8., 14.])
+    """
+    pts = [float(a) for a in (POINTS[m] if points is None else points)]
+    alpha = m + r - 1
+    if len(pts) != alpha - 1:
+        raise ValueError(f"F({m}, {r}) needs {alpha - 1} finite points, got {len(pts)}")
+    A = np.zeros((alpha, m))                    # A @ h: h (degree m-1) at the points, then its top coefficient
+    G = np.zeros((alpha, r))                    # G @ g: g at the points (over the Lagrange denominator)
+    B = np.zeros((alpha, alpha))                # B: values at the points (and infinity) -> coefficients
+    for j, a in enumerate(pts):
+        others = pts[:j] + pts[j + 1:]
+        A[j] = [a ** i for i in range(m)]
+        G[j] = [a ** k / math.prod(a - o for o in others) for k in range(r)]
+        B[:alpha - 1, j] = _poly(others)
+    A[-1, -1] = G[-1, -1] = 1.0
+    B[:, -1] = _poly(pts)
+    return A.T, G, B.T
+
+
+def transform_weights(w, m: int):
+    """``U[xi, nu, f, c] = (G @ w[f, c] @ G.T)[xi, nu]`` for 3x3 weights ``w`` (F, C, 3, 3), in ``w``'s dtype
+    (computed in float64)."""
+    _, G, _ = winograd_matrices(m)
+    return np.einsum("ik,fckl,jl->ijfc", G, w.astype(np.float64), G).astype(w.dtype)
+
+
+_OPTS = dict(cache=True, nogil=True, error_model="numpy")
+
+BLOCK = {2: (8, 64), 4: (8, 32), 6: (6, 24)}
+"""``m: (R, T)``: a block is ``R`` tile rows of ``T`` tiles (128 or 144 pixels wide)."""
+
+
+def scratch_shapes(m: int, C: int, F: int) -> dict:
+    """The shapes of :func:`winograd_block`'s scratch arrays for F(m x m, 3x3) and ``C`` -> ``F`` channels.
+
+    ``V`` and ``M`` are padded (16 more values a row, one more row a position): unpadded, the
+    ``alpha**2`` positions' rows would lie a multiple of 4 KiB apart, on the same cache sets, and the
+    transforms, which touch all of them at once, would evict their own data."""
+    R, T = BLOCK[m]
+    alpha, L, RT = m + 2, m * (R + 1) * T, R * T
+    return {"ph": (alpha, L), "Hs": (alpha, L), "V": (alpha * alpha, C + 1, RT + 16),
+            "M": (alpha * alpha, F + 1, RT + 16), "Z": (m, alpha, RT), "Y": (m, m, RT), "rowbuf": (T * m,)}
+
+
+@numba.njit(**_OPTS)
+def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Hs, V, M, Z, Y, rowbuf, out):
+    """One block of tiles of image ``n``: the input transform of every channel, the ``alpha**2`` GEMMs,
+    the output transform with bias and activation into ``out`` (N, F, H, W).
+
+    ``(y0, x0)``: the array position of the block's first output pixel (may be negative, or past the
+    array's end, for a block that sticks out of it). ``BT`` (alpha, alpha), ``AT`` (m, alpha) float32;
+    ``U`` (alpha**2, F, C) the transformed weights; ``fn`` the ``cblas_sgemm``. Scratch (``L = m*(R+1)*T``):
+    ``ph`` (alpha, L), ``Hs`` (alpha, L), ``V`` (alpha**2, >= C, >= R*T), ``M`` (alpha**2, >= F, >= R*T)
+    (padded, see :func:`scratch_shapes`),
+    ``Z`` (m, alpha, R*T), ``Y`` (m, m, R*T), ``rowbuf`` (T*m,).
+
+    The loops run over long contiguous runs, so LLVM vectorises them: the block's input rows are first
+    split by column phase and by row phase, ``ph[nu, ((i % m)*(R + 1) + i // m)*T + t] = row_i[t*m + nu]``;
+    then row ``r*m + e`` of every tile row ``r`` is one run of ``R*T`` values starting at
+    ``((e % m)*(R + 1) + e // m)*T``."""
+    N, C, H, W = x.shape
+    F = out.shape[1]
+    alpha = m + 2
+    SH = R * m + 2
+    L = m * (R + 1) * T
+    RT = R * T
+    inside = x0 - 1 >= 0 and x0 - 1 + (T - 1) * m + alpha - 1 < W
+    for nu in range(alpha):                              # rows outside the array stay zero for every channel
+        for t in range(L):
+            ph[nu, t] = 0
+    for c in range(C):
+        for i in range(SH):
+            h = y0 - 1 + i
+            if h < 0 or h >= H:
+                continue
+            src = x[n, c, h]
+            base = ((i % m) * (R + 1) + i // m) * T
+            for nu in range(alpha):
+                dst = ph[nu, base:base + T]
+                w0 = x0 - 1 + nu
+                if inside:
+                    cols = src[w0:w0 + (T - 1) * m + 1:m]
+                    for t in range(T):
+                        dst[t] = cols[t]
+                else:
+                    for t in range(T):
+                        w = w0 + t * m
+                        dst[t] = src[w] if 0 <= w < W else 0
+        # along rows: Hs[j] = sum_nu BT[j, nu] * ph[nu]
+        for j in range(alpha):
+            acc = Hs[j]
+            for t in range(L):
+                acc[t] = 0
+            for nu in range(alpha):
+                coef = BT[j, nu]
+                if coef != 0:
+                    src = ph[nu]
+                    for t in range(L):
+                        acc[t] += coef * src[t]
+        # across rows: V[xi*alpha + j, c, r*T + t] = sum_e BT[xi, e] * Hs[j] at row r*m + e
+        for xi in range(alpha):
+            for j in range(alpha):
+                dst = V[xi * alpha + j, c]
+                for t in range(RT):
+                    dst[t] = 0
+                for e in range(alpha):
+                    coef = BT[xi, e]
+                    if coef != 0:
+                        o = ((e % m) * (R + 1) + e // m) * T
+                        src = Hs[j, o:o + RT]           # a slice: indexing src[o + t] would not vectorise
+                        for t in range(RT):
+                            dst[t] += coef * src[t]
+    for q in range(alpha * alpha):                       # the element-wise stage: alpha**2 matrix products
+        gemm_rows(fn, F, RT, C, U[q], C, V[q], V.shape[2], M[q], M.shape[2])
+    lo, hi = max(0, x0), min(W, x0 + T * m)              # the block's columns inside the array
+    for f in range(F):
+        # across rows: Z[u, j] = sum_xi AT[u, xi] * M[xi*alpha + j, f]
+        for u in range(m):
+            for j in range(alpha):
+                acc = Z[u, j]
+                for t in range(RT):
+                    acc[t] = 0
+                for xi in range(alpha):
+                    coef = AT[u, xi]
+                    if coef != 0:
+                        src = M[xi * alpha + j, f]
+                        for t in range(RT):
+                            acc[t] += coef * src[t]
+        # along rows: Y[u, s] = sum_j AT[s, j] * Z[u, j] + b[f]
+        for u in range(m):
+            for s in range(m):
+                acc = Y[u, s]
+                for t in range(RT):
+                    acc[t] = 0
+                for j in range(alpha):
+                    coef = AT[s, j]
+                    if coef != 0:
+                        src = Z[u, j]
+                        for t in range(RT):
+                            acc[t] += coef * src[t]
+                for t in range(RT):
+                    acc[t] += b[f]
+        # out: row u of tile row r, column s of every tile, then the activation
+        if lo >= hi:
+            continue
+        for r in range(R):
+            for u in range(m):
+                h = y0 + r * m + u
+                if h < 0 or h >= H:
+                    continue
+                for s in range(m):
+                    src = Y[u, s, r * T:(r + 1) * T]
+                    dst = rowbuf[s::m]
+                    for t in range(T):
+                        dst[t] = src[t]
+                dst = out[n, f, h, lo:hi]
+                src = rowbuf[lo - x0:hi - x0]
+                for t in range(hi - lo):
+                    dst[t] = src[t]
+                activate(dst, act)

@@ -1,0 +1,163 @@
+"""Winograd F(m x m, 3x3): the matrices, the NumPy reference, the fast block kernel and its promise
+(a pixel's bits depend only on its position in the image: not on the crop, the array size, the blocks
+or the thread count, on every machine, since every GEMM has one shape and a tile one column in it).
+
+Expected values come from the definition (``np.correlate``, the float64 im2col reference), never from
+the code under test. The fast path runs whatever ``NPESPCN_BACKEND`` says (it is the fast path's test)."""
+import numba
+import numpy as np
+import pytest
+
+from npespcn.fast import chunked, image_origin, winograd_matrices
+from npespcn.fast.chunked import conv2d_chunked_forward
+from npespcn.functional.conv import conv2d_forward_reference
+from npespcn.functional.winograd import conv2d_winograd_reference, transform_weights
+
+
+def rand(shape, seed, scale=1.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+def exact(x, w, b):
+    """The convolution in float64 (im2col reference): the yardstick for float32 errors."""
+    return conv2d_forward_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64))[0]
+
+
+def rel_err(got, want):
+    return float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max())
+
+
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_1d_minimal_filtering_is_the_correlation(m):
+    AT, G, BT = winograd_matrices(m)
+    assert AT.shape == (m, m + 2) and G.shape == (m + 2, 3) and BT.shape == (m + 2, m + 2)
+    rng = np.random.default_rng(m)
+    for _ in range(5):
+        d, g = rng.standard_normal(m + 2), rng.standard_normal(3)
+        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), np.correlate(d, g, "valid"), rtol=0, atol=1e-12)
+
+
+def test_lavin_and_grays_f2_matrices():
+    """The paper's matrices up to signs of rows and columns (Lagrange's denominators and the point at
+    infinity; the signs cancel in the product)."""
+    AT, G, BT = winograd_matrices(2)
+    np.testing.assert_array_equal(np.abs(BT), np.abs([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]))
+    np.testing.assert_array_equal(np.abs(AT), [[1, 1, 1, 0], [0, 1, 1, 1]])
+    np.testing.assert_array_equal(np.abs(G), [[1, 0, 0], [.5, .5, .5], [.5, .5, .5], [0, 0, 1]])
+
+
+def test_wrong_number_of_points_is_refused():
+    with pytest.raises(ValueError, match="needs 5 finite points"):
+        winograd_matrices(4, points=(0, 1, -1))
+
+
+@pytest.mark.parametrize("m", [2, 4, 6])
+@pytest.mark.parametrize("origin", [(0, 0), (3, 5), (10, 1)])
+def test_reference_in_float64_is_the_convolution(m, origin):
+    x, w, b = rand((2, 5, 13, 17), 1).astype(np.float64), rand((4, 5, 3, 3), 2).astype(np.float64), rand((4,), 3)
+    got = conv2d_winograd_reference(x, w, b.astype(np.float64), m, origin)
+    np.testing.assert_allclose(got, exact(x, w, b), rtol=0, atol=1e-11)
+
+
+def test_reference_refuses_other_kernels():
+    with pytest.raises(ValueError, match="3x3 weights"):
+        conv2d_winograd_reference(rand((1, 2, 8, 8), 0), rand((3, 2, 5, 5), 1), rand((3,), 2))
+
+
+def test_float32_error_grows_with_the_tile_but_stays_within_the_forward_tolerance():
+    """Measured on a 64 -> 32 layer (the paper model's): direct float32 summation about 2e-7 of the
+    output's range; F(2x2) about the same, F(4x4) about 10x, F(6x6) about 20x more. The PyTorch
+    forward tolerance of tests/test_torch_reference.py is 1e-5 of the range."""
+    x, w, b = rand((1, 64, 24, 30), 4), rand((32, 64, 3, 3), 5, 0.06), rand((32,), 6, 0.1)
+    want = exact(x, w, b)
+    errs = {m: rel_err(conv2d_winograd_reference(x, w, b, m), want) for m in (2, 4, 6)}
+    direct = rel_err(conv2d_forward_reference(x, w, b)[0], want)
+    assert direct < 1e-6 and errs[2] < 1e-6
+    assert errs[2] < errs[4] < errs[6] < 1e-5
+
+
+@pytest.fixture
+def winograd_layers(monkeypatch):
+    """Every layer shape of these tests runs by Winograd F(4x4) inside image_origin."""
+    table = {}
+    monkeypatch.setattr(chunked, "WINOGRAD_TILES", table)
+    return table
+
+
+@pytest.mark.parametrize("m", [2, 4, 6])
+@pytest.mark.parametrize("act", ["identity", "tanh", "relu"])
+def test_fast_path_agrees_with_the_exact_convolution(winograd_layers, m, act):
+    x, w, b = rand((2, 16, 37, 70), 7), rand((8, 16, 3, 3), 8, 0.1), rand((8,), 9, 0.1)
+    winograd_layers[(16, 8)] = m
+    z = exact(x, w, b)
+    want = {"identity": lambda z: z, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}[act](z)
+    for origin in [(0, 0), (5, 131)]:
+        got = conv2d_chunked_forward(x, w, b, act, origin=origin)
+        assert got.dtype == np.float32
+        err = float(np.abs(got - want).max() / np.abs(z).max())     # of the pre-activation's range
+        assert err < {2: 1e-6, 4: 5e-6, 6: 1e-5}[m], (m, origin, err)
+
+
+def test_image_origin_turns_winograd_on_for_the_listed_shapes_only(winograd_layers):
+    x, w, b = rand((1, 16, 20, 30), 10), rand((8, 16, 3, 3), 11, 0.1), rand((8,), 12)
+    outside = conv2d_chunked_forward(x, w, b)                        # shifted taps
+    winograd_layers[(16, 8)] = 4
+    with image_origin(0, 0):
+        inside = conv2d_chunked_forward(x, w, b)
+        w2 = rand((4, 16, 3, 3), 13, 0.1)
+        assert conv2d_chunked_forward(x, w2, b[:4]).tobytes() == conv2d_chunked_forward(x, w2, b[:4],
+                                                                                       origin=None).tobytes()
+    assert inside.tobytes() == conv2d_chunked_forward(x, w, b, origin=(0, 0)).tobytes()
+    assert inside.tobytes() != outside.tobytes()                     # another method ...
+    assert rel_err(inside, outside.astype(np.float64)) < 5e-6     # ... the same convolution
+    assert conv2d_chunked_forward(x, w, b).tobytes() == outside.tobytes()   # the block restored it
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_a_crop_that_says_where_it_lies_gives_bitwise_the_whole_images_pixels(winograd_layers, m):
+    """Pixels at least m + 1 from a cut (their whole tile's input inside the crop) are bitwise equal,
+    whatever the crop's offset: tiles and blocks are aligned to the image."""
+    winograd_layers[(16, 8)] = m
+    x, w, b = rand((2, 16, 61, 150), 14), rand((8, 16, 3, 3), 15, 0.2), rand((8,), 16)
+    whole = conv2d_chunked_forward(x, w, b, "tanh", origin=(0, 0))
+    H, W = x.shape[2:]
+    for (h0, h1, w0, w1) in [(3, 50, 5, 141), (0, 61, 0, 150), (17, 40, 33, 70), (7, 61, 90, 150), (0, 9, 1, 150)]:
+        crop = conv2d_chunked_forward(np.ascontiguousarray(x[:, :, h0:h1, w0:w1]), w, b, "tanh", origin=(h0, w0))
+        keep = m + 1
+        ih0, ih1 = h0 + (keep if h0 > 0 else 0), h1 - (keep if h1 < H else 0)
+        iw0, iw1 = w0 + (keep if w0 > 0 else 0), w1 - (keep if w1 < W else 0)
+        got = crop[:, :, ih0 - h0:ih1 - h0, iw0 - w0:iw1 - w0]
+        assert got.size and got.tobytes() == whole[:, :, ih0:ih1, iw0:iw1].tobytes(), (h0, h1, w0, w1)
+        one = conv2d_chunked_forward(np.ascontiguousarray(x[1:, :, h0:h1, w0:w1]), w, b, "tanh", origin=(h0, w0))
+        assert one.tobytes() == crop[1:].tobytes()                  # nor does the batch matter
+
+
+def test_winograd_does_not_depend_on_the_thread_count(winograd_layers):
+    winograd_layers[(8, 16)] = 4
+    x, w, b = rand((3, 8, 70, 140), 17), rand((16, 8, 3, 3), 18, 0.3), rand((16,), 19)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = conv2d_chunked_forward(x, w, b, "relu", origin=(2, 3))
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = conv2d_chunked_forward(x, w, b, "relu", origin=(2, 3))
+    finally:
+        numba.set_num_threads(before)
+    assert one.tobytes() == many.tobytes()
+
+
+def test_weight_transform_is_g_w_gt():
+    w = rand((3, 2, 3, 3), 20).astype(np.float64)
+    _, G, _ = winograd_matrices(4)
+    U = transform_weights(w, 4)
+    np.testing.assert_allclose(U[:, :, 1, 0], G @ w[1, 0] @ G.T, rtol=0, atol=1e-12)
+
+
+def test_guide_section_12_answers():
+    text = (__import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "how-it-works.md").read_text()
+    body = text.split("## 12. Winograd")[1].split("## References")[0]
+    answers = body.split("<details>")[1]
+    assert f"`4 * 3 - 6 = {4 * 3 - (4 + 2)}`" in answers and f"`16 * 9 - 36 = {16 * 9 - 6 * 6}`" in answers
+    direct, products = 640 * 360 * 64 * 32 * 9, (640 // 4) * (360 // 4) * 6 * 6 * 64 * 32
+    assert f"{direct:,}" in answers and f"{products:,}" in answers.replace(" =\n", " = ")
+    assert direct == 4 * products

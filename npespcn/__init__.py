@@ -3,7 +3,9 @@
 Public API::
 
     npespcn.upscale(image, scale=3, model=None)     super-resolve an array or PIL image   (inference/)
-    npespcn.upscale_files(inputs, out_dir, ...)    image files, here or on a Dask cluster (inference/)
+    npespcn.upscale_files(inputs, out_dir, ...)    image, video, animation files, here or on a Dask cluster (inference/)
+    npespcn.upscale_frames, npespcn.upscale_video   streams of frames; video files (PyAV) (inference/video.py)
+    npespcn.upscale_animation                      animated GIF, APNG, WebP (Pillow)     (inference/animation.py)
     npespcn.ESPCN, npespcn.load_model              the model and its files               (nn/, formats/)
     npespcn.SGD, Adam, StepLR, CosineLR            optimizers and schedules              (nn/optim.py)
     npespcn.evaluate, npespcn.psnr, npespcn.ssim   scoring                               (evaluation/)
@@ -28,9 +30,15 @@ from __future__ import annotations
 
 from . import functional
 from .evaluation import evaluate, psnr, ssim
-from .inference import upscale, upscale_files
+from .inference import (
+    upscale,
+    upscale_animation,
+    upscale_files,
+    upscale_frames,
+    upscale_video,
+)
 from .nn import ESPCN, SGD, Adam, CosineLR, StepLR, load_model
 from .version import __version__
 
-__all__ = ["upscale", "upscale_files", "ESPCN", "load_model", "SGD", "Adam", "StepLR", "CosineLR", "evaluate", "psnr", "ssim",
-           "functional", "__version__"]
+__all__ = ["upscale", "upscale_files", "upscale_frames", "upscale_video", "upscale_animation", "ESPCN", "load_model",
+           "SGD", "Adam", "StepLR", "CosineLR", "evaluate", "psnr", "ssim", "functional", "__version__"]

@@ -153,7 +153,7 @@ def test_a_corrupt_file_is_reported_and_the_others_are_written(tmp_path, model_f
     (["--scale", "5"], "no shipped espcn model at scale 5"),
     (["--model", "nope.npz"], "neither a shipped model name"),
     (["-o", "missing-dir/out.png"], "does not exist"),
-    (["-o", "out.gif"], "unsupported output suffix"),
+    (["-o", "out.xyz"], "unsupported output suffix"),
     (["--tile", "0"], "--tile must be a positive integer"),
     (["--quality", "0"], "quality"),
     (["--png-compression", "10"], "--png-compression must be in 0..9"),

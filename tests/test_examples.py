@@ -289,3 +289,19 @@ def test_08_reparameterised_training(tmp_path):
     assert t["steps"] == 60 and set(t["psnr"]) == {"plain", "branches, folded"}
     assert all(15 < v < 40 for v in t["psnr"].values())   # trained a little: far above a blank image
     assert_pngs(res["files"], tmp_path, 2)
+
+
+# ------------------------------------------------------------------------------------------ example 9
+def test_09_video(tmp_path):
+    res = load("09_video").main(out_dir=tmp_path, fast=True)
+    h, w, c = res["shape_in"]
+    r = res["scale"]
+    assert res["shape_out"] == (r * h, r * w, c) and res["frames"] >= 10
+    assert res["exact"] == res["frames"]
+    assert 1 <= res["max_alive"] <= res["prefetch"] + 2 < res["frames"]      # streamed, not all held
+    if importlib.util.find_spec("av") is None:
+        assert res["file"] is None
+    else:
+        assert res["file"]["frames_decoded"] == res["file"]["frames_written"] == 6
+        assert min(res["file"]["psnr_db"]) > 40
+    assert_pngs(res["files"], tmp_path, 1)

@@ -544,3 +544,25 @@ def test_exercise_11_2_multiply_adds_of_a_reparameterised_first_layer():
     says(run)
     layer_doc = TEXT[TEXT.index("## 11."):]
     assert f"{train}" in layer_doc and f"{run}" in layer_doc
+
+
+# ------------------------------------------------------------------------------------------ section 13
+def test_section_13_is_there_with_exercises():
+    body = section(13)
+    assert "**Exercises.**" in body and "<details><summary>Answers</summary>" in body
+    asked = re.findall(r"^13\.(\d+)\. ", body.split("<details>")[0], flags=re.M)
+    answered = re.findall(r"^13\.(\d+)\. ", body.split("<details>")[1], flags=re.M)
+    assert asked == answered == ["1", "2"]
+
+
+def test_exercise_13_1_queue_bytes():
+    lr, hr = 3 * 640 * 360 * 3, 3 * (3 * 640) * (3 * 360) * 3
+    for n in (lr, hr, lr + hr):
+        says(int(n))
+
+
+def test_exercise_13_2_pipeline_throughput():
+    stages = (0.010, 0.110, 0.040)
+    says(f"= {1 / max(stages):.1f}` frames per second")
+    says(f"= {round(1000 * sum(stages))}` ms")
+    says(f"`{1 / sum(stages):.2f}` frames per second")

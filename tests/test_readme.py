@@ -25,13 +25,16 @@ The README's fenced blocks are read from the file at collection time:
 
 Each command and each block runs in a fresh folder (its current directory) holding the files the README's
 examples use: ``photo.png``, ``shots/beach.png``, ``shots/street.png``, ``raw/night.jpg``, ``my_model.npz``
-(an untrained paper model) and a copy of ``examples/``; so nothing is written into the repository and
+(an untrained paper model), ``spinner.gif`` (three frames), ``clip.mp4`` (eight frames and a sound
+track, made with PyAV; a command naming a video file is skipped when PyAV is not installed) and a copy of
+``examples/``; so nothing is written into the repository and
 nothing needs ``../shared``. ``NPESPCN_BACKEND`` is removed from the commands' environment: the README
 describes the default backend (e.g. tiling being bitwise exact).
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import re
 import shlex
@@ -48,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 TIMEOUT = 300                    # seconds per command; a cold numba cache compiles for a while
 KNOWN_LANGUAGES = {"bash", "python", "text"}
+HAVE_PYAV = importlib.util.find_spec("av") is not None
+VIDEO_FILE = re.compile(r"\.(mp4|mkv|mov|webm|avi)$", re.IGNORECASE)
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -188,9 +193,35 @@ def make_workspace(path: Path) -> Path:
     (path / "raw").mkdir()
     Image.fromarray(_picture(36, 48, 3)).save(path / "raw" / "night.jpg", quality=90)
     ESPCN.paper(3).save(path / "my_model.npz")
+    spin = [Image.fromarray(np.roll(_picture(24, 32, 4), 5 * i, axis=1)) for i in range(3)]
+    spin[0].save(path / "spinner.gif", save_all=True, append_images=spin[1:], duration=[80, 80, 160], loop=0)
+    if HAVE_PYAV:
+        make_clip(path / "clip.mp4")
     shutil.copytree(ROOT / "examples", path / "examples",
                     ignore=shutil.ignore_patterns("out", "__pycache__", "*.png"))
     return path
+
+
+def make_clip(path: Path, frames: int = 8) -> None:
+    """A short H.264 clip with an AAC sound track, 48x32 at 25 frames per second."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        a = c.add_stream("aac", rate=8000)
+        a.layout = "mono"
+        for i in range(frames):
+            img = np.roll(_picture(32, 48, 5), 3 * i, axis=1)
+            for pk in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")):
+                c.mux(pk)
+        for pk in v.encode():
+            c.mux(pk)
+        tone = (0.2 * np.sin(np.arange(8000) * 0.1))[None].astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        for pk in [*a.encode(frame), *a.encode()]:
+            c.mux(pk)
 
 
 def environment(extra=None) -> dict:
@@ -250,6 +281,8 @@ def test_readme_command(cmd, tmp_path):
     if kind == "parse":
         parse_command(cmd)
         return
+    if not HAVE_PYAV and any(VIDEO_FILE.search(t) for t in cmd.tokens):
+        pytest.skip(f'{cmd}: PyAV is not installed (pip install "npespcn[video]")')
     ws = make_workspace(tmp_path / "ws")
     proc = run_command(cmd, ws)
     assert proc.returncode == 0, f"{cmd}\n{report(proc)}"
@@ -281,8 +314,10 @@ def test_quick_start_block_is_what_ci_runs():
     lang, _, lines = next(b for b in fenced_blocks(after) if b[0] == "bash")
     commands = [line for _, line in lines if line.strip()]
     assert len(commands) == 2, commands
-    # the test extra, and optional extras whose tests CI runs (e.g. ".[test,dask]")
+    # the test extra, and optional extras whose tests CI runs (".[test,video,dask]")
     assert re.match(r'pip install "\.\[test(,[a-z]+)*\]" && ', commands[0]) and commands[1] == "python -m pytest"
+    extras = re.match(r'pip install "\.\[([\w,]+)\]"', commands[0]).group(1).split(",")
+    assert "video" in extras and "dask" in extras
 
 
 # ------------------------------------------------------------------------------ the checks can fail

@@ -8,7 +8,9 @@
     npespcn upscale --demo [--out espcn_demo.png]  # no data needed
 
 Inputs are files, folders (their images, not recursive) and glob patterns. The output keeps the input's
-format (PNG, JPEG, BMP, TIFF) unless ``-o`` names another; every file is written atomically. An unreadable
+format (PNG, JPEG, BMP, TIFF) unless ``-o`` names another; every file is written atomically. Video files
+(``clip.mp4`` -> ``clip_x3.mp4``, sound kept; :func:`npespcn.upscale_video`, needs PyAV) and animated GIF,
+APNG and WebP (:func:`npespcn.upscale_animation`) go to the library's video and animation paths. An unreadable
 or corrupt input, a decompression bomb (more than ``--max-pixels``) or one that does not fit in memory is
 reported and skipped, the others are still written, and the exit status is 1 when any file failed (2 for
 a usage error such as a bad scale or a missing model).
@@ -24,7 +26,8 @@ upscale it.
 
 ``--dask ADDRESS`` runs one task per file on a Dask cluster (``local:N``: N local worker processes) with the
 same guarantees (:func:`npespcn.inference.batch.upscale_files`); ``--skip-existing`` finishes a batch that
-was interrupted, leaving the outputs already written alone.
+was interrupted, leaving the outputs already written alone. Videos and animations are upscaled in this
+process only: with ``--dask`` each is reported as failed.
 """
 from __future__ import annotations
 
@@ -33,7 +36,9 @@ import sys
 from ..extras import MissingExtra
 from ..image.io import DEFAULT_MAX_PIXELS, PNG_COMPRESSION, check_max_pixels
 from ..inference.batch import dask_client, upscale_files
+from ..inference.video import DEFAULT_CRF, DEFAULT_PRESET
 from ..nn import resolve_model
+from ..training.progress import Progress
 from .common import HelpFormatter, OneLineParser
 from .demo import demo_command
 
@@ -45,10 +50,13 @@ class UsageError(Exception):
 
 
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog=PROG, description="Super-resolve images with ESPCN (Shi et al., 2016).",
+    p = OneLineParser(prog=PROG,
+                      description="Super-resolve images, videos and animations with ESPCN (Shi et al., 2016).",
                       formatter_class=HelpFormatter,
                       epilog="Exit status: 0 all written, 1 some files failed, 2 usage error.")
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="image, video (.mp4, .mkv, .mov, .webm, .avi, ...) or animation (.gif, APNG, .webp) files, "
+                        "folders of images, or glob patterns")
     where = p.add_mutually_exclusive_group()
     where.add_argument("-o", "--out", help="output file (one input only; with --demo: the demo PNG, replaced if it "
                        "exists; default: "
@@ -71,6 +79,17 @@ def build_parser() -> OneLineParser:
     p.add_argument("--clip", action="store_true", help="clip float images to [0, 1] instead of refusing")
     p.add_argument("--ensemble", action="store_true",
                    help="average the network over the 8 flips and rotations of each image (8x the work)")
+    p.add_argument("--codec", default=None,
+                   help="video encoder (FFmpeg name, e.g. libx264, libx265, libvpx-vp9; default: libx264, "
+                        "libvpx-vp9 for .webm)")
+    p.add_argument("--crf", type=float, default=None,
+                   help=f"video quality: constant rate factor, lower is better and larger (x264: 0..51; "
+                        f"default: {DEFAULT_CRF:g} where the encoder has one)")
+    p.add_argument("--preset", default=None,
+                   help=f"video encoder speed preset (x264: ultrafast .. veryslow; default: {DEFAULT_PRESET} "
+                        f"where the encoder has one)")
+    p.add_argument("--pix-fmt", default=None,
+                   help="video pixel format (default: yuv420p; e.g. yuv444p, yuv420p10le)")
     p.add_argument("--skip-existing", action="store_true",
                    help="count an output that exists already as done (to finish an interrupted batch)")
     p.add_argument("--dask", metavar="ADDRESS|local:N", default=None,
@@ -105,9 +124,22 @@ def run(args, stderr=None) -> int:
         raise UsageError("--overwrite and --skip-existing contradict each other; give one")
     net, scale = _resolve(args)
     n_failed, n_files = 0, 0
+    bars = {}                                  # a video's or an animation's frames: one bar per file
+
+    def frame_progress(rec, done, total):
+        bar = bars.get(rec["index"])
+        if bar is None:
+            bar = bars[rec["index"]] = Progress(0, f"[{rec['index']}/{rec['total']}] {rec['src'].name}",
+                                                stream=stderr, unit="frames", show_loss=False,
+                                                disabled=args.quiet)
+        bar.total = max(total, done)
+        bar.update(done - bar.done)
 
     def progress(rec):
         nonlocal n_failed, n_files
+        bar = bars.pop(rec["index"], None)
+        if bar is not None and bar.done:
+            bar.close()
         n_files += 1
         where = f"[{rec['index']}/{rec['total']}] {rec['src']}"
         if rec["status"] == "failed":
@@ -127,8 +159,12 @@ def run(args, stderr=None) -> int:
         upscale_files(args.inputs, args.out_dir, scale, net, client=client, overwrite=args.overwrite,
                       skip_existing=args.skip_existing, out=args.out, tile=args.tile, quality=args.quality,
                       png_compression=args.png_compression, max_pixels=args.max_pixels, clip=args.clip,
-                      ensemble=args.ensemble, progress=progress)
+                      ensemble=args.ensemble, progress=progress, codec=args.codec, crf=args.crf,
+                      preset=args.preset, pix_fmt=args.pix_fmt, frame_progress=frame_progress)
     finally:
+        for bar in bars.values():              # interrupted mid-file: end its bar's line
+            if bar.done:
+                bar.close()
         if client is not None:
             client.close()
         if cluster is not None:

@@ -173,6 +173,16 @@ def _open_checked(fh, path, max_pixels):
     return im
 
 
+def open_image(fh, path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Open the image file object ``fh`` (of ``path``) as :func:`read_image` does, without decoding a pixel.
+
+    For readers of more than one frame (:mod:`npespcn.inference.animation`): the file is identified among
+    :data:`READ_FORMATS` and its declared size checked against ``max_pixels`` (``ValueError``), Pillow's
+    process-wide limit untouched. Returns the PIL image, which reads from ``fh`` (keep it open).
+    """
+    return _open_checked(fh, path, max_pixels)
+
+
 def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Read ``path`` into an array for :func:`npespcn.upscale`.
 

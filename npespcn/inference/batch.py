@@ -1,4 +1,4 @@
-"""Upscale many image files, in this process or on a Dask cluster, with one set of guarantees.
+"""Upscale many image, video and animation files, in this process or on a Dask cluster, with one set of guarantees.
 
 :func:`upscale_files` is the batch behind ``npespcn upscale``: it expands the inputs (files, folders, glob
 patterns), decides every output path and what must not be touched, then upscales one file per task,
@@ -13,6 +13,10 @@ either in a loop here or as one ``dask.distributed`` task per file on a cluster 
   again after the client, a worker or the machine died finishes only what is missing;
 * the pixels are the same bits as :func:`npespcn.upscale` gives in this process (on a worker with the
   same CPU and libraries: BLAS may round differently elsewhere).
+
+A video file (by suffix, :func:`npespcn.upscale_video`, needs PyAV) or an animated GIF, APNG or WebP (or any
+input written as .gif or .webp, :func:`npespcn.upscale_animation`) is routed by :func:`media_kind` to the
+library's video and animation paths, in this process only: on a cluster such a file is reported as failed.
 
 On a cluster, the workers need npespcn installed and must see the inputs and the output folder at the
 same paths (a shared file system). A task whose worker dies is run again on another worker by Dask; a
@@ -44,7 +48,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import HOST_TAG, TMP_PREFIX, clean_stale_temp
-from ..extras import require
+from ..extras import MissingExtra, require
 from ..image.io import (
     DEFAULT_MAX_PIXELS,
     PNG_COMPRESSION,
@@ -55,7 +59,9 @@ from ..image.io import (
     write_png_rows,
 )
 from ..nn.pretrained import resolve_model
+from .animation import ANIMATION_SUFFIXES, is_animated, upscale_animation
 from .pipeline import upscale, upscale_bands
+from .video import is_video_path, upscale_video
 
 
 class BatchError(ValueError):
@@ -127,16 +133,55 @@ def output_path(src: Path, scale: int, out=None, out_dir=None) -> Path:
     return src.with_name(f"{src.stem}_x{scale}{src.suffix}")
 
 
+def is_media_output(path) -> bool:
+    """Whether ``path`` names a video or animation output (``.mp4``, ``.gif``, APNG's ``.png`` counts as an
+    image): what :func:`npespcn.image.io.format_for` refuses but the batch writes through
+    :func:`upscale_video` or :func:`upscale_animation`."""
+    return is_video_path(path) or Path(path).suffix.lower() in ANIMATION_SUFFIXES
+
+
+def media_kind(src, dst, max_pixels=DEFAULT_MAX_PIXELS) -> str | None:
+    """``"video"`` for a video file (by suffix), ``"animation"`` for an animated GIF, APNG or WebP (or any
+    input written as .gif or .webp), None for a still image."""
+    src, dst = Path(src), Path(dst)
+    if is_video_path(src) or is_video_path(dst):
+        return "video"
+    if dst.suffix.lower() in (".gif", ".webp"):
+        return "animation"
+    if src.suffix.lower() in ANIMATION_SUFFIXES and is_animated(src, max_pixels):
+        return "animation"
+    return None
+
+
+def upscale_media(kind: str, src, dst, net, codec=None, crf=None, preset=None, pix_fmt=None, tile=None,
+                  ensemble: bool = False, quality: int = 95, overwrite: bool = False,
+                  max_pixels=DEFAULT_MAX_PIXELS, progress=None) -> tuple[int, int]:
+    """Upscale a video (``kind == "video"``) or an animation with the library; ``progress(done, total)``
+    after each frame written. Returns the result's shape ``(H, W)``. Raises as the library does."""
+    if kind == "video":
+        info = upscale_video(src, dst, net.scale, net, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+                             tile=tile, ensemble=ensemble, overwrite=overwrite, max_pixels=max_pixels,
+                             progress=progress)
+    else:
+        info = upscale_animation(src, dst, net.scale, net, tile=tile, ensemble=ensemble, quality=quality,
+                                 overwrite=overwrite, max_pixels=max_pixels, progress=progress)
+    return info["height"], info["width"]
+
+
 def upscale_file(src, dst, net, tile=None, quality: int = 95, png_compression: int = PNG_COMPRESSION,
                  max_pixels=DEFAULT_MAX_PIXELS, clip: bool = False, ensemble: bool = False,
-                 overwrite: bool = False, accept_identical: bool = False) -> dict:
-    """Upscale one image file into ``dst`` atomically: the task of a batch, here or on a Dask worker.
+                 overwrite: bool = False, accept_identical: bool = False, codec=None, crf=None, preset=None,
+                 pix_fmt=None, frame_progress=None) -> dict:
+    """Upscale one file into ``dst`` atomically: the task of a batch, here or on a Dask worker.
 
-    A PNG output of a uint8/uint16 image is streamed (one band of rows at a time). Never raises for a bad
-    file: the result says what happened. When ``dst`` appears while the file is upscaled (and
-    ``overwrite`` is False) it is left alone and the file failed; with ``accept_identical`` (the cluster's
-    tasks) a ``dst`` holding exactly the bytes this call would have written counts as written: it is what
-    a task meets when Dask runs it again because its worker died after writing but before reporting.
+    A PNG output of a uint8/uint16 image is streamed (one band of rows at a time). A video or an animation
+    (:func:`media_kind`) goes to :func:`upscale_video` (``codec``, ``crf``, ``preset``, ``pix_fmt``) or
+    :func:`upscale_animation` (``quality``), ``frame_progress(done, total)`` called after each frame. Never
+    raises for a bad file: the result says what happened. When ``dst`` appears while the file is upscaled
+    (and ``overwrite`` is False) it is left alone and the file failed; with ``accept_identical`` (the
+    cluster's tasks; images only) a ``dst`` holding exactly the bytes this call would have written counts as
+    written: it is what a task meets when Dask runs it again because its worker died after writing but
+    before reporting.
 
     Returns:
         ``{"status": "written", "shape": (H, W[, C]) of the output, "seconds"}`` or
@@ -145,6 +190,8 @@ def upscale_file(src, dst, net, tile=None, quality: int = 95, png_compression: i
     src, dst = Path(src), Path(dst)
     t0 = time.perf_counter()
     scale = net.scale
+    appeared = {"status": "failed", "message": f"skipped: {dst} appeared while it was being upscaled (another "
+                                               f"run?); not replaced (pass --overwrite to replace it)"}
 
     def write(path, image, icc, replace):
         if format_for(dst) == "PNG" and image.dtype in (np.uint8, np.uint16):
@@ -159,6 +206,16 @@ def upscale_file(src, dst, net, tile=None, quality: int = 95, png_compression: i
         return big.shape
 
     try:
+        kind = media_kind(src, dst, max_pixels)
+        if kind is not None:
+            try:
+                shape = upscale_media(kind, src, dst, net, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+                                      tile=tile, ensemble=ensemble, quality=quality, overwrite=overwrite,
+                                      max_pixels=max_pixels, progress=frame_progress)
+            except FileExistsError:
+                return appeared
+            return {"status": "written", "shape": tuple(int(n) for n in shape),
+                    "seconds": time.perf_counter() - t0}
         format_for(dst)
         image, info = read_image(src, max_pixels)
         icc = info.get("icc_profile")
@@ -167,15 +224,13 @@ def upscale_file(src, dst, net, tile=None, quality: int = 95, png_compression: i
         except FileExistsError:
             again = functools.partial(write, image=image, icc=icc, replace=True)
             if not (accept_identical and _holds_the_same(dst, again)):
-                return {"status": "failed", "message": f"skipped: {dst} appeared while it was being upscaled "
-                                                       f"(another run?); not replaced (pass --overwrite to "
-                                                       f"replace it)"}
+                return appeared
             shape = None
         del image
     except MemoryError:
         return {"status": "failed", "message": "skipped: not enough memory to upscale it (MemoryError; try "
                                                "--tile, or a PNG output, which is streamed)"}
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, MissingExtra) as e:
         return {"status": "failed", "message": f"skipped: {e}"}
     if shape is None:
         with Image.open(dst) as im:
@@ -230,11 +285,13 @@ def plan_batch(files, found, scale: int, out=None, out_dir=None, overwrite: bool
 def upscale_files(inputs, out_dir=None, scale=3, model=None, client=None, overwrite: bool = False,
                   skip_existing: bool = False, out=None, tile=None, quality: int = 95,
                   png_compression: int = PNG_COMPRESSION, max_pixels=DEFAULT_MAX_PIXELS, clip: bool = False,
-                  ensemble: bool = False, progress=None) -> list[dict]:
-    """Upscale image files: here, or one task per file on a Dask cluster (see the module docstring).
+                  ensemble: bool = False, progress=None, codec=None, crf=None, preset=None, pix_fmt=None,
+                  frame_progress=None) -> list[dict]:
+    """Upscale image, video and animation files: here, or one task per file on a Dask cluster (see the module
+    docstring; videos and animations in this process only).
 
     Args:
-        inputs: image files, folders (their images, not recursive) and glob patterns.
+        inputs: image, video and animation files, folders (their images, not recursive) and glob patterns.
         out_dir: folder for the outputs (created if missing), which keep the inputs' names; None: each
             output is ``<stem>_x<scale><suffix>`` next to its input.
         scale: the upscale factor; None: the model's own.
@@ -245,6 +302,9 @@ def upscale_files(inputs, out_dir=None, scale=3, model=None, client=None, overwr
         out: the output file, for a single input (instead of ``out_dir``).
         tile, quality, png_compression, max_pixels, clip, ensemble: as for ``npespcn upscale``.
         progress: called with each file's record as soon as it is known (in completion order on a cluster).
+        codec, crf, preset, pix_fmt: the video encoder's settings, as for :func:`npespcn.upscale_video`.
+        frame_progress: for videos and animations, called as ``frame_progress(record, done, total)`` after
+            each frame written (``total`` may be an estimate; 0 when unknown).
 
     Returns:
         One record per input file, in input order: ``{"index", "total", "src", "dst", "status", ...}`` with
@@ -265,7 +325,8 @@ def upscale_files(inputs, out_dir=None, scale=3, model=None, client=None, overwr
     if out is not None and len(files) != 1:
         raise BatchError(f"-o/--out takes one input, got {len(files)}; use --out-dir for several")
     if out is not None:
-        format_for(out)
+        if not is_media_output(out):
+            format_for(out)
         if not Path(out).parent.is_dir():
             raise BatchError(f"cannot write {out}: the folder {Path(out).parent} does not exist")
     net = resolve_model(model, scale)
@@ -276,6 +337,7 @@ def upscale_files(inputs, out_dir=None, scale=3, model=None, client=None, overwr
     records = plan_batch(files, found, net.scale, out, out_dir, overwrite, skip_existing)
     options = {"tile": tile, "quality": quality, "png_compression": png_compression, "max_pixels": max_pixels,
                "clip": clip, "ensemble": ensemble, "overwrite": overwrite}
+    video_options = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt}
     report = progress or (lambda rec: None)
     todo = []
     for rec in records:
@@ -285,10 +347,19 @@ def upscale_files(inputs, out_dir=None, scale=3, model=None, client=None, overwr
             report(rec)
     if client is None:
         for rec in todo:
-            rec.update(upscale_file(rec["src"], rec["dst"], net, **options))
+            frames = None if frame_progress is None else functools.partial(frame_progress, rec)
+            rec.update(upscale_file(rec["src"], rec["dst"], net, **options, **video_options, frame_progress=frames))
             report(rec)
     else:
-        _run_on_cluster(client, todo, net, options, report)
+        images = []
+        for rec in todo:
+            if media_kind(rec["src"], rec["dst"], max_pixels) is None:
+                images.append(rec)
+            else:          # not on a cluster: no frame progress from a worker, no retried-task check for them
+                rec.update(status="failed", message="skipped: videos and animations are upscaled in this process "
+                                                    "only, not on a Dask cluster; run it without --dask")
+                report(rec)
+        _run_on_cluster(client, images, net, options, report)
     return records
 
 

@@ -42,11 +42,14 @@ class Progress:
     disabled : count but never write (``--quiet``), so callers need no guards
     later : passes of ``total`` items still to come after this one (0: this is the last)
     later_extra : seconds each later pass takes beyond its items
+    unit : what an item is called in the rate (``"img"``: ``512 img/s``; ``"frames"`` for a video)
+    show_loss : show the running loss (training); False for work that has none (upscaling a video)
     """
 
     def __init__(self, total: int, desc: str = "", stream=None, width: int = 20, refresh: float = 10.0,
                  log_every: float = 30.0, start: int = 0, clock=time.monotonic,
-                 disabled: bool = False, later: int = 0, later_extra: float = 0.0):
+                 disabled: bool = False, later: int = 0, later_extra: float = 0.0, unit: str = "img",
+                 show_loss: bool = True):
         if total < 0 or start < 0:
             raise ValueError(f"total and start must be >= 0, got {total}, {start}")
         self.total, self.desc, self.width = int(total), desc, int(width)
@@ -60,6 +63,7 @@ class Progress:
         if later < 0 or not later_extra >= 0:
             raise ValueError(f"later and later_extra must be >= 0, got {later}, {later_extra}")
         self.later, self.later_extra = int(later), float(later_extra)
+        self.unit, self.show_loss = unit, bool(show_loss)
 
     @property
     def rate(self) -> float:
@@ -84,8 +88,12 @@ class Progress:
         if self.tty:
             fill = int(round(frac * self.width))
             parts.append("[" + "#" * fill + "." * (self.width - fill) + "]")
-        parts += [f"{100 * frac:3.0f}%", f"{self.done}/{self.total}", f"loss {self.loss:.6f}",
-                  f"{self.rate:.0f} img/s", f"ETA {format_seconds(self.eta())}"]
+        parts += [f"{100 * frac:3.0f}%", f"{self.done}/{self.total}"]
+        if self.show_loss:
+            parts.append(f"loss {self.loss:.6f}")
+        rate = self.rate
+        parts += [f"{rate:.1f} {self.unit}/s" if rate < 10 else f"{rate:.0f} {self.unit}/s",
+                  f"ETA {format_seconds(self.eta())}"]
         if self.later:
             parts.append(f"run ETA {format_seconds(self.run_eta())}")
         return "  ".join(parts)

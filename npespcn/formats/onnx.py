@@ -59,6 +59,7 @@ from .protobuf import (
     as_float,
     as_int64,
     as_str,
+    file_head,
     iter_fields,
     len_field,
     packed_floats,
@@ -333,11 +334,7 @@ def parse_onnx(data) -> tuple[list[Node], dict, list[str], int | None]:
 def looks_like_onnx(path) -> bool:
     """Cheap content sniff: a ``ModelProto`` starts with ``ir_version`` (field 1, varint: byte 0x08) and
     holds a graph (field 7) among its first fields."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1 << 16)
-    except OSError:
-        return False
+    head = file_head(path)
     if not head or head[0] != 0x08:
         return False
     try:

@@ -35,6 +35,19 @@ class ProtobufError(ValueError):
     """The bytes are not a well-formed protobuf message."""
 
 
+SNIFF_BYTES = 1 << 16
+"""How much of a file the format sniffers (``looks_like_onnx``, ``looks_like_graphdef``) read."""
+
+
+def file_head(path, n: int = SNIFF_BYTES) -> bytes:
+    """The first ``n`` bytes of ``path``, or ``b""`` when it cannot be read (for content sniffing)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError:
+        return b""
+
+
 def read_varint(buf, pos: int) -> tuple[int, int]:
     """Decode the varint starting at ``buf[pos]``; return ``(value, next_pos)``.
 

@@ -59,6 +59,7 @@ from .protobuf import (
     as_float,
     as_int64,
     as_str,
+    file_head,
     iter_fields,
     packed_floats,
     packed_varints,
@@ -295,11 +296,7 @@ def parse_graphdef(data, lazy: bool = False) -> list[Node]:
 def looks_like_graphdef(path) -> bool:
     """Cheap content sniff: a ``GraphDef`` starts with field 1 (``node``, length-delimited): byte 0x0A, and the
     first node decodes with a name and an op."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1 << 16)
-    except OSError:
-        return False
+    head = file_head(path)
     if not head or head[0] != 0x0A:
         return False
     try:

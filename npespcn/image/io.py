@@ -24,6 +24,7 @@ and goes through :func:`npespcn.atomic.atomic_write`: a crash never leaves half 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import struct
@@ -173,14 +174,30 @@ def _open_checked(fh, path, max_pixels):
     return im
 
 
-def open_image(fh, path, max_pixels=DEFAULT_MAX_PIXELS):
-    """Open the image file object ``fh`` (of ``path``) as :func:`read_image` does, without decoding a pixel.
+@contextlib.contextmanager
+def open_image(path, max_pixels=DEFAULT_MAX_PIXELS, what: str = "image"):
+    """``with open_image(path) as im:`` the PIL image of ``path``, opened as :func:`read_image` opens it,
+    without decoding a pixel; closed afterwards.
 
-    For readers of more than one frame (:mod:`npespcn.inference.animation`): the file is identified among
-    :data:`READ_FORMATS` and its declared size checked against ``max_pixels`` (``ValueError``), Pillow's
-    process-wide limit untouched. Returns the PIL image, which reads from ``fh`` (keep it open).
+    The file is identified among :data:`READ_FORMATS` and its declared size checked against ``max_pixels``,
+    Pillow's process-wide limit untouched. Any failure inside the block (a missing, unreadable or truncated
+    file, a decompression bomb) becomes one ``ValueError`` naming ``path`` and saying it is not a readable
+    ``what``. For readers of one frame (:func:`read_image`) and of many (:mod:`npespcn.inference.animation`).
     """
-    return _open_checked(fh, path, max_pixels)
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as fh:
+            im = _open_checked(fh, path, max_pixels)
+            try:
+                yield im
+            finally:
+                im.close()
+    except ValueError as e:
+        raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
+    except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from None
 
 
 def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
@@ -204,23 +221,10 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
         Missing, unreadable, truncated or non-image file, or more than ``max_pixels`` pixels, naming it and
         the reason. ``MemoryError`` when decoding an image within the limit does not fit in memory.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        with open(path, "rb") as fh:
-            im = _open_checked(fh, path, max_pixels)
-            try:
-                im.load()                              # decode now: truncated data fails here
-                info = ImageInfo(format=im.format, mode=im.mode, icc_profile=im.info.get("icc_profile"))
-                arr = image_to_array(im)
-            finally:
-                im.close()
-    except ValueError as e:
-        raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
-    except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
-    return arr, info
+    with open_image(path, max_pixels) as im:
+        im.load()                                      # decode now: truncated data fails here
+        info = ImageInfo(format=im.format, mode=im.mode, icc_profile=im.info.get("icc_profile"))
+        return image_to_array(im), info
 
 
 def format_for(path) -> str:

@@ -43,13 +43,9 @@ def is_animated(path, max_pixels=DEFAULT_MAX_PIXELS) -> bool:
     """Whether ``path`` is a GIF, PNG or WebP file of more than one frame (False for anything else,
     including an unreadable file: the image reader then says what is wrong with it)."""
     try:
-        with open(path, "rb") as fh:
-            im = open_image(fh, path, max_pixels)
-            try:
-                return im.format in ("GIF", "PNG", "WEBP") and getattr(im, "n_frames", 1) > 1
-            finally:
-                im.close()
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        with open_image(path, max_pixels) as im:
+            return im.format in ("GIF", "PNG", "WEBP") and getattr(im, "n_frames", 1) > 1
+    except ValueError:
         return False
 
 
@@ -72,38 +68,17 @@ def read_animation(path, max_pixels=DEFAULT_MAX_PIXELS):
     Raises:
         ValueError: a missing, unreadable or truncated file, or frames larger than ``max_pixels``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        with open(path, "rb") as fh:
-            im = open_image(fh, path, max_pixels)
-            try:
-                for i in range(getattr(im, "n_frames", 1)):
-                    im.seek(i)
-                    im.load()
-                    yield np.array(im.convert("RGBA")), round(float(im.info.get("duration") or 0))
-            finally:
-                im.close()
-    except ValueError as e:
-        raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
-    except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path}: not a readable animation ({type(e).__name__}: {e})") from None
+    with open_image(path, max_pixels, "animation") as im:
+        for i in range(getattr(im, "n_frames", 1)):
+            im.seek(i)
+            im.load()
+            yield np.array(im.convert("RGBA")), round(float(im.info.get("duration") or 0))
 
 
 def _describe(path, max_pixels):
     """``(format, frames, (width, height), loop or None)`` from the header and the frame index."""
-    try:
-        with open(path, "rb") as fh:
-            im = open_image(fh, path, max_pixels)
-            try:
-                return im.format, getattr(im, "n_frames", 1), im.size, im.info.get("loop")
-            finally:
-                im.close()
-    except ValueError as e:
-        raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
-    except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path}: not a readable animation ({type(e).__name__}: {e})") from None
+    with open_image(path, max_pixels, "animation") as im:
+        return im.format, getattr(im, "n_frames", 1), im.size, im.info.get("loop")
 
 
 def _gif_frame(rgba: np.ndarray) -> Image.Image:

@@ -97,6 +97,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -126,18 +127,14 @@ MIN_GEMM_MNK = 1 << 23
 thresholds (28*512*512), so every chunk size runs the same kernels."""
 
 
-_SIZE_INDEPENDENT = []          # the answer of size_independent_is_bitwise(), once asked
-
-
+@functools.cache
 def size_independent_is_bitwise() -> bool:
     """Whether ``size_independent=True`` convolutions give a pixel the same bits whatever the image's size,
     its position in a tile, and the thread count (so tiled inference is bitwise the untiled result):
     true when NumPy's BLAS computes every column of a product alike (:func:`~npespcn.fast.blas.columns_exact`,
     measured once); otherwise the two agree to float32 rounding (about 1e-7 of the output's range)."""
-    if not _SIZE_INDEPENDENT:
-        with single_threaded_blas():
-            _SIZE_INDEPENDENT.append(columns_exact(MIN_GEMM_MNK))
-    return _SIZE_INDEPENDENT[0]
+    with single_threaded_blas():
+        return columns_exact(MIN_GEMM_MNK)
 
 
 KN2ROW_MAX_WIDTH = 64

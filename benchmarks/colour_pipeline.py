@@ -7,14 +7,17 @@ NumPy references (``npespcn.inference.pipeline.FAST_COLOUR``; the same bits, che
 
 Three measurements, all on the shipped x3 ``espcn`` model:
 
-* ``in-process``: ``infer``, ``upscale`` (references) and ``upscale`` (numba) of one frame, their order
-  rotating every repeat; medians and (min-max) in milliseconds.
+* ``in-process``: ``infer``, ``upscale`` (references) and ``upscale`` (numba) of one frame, and the two
+  ``upscale`` again with the network's output computed once beforehand (``colour_*``: the pipeline
+  around the network alone), their order rotating every repeat; medians and (min-max) in milliseconds.
 * ``first call``: a fresh process times its first ``upscale`` of the frame (numba's compilation or cache
   loading included), with an empty numba cache and then with the cache it left; each with
   ``FAST_COLOUR`` on and off.
 * ``CLI``: ``python -m npespcn.upscale`` of a 512x512 PNG, whole processes alternating between this
   checkout and ``--baseline`` (another checkout's root, e.g. ``git worktree add /tmp/base main``) when
   given, caches warm.
+* with ``--baseline``, also the frame in processes alternating between the two checkouts: each times
+  ``upscale`` and ``infer`` 5 times, interleaved, and reports its medians.
 
 One JSON line at the end. The frame is a 640x360 window of a Set14 photograph enlarged to 1280x720
 (``data/Set14``, else a synthetic chart), as in ``video_fps.py``.
@@ -59,6 +62,35 @@ print(t1 - t0, t2 - t1, time.perf_counter() - t2)
 """
 
 
+FRAME_PROCESS = """
+import sys, time, statistics, numpy as np
+import npespcn
+from npespcn.image.color import rgb_to_ycc_planes
+net = npespcn.nn.resolve_model("espcn", 3)
+frame = np.load(sys.argv[1])
+luma = (rgb_to_ycc_planes(frame.astype(np.float64))[0] / 255.0).astype(np.float32)[None, None]
+npespcn.upscale(frame, 3, net), net.infer(luma)
+up, inf = [], []
+for _ in range(int(sys.argv[2])):
+    t0 = time.perf_counter(); npespcn.upscale(frame, 3, net); t1 = time.perf_counter(); net.infer(luma)
+    up.append(t1 - t0); inf.append(time.perf_counter() - t1)
+print(statistics.median(up), statistics.median(inf))
+"""
+
+
+def frame_processes(frame_path, trees, rounds: int, per_process: int = 5) -> dict:
+    """Per process (checkouts alternating): median ``upscale`` and ``infer`` times of the frame."""
+    times = {name: [] for name in trees}
+    names = list(trees)
+    for rep in range(rounds):
+        for name in names[rep % len(names):] + names[:rep % len(names)]:
+            env = {**os.environ, "PYTHONPATH": str(trees[name])}
+            res = subprocess.run([sys.executable, "-c", FRAME_PROCESS, str(frame_path), str(per_process)],
+                                 env=env, check=True, capture_output=True, text=True)
+            times[name].append([float(x) for x in res.stdout.split()])
+    return times
+
+
 def spread(v, scale=1000.0) -> str:
     return f"{scale * statistics.median(v):.0f} ({scale * min(v):.0f}-{scale * max(v):.0f})"
 
@@ -73,14 +105,33 @@ def in_process(frame, repeats: int) -> dict:
             return npespcn.upscale(frame, 3, net)
         return run
 
-    cases = {"infer": lambda: net.infer(luma), "upscale_reference": up(False), "upscale_numba": up(True)}
-    outs = [cases[k]() for k in ("upscale_reference", "upscale_numba")]     # warm-up, and the same bits
-    assert outs[0].tobytes() == outs[1].tobytes()
+    remembered, calls = {}, [0]
+
+    def network_once(net, x, ensemble=False):      # each tile's network output (tiles come in order), once
+        calls[0] += 1
+        if calls[0] not in remembered:
+            remembered[calls[0]] = network(net, x, ensemble)
+        return remembered[calls[0]]
+
+    def colour_only(fast):
+        def run():
+            pipeline.network, calls[0] = network_once, 0
+            try:
+                return up(fast)()
+            finally:
+                pipeline.network = network
+        return run
+
+    network = pipeline.network
+    cases = {"infer": lambda: net.infer(luma), "upscale_reference": up(False), "upscale_numba": up(True),
+             "colour_reference": colour_only(False), "colour_numba": colour_only(True)}
+    outs = [cases[k]() for k in cases if k != "infer"]                 # warm-up, and the same bits
+    assert all(o.tobytes() == outs[0].tobytes() for o in outs)
     cases["infer"]()
     times = {k: [] for k in cases}
     names = list(cases)
     for rep in range(repeats):
-        for k in names[rep % 3:] + names[:rep % 3]:
+        for k in names[rep % len(names):] + names[:rep % len(names)]:
             t0 = time.perf_counter()
             cases[k]()
             times[k].append(time.perf_counter() - t0)
@@ -139,6 +190,7 @@ def main() -> None:
         first = first_call(frame_path)
         trees = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
         cli_times = cli(png, trees, args.cli_repeats)
+        processes = frame_processes(frame_path, trees, args.cli_repeats) if args.baseline else {}
     load1 = os.getloadavg()
     print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, load average {load0[0]:.1f} at the start, "
           f"{load1[0]:.1f} at the end")
@@ -155,7 +207,15 @@ def main() -> None:
     print(f"python -m npespcn.upscale of a 512x512 PNG, {args.cli_repeats} alternating processes, s:")
     for k, v in cli_times.items():
         print(f"  {k:10s} {statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})")
-    print(json.dumps({"in_process_s": times, "first_call_s": first, "cli_s": cli_times,
+    if processes:
+        print(f"the frame in alternating processes ({args.cli_repeats} each, medians of 5 per process), "
+              "ms: upscale, infer, upscale / infer")
+        for k, v in processes.items():
+            up, inf = [x[0] for x in v], [x[1] for x in v]
+            ratio = [a / b for a, b in zip(up, inf)]
+            print(f"  {k:10s} {spread(up)}, {spread(inf)}, {statistics.median(ratio):.2f} "
+                  f"({min(ratio):.2f}-{max(ratio):.2f})")
+    print(json.dumps({"in_process_s": times, "first_call_s": first, "cli_s": cli_times, "processes_s": processes,
                       "load": [load0[0], load1[0]], "date": time.strftime("%Y-%m-%d")}))
 
 

@@ -12,7 +12,9 @@ Colour, as the super-resolution literature does it (BT.601 studio range, :mod:`n
 Every dtype goes through one pipeline on the 0..255 scale in float64 (uint8 as is, uint16 / 257, floats
 * 255); the network sees ``Y / 255`` in the model's dtype (float32); the result is converted back with
 rounding and clipping (integers) or clipping to [0, 1] (floats). Bicubic is Pillow's kernel computed in
-float64 (:mod:`npespcn.image.bicubic`), so uint16 and float images keep their precision.
+float64 (:mod:`npespcn.image.bicubic`), so uint16 and float images keep their precision. The colour planes,
+the bicubic and the last uint8 step run as numba kernels (:data:`FAST_COLOUR`, :data:`FUSED_UINT8`), each
+the same operations in the same order as its NumPy reference, so the same bits.
 
 Tiling: the low-resolution image is cut into ``tile`` x ``tile`` tiles; each is processed with a halo of
 ``max(model.receptive_radius, 2)`` pixels (2 is the bicubic's reach) and only its core is kept. With the

@@ -49,3 +49,45 @@ def test_bicubic_region_refuses_a_crop_missing_taps():
         bicubic_region(a[4:8, 4:8], 2, (10, 10), (4, 4), (8, 16), (8, 16))
     with pytest.raises(ValueError, match="outside"):
         bicubic_region(a, 2, (10, 10), (0, 0), (0, 21), (0, 4))
+
+
+def _region_cases():
+    """(H, W, r, core) with cores at the corners, edges and inside, odd sizes and one-pixel images."""
+    for H, W, r in [(21, 26, 3), (7, 9, 2), (5, 5, 4), (1, 6, 3), (13, 1, 2), (33, 40, 3)]:
+        yield H, W, r, (0, H, 0, W)
+        yield H, W, r, (0, (H + 1) // 2, W // 3, W)
+        yield H, W, r, (H // 2, H, 0, max(1, W // 2))
+        yield H, W, r, (H // 3, max(H // 3 + 1, 2 * H // 3), W // 4, max(W // 4 + 1, 3 * W // 4))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8, np.uint16])
+@pytest.mark.parametrize("H,W,r,core", list(_region_cases()))
+def test_numba_bicubic_region_is_bitwise_the_numpy_one(dtype, H, W, r, core):
+    from npespcn.image.bicubic import bicubic_region_numba
+    rng = np.random.default_rng(H * 100 + W + r)
+    a = rng.random((H, W)) * 255 if np.dtype(dtype).kind == "f" else rng.integers(0, 256, (H, W))
+    a = a.astype(dtype)
+    y0, y1, x0, x1 = core
+    oy, ox = max(0, y0 - HALO), max(0, x0 - HALO)
+    crop = a[oy:min(H, y1 + HALO), ox:min(W, x1 + HALO)]              # a strided view, as the pipeline's
+    args = (r, (H, W), (oy, ox), (r * y0, r * y1), (r * x0, r * x1))
+    fast, ref = bicubic_region_numba(crop, *args), bicubic_region(crop, *args)
+    assert fast.dtype == ref.dtype == np.float32 and fast.shape == ref.shape
+    assert fast.tobytes() == ref.tobytes()
+
+
+def test_numba_bicubic_region_is_bitwise_on_values_that_round():
+    """Wide-range float64 values: the float32 rounding of the input and between the passes matters."""
+    from npespcn.image.bicubic import bicubic_region_numba
+    a = np.random.default_rng(7).normal(0, 1e3, (17, 23)) ** 3
+    args = (3, a.shape, (0, 0), (0, 51), (0, 69))
+    assert bicubic_region_numba(a, *args).tobytes() == bicubic_region(a, *args).tobytes()
+
+
+def test_numba_bicubic_region_refuses_what_the_numpy_one_refuses():
+    from npespcn.image.bicubic import bicubic_region_numba
+    a = np.zeros((10, 10))
+    with pytest.raises(ValueError, match="does not cover"):
+        bicubic_region_numba(a[4:8, 4:8], 2, (10, 10), (4, 4), (8, 16), (8, 16))
+    with pytest.raises(ValueError, match="outside"):
+        bicubic_region_numba(a, 2, (10, 10), (0, 0), (0, 21), (0, 4))

@@ -248,3 +248,48 @@ def test_fused_uint8_colour_step_gives_the_numpy_bits(monkeypatch, shape, tile):
     numpy_path = upscale(img, 3, net, tile=tile)
     np.testing.assert_array_equal(fused, numpy_path)
     assert (fused == 0).any() and (fused == 255).any() and len(np.unique(fused)) > 100
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (16, 9, 4), (31, 2, 3)])
+def test_numba_ycc_planes_are_bitwise_the_numpy_ones(dtype, shape):
+    from npespcn.image.color import (
+        image_to_ycc_planes,
+        image_to_ycc_planes_numba,
+        rgb_to_ycc_planes,
+    )
+    img = rand_image((shape[0] + 4, shape[1] + 5, shape[2]), dtype, seed=shape[0] + shape[1])
+    if np.dtype(dtype).kind == "f":                        # values to clip, as with clip=True, and both ends
+        img = (img * 1.4 - 0.2).astype(dtype)
+        img[0, 0], img[-1, -1] = 0.0, 1.0
+    crop = img[2:2 + shape[0], 3:3 + shape[1]]             # a strided view, as the pipeline's tiles
+    fast, ref = image_to_ycc_planes_numba(crop), image_to_ycc_planes(crop)
+    for f, r in zip(fast, ref):
+        assert f.dtype == r.dtype == np.float64 and f.shape == r.shape == shape[:2]
+        assert f.tobytes() == r.tobytes()
+    if dtype == np.uint8:                                  # and uint8 is taken as is
+        for f, r in zip(fast, rgb_to_ycc_planes(crop[..., :3].astype(np.float64))):
+            assert f.tobytes() == r.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("shape,tile", [((37, 29, 3), None), ((37, 29, 4), 16), ((20, 23, 3), 7),
+                                        ((21, 19), 8), ((12, 14, 1), None)])
+def test_fast_colour_kernels_give_the_numpy_bits(monkeypatch, dtype, shape, tile):
+    """FAST_COLOUR (numba Y/Cb/Cr planes and chroma bicubic) equals the NumPy references, every dtype,
+    with the fused uint8 step on and off."""
+    import npespcn.inference.pipeline as inference
+    net = ESPCN.paper(3, seed=4)
+    for arr in net.params.values():                      # outputs that reach past 0 and 255 (clipping)
+        arr += np.random.default_rng(5).normal(0, 0.2, arr.shape).astype(arr.dtype)
+    img = rand_image(shape, dtype, seed=18)
+    results = {}
+    for fast in (True, False):
+        for fused in (True, False):
+            monkeypatch.setattr(inference, "FAST_COLOUR", fast)
+            monkeypatch.setattr(inference, "FUSED_UINT8", fused)
+            results[fast, fused] = upscale(img, 3, net, tile=tile)
+    ref = results[False, False]
+    for out in results.values():
+        assert out.dtype == ref.dtype and out.tobytes() == ref.tobytes()
+    assert len(np.unique(ref)) > 100

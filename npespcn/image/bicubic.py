@@ -18,6 +18,9 @@ taps, bit for bit equal to the same rectangle of the whole result.
 """
 from __future__ import annotations
 
+import functools
+
+import numba
 import numpy as np
 
 A = -0.5
@@ -57,6 +60,15 @@ def coefficients(n: int, r: int, start: int, stop: int):
     return np.minimum(index, n - 1), weight
 
 
+@functools.lru_cache(maxsize=512)
+def _coefficients_read_only(n: int, r: int, start: int, stop: int):
+    """:func:`coefficients`, remembered (every frame of a video, every tile row, asks for the same), and
+    read-only since they are shared."""
+    index, weight = coefficients(n, r, start, stop)
+    index.flags.writeable = weight.flags.writeable = False
+    return index, weight
+
+
 def _resample_rows(plane, index, weight):
     """``out[:, X] = sum_t weight[X, t] * plane[:, index[X, t]]`` in float64, tap by tap; returns float32."""
     acc = np.zeros((plane.shape[0], index.shape[0]), dtype=np.float64)
@@ -86,12 +98,25 @@ def bicubic_region(crop, r: int, full_shape, origin, rows, cols):
     -------
     out : float32 ndarray (rows[1] - rows[0], cols[1] - cols[0])
     """
+    iy, wy, ix, wx = region_taps(crop, r, full_shape, origin, rows, cols)
+    # Horizontal pass on the input rows the region needs, then vertical.
+    need = np.unique(iy)
+    tmp = _resample_rows(np.asarray(crop, dtype=np.float32)[need], ix, wx)        # (len(need), out_w)
+    pos = np.searchsorted(need, iy)
+    return _resample_rows(tmp.T, pos, wy).T.copy()
+
+
+def region_taps(crop, r: int, full_shape, origin, rows, cols):
+    """The taps of :func:`bicubic_region` (same parameters), in ``crop``'s coordinates: ``(iy, wy, ix, wx)``,
+    row and column indices (clamped into the crop; a clamped tap has weight 0) and their weights, as
+    :func:`coefficients`. Raises ``ValueError`` if the rectangle lies outside the result or the crop misses
+    a tap."""
     H, W = full_shape
     oy, ox = origin
     if not (0 <= rows[0] < rows[1] <= r * H and 0 <= cols[0] < cols[1] <= r * W):
         raise ValueError(f"bicubic_region: rows {rows} x cols {cols} lie outside the {r * H}x{r * W} result")
-    iy, wy = coefficients(H, r, *rows)
-    ix, wx = coefficients(W, r, *cols)
+    iy, wy = _coefficients_read_only(H, r, *rows)
+    ix, wx = _coefficients_read_only(W, r, *cols)
     iy, ix = iy - oy, ix - ox
     # Taps with zero weight may point outside the crop: clamp them (their weight keeps them out).
     if (((iy < 0) | (iy >= crop.shape[0])) & (wy != 0)).any() or \
@@ -99,11 +124,41 @@ def bicubic_region(crop, r: int, full_shape, origin, rows, cols):
         raise ValueError("bicubic_region: the crop does not cover the taps of the requested region")
     iy = np.clip(iy, 0, crop.shape[0] - 1)
     ix = np.clip(ix, 0, crop.shape[1] - 1)
-    # Horizontal pass on the input rows the region needs, then vertical.
-    need = np.unique(iy)
-    tmp = _resample_rows(np.asarray(crop, dtype=np.float32)[need], ix, wx)        # (len(need), out_w)
-    pos = np.searchsorted(need, iy)
-    return _resample_rows(tmp.T, pos, wy).T.copy()
+    return iy, wy, ix, wx
+
+
+@numba.njit(cache=True, nogil=True)
+def _bicubic_kernel(crop, lo, iy, wy, ix, wx, out):
+    """Both passes of :func:`bicubic_region` for crop rows ``lo..`` (the rows the taps ``iy`` use)."""
+    n_rows = iy.max() - lo + 1
+    out_h, out_w = out.shape
+    taps = ix.shape[1]
+    tmp = np.empty((n_rows, out_w), np.float32)
+    for k in range(n_rows):                                   # horizontal: float32 input, float64 sums
+        for X in range(out_w):
+            acc = 0.0
+            for t in range(taps):
+                acc += np.float64(np.float32(crop[lo + k, ix[X, t]])) * wx[X, t]
+            tmp[k, X] = np.float32(acc)
+    acc_row = np.empty(out_w)
+    for Y in range(out_h):                                    # vertical, tap by tap over the whole row
+        acc_row[:] = 0.0
+        for t in range(iy.shape[1]):
+            src = tmp[iy[Y, t] - lo]
+            w = wy[Y, t]
+            for X in range(out_w):
+                acc_row[X] += np.float64(src[X]) * w
+        for X in range(out_w):
+            out[Y, X] = np.float32(acc_row[X])
+
+
+def bicubic_region_numba(crop, r: int, full_shape, origin, rows, cols):
+    """:func:`bicubic_region` as one numba kernel: the same taps, the same float64 sums in tap order and
+    the same float32 rounding between the passes, so the same bits, without the NumPy temporaries."""
+    iy, wy, ix, wx = region_taps(crop, r, full_shape, origin, rows, cols)
+    out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), np.float32)
+    _bicubic_kernel(np.asarray(crop), iy.min(), iy, wy, ix, wx, out)
+    return out
 
 
 def bicubic_upscale(plane, r: int):

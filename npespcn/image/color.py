@@ -51,6 +51,64 @@ def rgb_to_ycc_planes(rgb):
     return [off + m[0] * R + m[1] * G + m[2] * B for m, off in zip(BT601, OFFSET)]
 
 
+def to_255(a):
+    """Pixel values on the 0..255 scale, float64: uint8 as is, uint16 * 255 / 65535, floats clipped to
+    [0, 1] then * 255."""
+    v = np.asarray(a).astype(np.float64)
+    if a.dtype.kind == "f":
+        return np.clip(v, 0.0, 1.0) * 255.0
+    if a.dtype == np.uint16:
+        return v * (255.0 / 65535.0)
+    return v
+
+
+def image_to_ycc_planes(image):
+    """``[Y, Cb, Cr]`` float64 planes (h, w) on 0..255 of an RGB(A) image (h, w, >= 3) of any of
+    npespcn's dtypes: :func:`rgb_to_ycc_planes` of :func:`to_255` (alpha ignored).
+    :func:`image_to_ycc_planes_numba` is the same in one pass."""
+    return rgb_to_ycc_planes(to_255(image[..., :3]))
+
+
+_SCALE_AS_IS, _SCALE_UINT16, _SCALE_FLOAT = 0, 1, 2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scaled(v, mode):
+    """One value of :func:`to_255`, ``v`` already float64."""
+    if mode == 1:
+        return v * (255.0 / 65535.0)
+    if mode == 2:
+        return min(max(v, 0.0), 1.0) * 255.0
+    return v
+
+
+@numba.njit(cache=True, nogil=True)
+def _ycc_planes_kernel(image, mode, m, off, y, cb, cr):
+    h, w = y.shape
+    for i in range(h):
+        for j in range(w):
+            R = _scaled(np.float64(image[i, j, 0]), mode)
+            G = _scaled(np.float64(image[i, j, 1]), mode)
+            B = _scaled(np.float64(image[i, j, 2]), mode)
+            y[i, j] = off[0] + m[0, 0] * R + m[0, 1] * G + m[0, 2] * B
+            cb[i, j] = off[1] + m[1, 0] * R + m[1, 1] * G + m[1, 2] * B
+            cr[i, j] = off[2] + m[2, 0] * R + m[2, 1] * G + m[2, 2] * B
+
+
+def image_to_ycc_planes_numba(image):
+    """:func:`image_to_ycc_planes` in one numba pass, the same operations in the same order (no
+    fused multiply-adds), so the same bits, without the float64 copy of the image."""
+    if image.dtype.kind == "f":
+        mode = _SCALE_FLOAT
+    elif image.dtype == np.uint16:
+        mode = _SCALE_UINT16
+    else:
+        mode = _SCALE_AS_IS
+    planes = [np.empty(image.shape[:2]) for _ in range(3)]
+    _ycc_planes_kernel(image, mode, BT601, OFFSET, *planes)
+    return planes
+
+
 def ycc_planes_to_rgb(y, cb, cr):
     """``[R, G, B]`` planes from Y, Cb, Cr planes on 0..255 (not clipped), element by element."""
     y, cb, cr = y - 16.0, cb - 128.0, cr - 128.0
@@ -64,14 +122,15 @@ def ycc_to_rgb_uint8(ynet, cb, cr, m_inv, dst):
     :func:`ycc_planes_to_rgb`, rounding and clipping (no fused multiply-adds), so the same bits, without their dozen
     float64 temporaries of the whole tile.
 
-    ynet (h, w) float32 network output; cb, cr (h, w) float64 on 0..255; dst (h, w, >= 3) uint8.
+    ynet (h, w) float32 network output; cb, cr (h, w) on 0..255, float64 or float32 (taken as float64,
+    exactly); dst (h, w, >= 3) uint8.
     """
     h, w = cb.shape
     for i in range(h):
         for j in range(w):
             y = np.float64(ynet[i, j]) * 255.0 - 16.0
-            b = cb[i, j] - 128.0
-            r = cr[i, j] - 128.0
+            b = np.float64(cb[i, j]) - 128.0
+            r = np.float64(cr[i, j]) - 128.0
             for c in range(3):
                 v = np.rint(m_inv[c, 0] * y + m_inv[c, 1] * b + m_inv[c, 2] * r)
                 dst[i, j, c] = min(max(v, 0.0), 255.0)

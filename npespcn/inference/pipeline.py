@@ -12,7 +12,9 @@ Colour, as the super-resolution literature does it (BT.601 studio range, :mod:`n
 Every dtype goes through one pipeline on the 0..255 scale in float64 (uint8 as is, uint16 / 257, floats
 * 255); the network sees ``Y / 255`` in the model's dtype (float32); the result is converted back with
 rounding and clipping (integers) or clipping to [0, 1] (floats). Bicubic is Pillow's kernel computed in
-float64 (:mod:`npespcn.image.bicubic`), so uint16 and float images keep their precision.
+float64 (:mod:`npespcn.image.bicubic`), so uint16 and float images keep their precision. The colour planes,
+the bicubic and the last uint8 step run as numba kernels (:data:`FAST_COLOUR`, :data:`FUSED_UINT8`), each
+the same operations in the same order as its NumPy reference, so the same bits.
 
 Tiling: the low-resolution image is cut into ``tile`` x ``tile`` tiles; each is processed with a halo of
 ``max(model.receptive_radius, 2)`` pixels (2 is the bicubic's reach) and only its core is kept. With the
@@ -27,10 +29,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..image.bicubic import bicubic_region
+from ..image.bicubic import bicubic_region, bicubic_region_numba
 from ..image.color import (
     BT601_INV,
-    rgb_to_ycc_planes,
+    image_to_ycc_planes,
+    image_to_ycc_planes_numba,
+    to_255,
     ycc_planes_to_rgb,
     ycc_to_rgb_uint8,
 )
@@ -44,6 +48,10 @@ DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 FUSED_UINT8 = True
 """uint8 RGB results: colour conversion and rounding in one numba pass (:func:`~npespcn.image.color.ycc_to_rgb_uint8`);
 False runs the NumPy expressions (the same bits; tests compare the two)."""
+FAST_COLOUR = True
+"""RGB(A) images: Y/Cb/Cr planes and the bicubic chroma (and alpha) by numba kernels
+(:func:`~npespcn.image.color.image_to_ycc_planes_numba`, :func:`~npespcn.image.bicubic.bicubic_region_numba`);
+False runs their NumPy references (the same bits; tests compare the two)."""
 _PIL_MODES = ("L", "RGB", "RGBA", "I;16", "F")
 
 
@@ -109,16 +117,6 @@ def network(net: ESPCN, x: np.ndarray, ensemble: bool = False) -> np.ndarray:
     return (total / N_DIHEDRAL).astype(net.dtype)
 
 
-def _lr_to_255(crop, dtype):
-    """uint8 as is, uint16 / 257, floats * 255 (clipped to [0, 1] first); float64."""
-    v = crop.astype(np.float64)
-    if dtype.kind == "f":
-        return np.clip(v, 0.0, 1.0) * 255.0
-    if dtype == np.uint16:
-        return v * (255.0 / 65535.0)
-    return v
-
-
 def _from_255(v, dtype):
     if dtype.kind == "f":
         return np.clip(v / 255.0, 0.0, 1.0).astype(dtype)
@@ -134,21 +132,24 @@ def _process_tile(arr, net, r, core, margin, out, top=0, ensemble=False):
     y0, y1, x0, x1 = core
     ey0, ey1, ex0, ex1 = max(0, y0 - margin), min(H, y1 + margin), max(0, x0 - margin), min(W, x1 + margin)
     crop = arr[ey0:ey1, ex0:ex1]
-    v = _lr_to_255(crop, arr.dtype)                                     # (h, w[, C]) float64, 0..255
     sl = (slice(r * (y0 - ey0), r * (y1 - ey0)), slice(r * (x0 - ex0), r * (x1 - ex0)))
     rows, cols = (r * y0, r * y1), (r * x0, r * x1)
 
+    def bicubic32(plane):
+        resample = bicubic_region_numba if FAST_COLOUR else bicubic_region
+        return resample(plane, r, (H, W), (ey0, ex0), rows, cols)
+
     def bicubic(plane):
-        return bicubic_region(plane, r, (H, W), (ey0, ex0), rows, cols).astype(np.float64)
+        return bicubic32(plane).astype(np.float64)
 
     def net_planes(planes):
         x = np.stack(planes)[None] / 255.0                              # (1, C, h, w)
         y = network(net, x, ensemble)[0]                                # (C, r h, r w)
         return [y[c][sl].astype(np.float64) * 255.0 for c in range(y.shape[0])]
 
-    grey = v.ndim == 2 or v.shape[2] == 1
+    grey = crop.ndim == 2 or crop.shape[2] == 1
     if grey:
-        g = v if v.ndim == 2 else v[..., 0]
+        g = to_255(crop if crop.ndim == 2 else crop[..., 0])    # (h, w) float64, 0..255
         if net.channels == 1:
             res = net_planes([g])[0]
         else:
@@ -158,11 +159,14 @@ def _process_tile(arr, net, r, core, margin, out, top=0, ensemble=False):
         return
     dst = out[rows[0] - top:rows[1] - top, cols[0]:cols[1]]
     if net.channels == 3:
+        v = to_255(crop[..., :3])                        # (h, w, 3) float64, 0..255
         rgb = net_planes([v[..., 0], v[..., 1], v[..., 2]])
     else:
-        y, cb, cr = rgb_to_ycc_planes(v)
+        y, cb, cr = (image_to_ycc_planes_numba if FAST_COLOUR else image_to_ycc_planes)(crop)
         if arr.dtype == np.uint8 and FUSED_UINT8:
-            ycc_to_rgb_uint8(network(net, (y / 255.0)[None, None], ensemble)[0, 0][sl], bicubic(cb), bicubic(cr),
+            # float32 chroma goes in as is: the kernel widens it to float64 exactly, as astype would
+            chroma = bicubic32 if FAST_COLOUR else bicubic
+            ycc_to_rgb_uint8(network(net, (y / 255.0)[None, None], ensemble)[0, 0][sl], chroma(cb), chroma(cr),
                               BT601_INV, dst)
             rgb = None
         else:
@@ -170,8 +174,8 @@ def _process_tile(arr, net, r, core, margin, out, top=0, ensemble=False):
     if rgb is not None:
         for c in range(3):
             dst[..., c] = _from_255(rgb[c], arr.dtype)
-    if v.shape[2] == 4:
-        dst[..., 3] = _from_255(bicubic(v[..., 3]), arr.dtype)
+    if crop.shape[2] == 4:
+        dst[..., 3] = _from_255(bicubic(to_255(crop[..., 3])), arr.dtype)
 
 
 def upscale(image, scale: int = 3, model=None, tile: int | None = None, clip: bool = False, progress=None,

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import npespcn
-from npespcn.atomic import TMP_PREFIX
+from npespcn.atomic import HOST_TAG, TMP_PREFIX
 from npespcn.cli.upscale import main
 from npespcn.inference.batch import dask_client
 from npespcn.inference.video import plan_segments
@@ -202,6 +202,10 @@ def test_a_failing_segment_fails_its_video_only_and_a_rerun_finishes_it(client, 
     assert [r["status"] for r in records] == ["failed", "written"]
     assert "segment" in records[0]["message"] and "\n" not in records[0]["message"]
     assert sorted(os.listdir(out)) == ["im.png"] and leftovers(tmp_path) == []
+    dead = 2 ** 22 + 12345                              # above the usual pid_max: a client that died
+    stale = out / f"{TMP_PREFIX}{dead}-{HOST_TAG}-segmentsabcd1234.long.mkv"
+    stale.mkdir()
+    (stale / "000000.mkv").write_bytes(b"half a segment")
     again = npespcn.upscale_files([clips / "long.mkv", image], out, scale=2, model=clips / "model.npz",
                                   client=client, codec="ffv1", segment_frames=10, skip_existing=True)
     assert [r["status"] for r in again] == ["written", "done"]

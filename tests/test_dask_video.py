@@ -9,6 +9,7 @@ default lossy H.264 the frame count and timestamps must be equal and the frames 
 from __future__ import annotations
 
 import os
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -200,7 +201,8 @@ def test_a_failing_segment_fails_its_video_only_and_a_rerun_finishes_it(client, 
     records = npespcn.upscale_files([clips / "long.mkv", image], out, scale=2, model=clips / "model.npz",
                                     client=client, preset="nonsense", segment_frames=10)
     assert [r["status"] for r in records] == ["failed", "written"]
-    assert "segment" in records[0]["message"] and "\n" not in records[0]["message"]
+    assert "segment" in records[0]["message"] and "preset" in records[0]["message"]
+    assert re.search(r"segment \d of 4 \(frames \d+-\d+\)", records[0]["message"]) and "\n" not in records[0]["message"]
     assert sorted(os.listdir(out)) == ["im.png"] and leftovers(tmp_path) == []
     dead = 2 ** 22 + 12345                              # above the usual pid_max: a client that died
     stale = out / f"{TMP_PREFIX}{dead}-{HOST_TAG}-segmentsabcd1234.long.mkv"

@@ -495,9 +495,9 @@ def _segment_done(client, job, k, fut, distributed, overwrite, frame_progress) -
     if why is not None:
         client.cancel([f for f in job["futures"] if not f.done()])
         shutil.rmtree(job["folder"], ignore_errors=True)
-        segment = job["segments"][k]
-        rec.update(status="failed", message=f"skipped: segment {k + 1} of {n} (from timestamp "
-                                            f"{segment['start'] or 0}): {why}")
+        first = sum(s["frames"] for s in job["segments"][:k]) + 1
+        last = first + job["segments"][k]["frames"] - 1
+        rec.update(status="failed", message=f"skipped: segment {k + 1} of {n} (frames {first}-{last}): {why}")
         return True
     job["done"] += job["results"][k]["frames"]
     if frame_progress is not None:

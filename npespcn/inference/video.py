@@ -34,6 +34,11 @@ The output is written through :func:`npespcn.atomic.atomic_write`: until the las
 is a temporary file beside ``dst``, removed on any error and on Ctrl-C (left by SIGKILL, it is cleaned
 by the next write into that folder), and ``dst`` is never replaced unless ``overwrite=True``.
 
+On a cluster (:func:`npespcn.upscale_files` with ``client=``) a video is cut at its keyframes
+(:func:`plan_segments`), each segment is upscaled by this same code into a video-only file of its own
+(:func:`upscale_segment`), and the segments are remuxed into one file without re-encoding, the audio and
+subtitle streams copied as above (:func:`join_segments`).
+
 PyAV is an optional extra (``pip install "npespcn[video]"``), imported through
 :func:`npespcn.extras.require` when a video is opened, never by ``import npespcn``.
 """

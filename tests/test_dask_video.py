@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from fractions import Fraction
 
 import numpy as np
@@ -137,7 +138,9 @@ def test_a_long_clip_is_split_and_joined_losslessly(client, clips, tmp_path):
                                   frame_progress=lambda rec, done, total: seen.append((done, total)))
     assert rec["status"] == "written", rec.get("message")
     assert rec["segments"] == 4 and rec["shape"] == (96, 128)
-    assert sorted(seen) == [(10, 45), (20, 45), (30, 45), (45, 45)]      # frames done after each segment
+    done = [d for d, _ in seen]                        # frames done after each segment, in completion order
+    assert {t for _, t in seen} == {45} and done[-1] == 45
+    assert sorted(b - a for a, b in zip([0, *done], done)) == [10, 10, 10, 15]
     want, got = decode(local), decode(tmp_path / "out" / "long.mkv")
     assert len(got[0]) == len(want[0]) == 45
     assert got[1] == want[1] == pytest.approx([p / 1000 for p in PTS])
@@ -226,3 +229,25 @@ def test_the_command_line_splits_a_video_and_refuses_a_bad_segment_length(client
     assert main(argv) == 1                                            # exists: not replaced
     assert "--overwrite" in capsys.readouterr().err
     assert leftovers(tmp_path) == []
+
+
+def test_a_worker_killed_mid_video_changes_nothing(client, clips, tmp_path):
+    """The segments a dead worker held run again elsewhere; the joined file is the local run's, bit for bit."""
+    src = clips / "long.mkv"
+    victim = min(client.run(os.getpid).values())
+    killed = []
+
+    def kill_after_the_first_segment(rec, done, total):
+        if not killed:
+            os.kill(victim, signal.SIGKILL)            # a worker process of this test's own cluster
+            killed.append(done)
+
+    [rec] = npespcn.upscale_files([src], tmp_path / "out", scale=2, model=clips / "model.npz", client=client,
+                                  codec="ffv1", segment_frames=5, frame_progress=kill_after_the_first_segment)
+    assert killed and rec["status"] == "written", rec.get("message")
+    npespcn.upscale_video(src, tmp_path / "local.mkv", scale=2, model=clips / "model.npz", codec="ffv1")
+    got, want = decode(tmp_path / "out" / "long.mkv"), decode(tmp_path / "local.mkv")
+    assert len(got[0]) == 45 and got[1] == want[1]
+    assert all(np.array_equal(a, b) for a, b in zip(got[0], want[0]))
+    assert leftovers(tmp_path) == []
+    client.wait_for_workers(2, timeout=60)

@@ -19,6 +19,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import socket
 import tempfile
 import threading
@@ -50,8 +51,10 @@ def _alive(pid: int) -> bool:
 
 def clean_stale_temp(folder) -> list[Path]:
     """Remove the temporary files of :func:`atomic_write` in ``folder`` left by processes of this host that
-    no longer exist; returns what was removed. Files of other hosts (a shared folder), of live processes
-    and anything not named like them are left alone; symlinks are removed, never followed."""
+    no longer exist, and the temporary folders named like them (the segments of a video split across a
+    cluster, :mod:`npespcn.inference.batch`); returns what was removed. Files of other hosts (a shared
+    folder), of live processes and anything not named like them are left alone; symlinks are removed,
+    never followed."""
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -65,9 +68,11 @@ def clean_stale_temp(folder) -> list[Path]:
         if pid == os.getpid() or _alive(pid):
             continue
         with contextlib.suppress(OSError):
-            if not entry.is_dir(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
                 os.unlink(entry.path)
-                removed.append(Path(entry.path))
+            removed.append(Path(entry.path))
     return removed
 
 

@@ -24,10 +24,11 @@ reported and skipped). A file found through a folder or a glob pattern whose nam
 earlier run's output of it and left alone (noted unless ``-q``; not a failure); name it on its own to
 upscale it.
 
-``--dask ADDRESS`` runs one task per file on a Dask cluster (``local:N``: N local worker processes) with the
-same guarantees (:func:`npespcn.inference.batch.upscale_files`); ``--skip-existing`` finishes a batch that
-was interrupted, leaving the outputs already written alone. Videos and animations are upscaled in this
-process only: with ``--dask`` each is reported as failed.
+``--dask ADDRESS`` runs one task per image on a Dask cluster (``local:N``: N local worker processes) with the
+same guarantees (:func:`npespcn.inference.batch.upscale_files`); a video is split at its keyframes into
+segments of at least ``--segment-frames`` frames, one task each, joined here without re-encoding.
+``--skip-existing`` finishes a batch that was interrupted, leaving the outputs already written alone.
+Animations are upscaled in this process only: with ``--dask`` each is reported as failed.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import sys
 from ..extras import MissingExtra
 from ..image.io import DEFAULT_MAX_PIXELS, PNG_COMPRESSION, check_max_pixels
 from ..inference.batch import dask_client, upscale_files
-from ..inference.video import DEFAULT_CRF, DEFAULT_PRESET
+from ..inference.video import DEFAULT_CRF, DEFAULT_PRESET, SEGMENT_FRAMES
 from ..nn import resolve_model
 from ..training.progress import Progress
 from .common import HelpFormatter, OneLineParser
@@ -93,8 +94,12 @@ def build_parser() -> OneLineParser:
     p.add_argument("--skip-existing", action="store_true",
                    help="count an output that exists already as done (to finish an interrupted batch)")
     p.add_argument("--dask", metavar="ADDRESS|local:N", default=None,
-                   help="run one task per file on a Dask cluster: a scheduler address (tcp://host:8786), or "
-                        "local:N for N local worker processes (needs the dask extra)")
+                   help="run one task per image on a Dask cluster: a scheduler address (tcp://host:8786), or "
+                        "local:N for N local worker processes (needs the dask extra); a video is split at its "
+                        "keyframes, one task per segment, and joined without re-encoding")
+    p.add_argument("--segment-frames", type=int, default=SEGMENT_FRAMES, metavar="N",
+                   help="with --dask: the fewest frames of one segment of a video (a video shorter than twice "
+                        "that is one task)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.add_argument("--demo", action="store_true",
                    help="draw a test chart, compare bicubic and ESPCN, write a side-by-side PNG")
@@ -120,6 +125,8 @@ def run(args, stderr=None) -> int:
         check_max_pixels(args.max_pixels)
     except ValueError:
         raise UsageError(f"--max-pixels must be a positive integer (0: no limit), got {args.max_pixels}") from None
+    if args.segment_frames < 1:
+        raise UsageError(f"--segment-frames must be a positive integer, got {args.segment_frames}")
     if args.overwrite and args.skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other; give one")
     net, scale = _resolve(args)
@@ -160,7 +167,8 @@ def run(args, stderr=None) -> int:
                       skip_existing=args.skip_existing, out=args.out, tile=args.tile, quality=args.quality,
                       png_compression=args.png_compression, max_pixels=args.max_pixels, clip=args.clip,
                       ensemble=args.ensemble, progress=progress, codec=args.codec, crf=args.crf,
-                      preset=args.preset, pix_fmt=args.pix_fmt, frame_progress=frame_progress)
+                      preset=args.preset, pix_fmt=args.pix_fmt, frame_progress=frame_progress,
+                      segment_frames=args.segment_frames)
     finally:
         for bar in bars.values():              # interrupted mid-file: end its bar's line
             if bar.done:

@@ -16,7 +16,15 @@ either in a loop here or as one ``dask.distributed`` task per file on a cluster 
 
 A video file (by suffix, :func:`npespcn.upscale_video`, needs PyAV) or an animated GIF, APNG or WebP (or any
 input written as .gif or .webp, :func:`npespcn.upscale_animation`) is routed by :func:`media_kind` to the
-library's video and animation paths, in this process only: on a cluster such a file is reported as failed.
+library's video and animation paths. On a cluster a video is split at its keyframes
+(:func:`npespcn.inference.video.plan_segments`, here: its packets are read, not decoded) into segments of
+at least ``segment_frames`` frames, one task each (:func:`npespcn.inference.video.upscale_segment`: the
+code of ``upscale_video``, encoding a video-only file into a temporary folder beside the output); when the
+last is done they are joined here without re-encoding, the audio and subtitle streams copied from the
+input (:func:`npespcn.inference.video.join_segments`), the output written atomically and the folder
+removed. A segment that fails fails its video only, and leaves nothing behind; a re-run does a video whose
+output is missing again from the start (its segments are not kept). An animation is upscaled in this
+process only: on a cluster it is reported as failed.
 
 On a cluster, the workers need npespcn installed and must see the inputs and the output folder at the
 same paths (a shared file system). A task whose worker dies is run again on another worker by Dask; a
@@ -41,6 +49,7 @@ import functools
 import glob
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -61,7 +70,14 @@ from ..image.io import (
 from ..nn.pretrained import resolve_model
 from .animation import ANIMATION_SUFFIXES, is_animated, upscale_animation
 from .pipeline import upscale, upscale_bands
-from .video import is_video_path, upscale_video
+from .video import (
+    SEGMENT_FRAMES,
+    is_video_path,
+    join_segments,
+    plan_segments,
+    upscale_segment,
+    upscale_video,
+)
 
 
 class BatchError(ValueError):
@@ -286,9 +302,9 @@ def upscale_files(inputs, out_dir=None, scale=3, model=None, client=None, overwr
                   skip_existing: bool = False, out=None, tile=None, quality: int = 95,
                   png_compression: int = PNG_COMPRESSION, max_pixels=DEFAULT_MAX_PIXELS, clip: bool = False,
                   ensemble: bool = False, progress=None, codec=None, crf=None, preset=None, pix_fmt=None,
-                  frame_progress=None) -> list[dict]:
-    """Upscale image, video and animation files: here, or one task per file on a Dask cluster (see the module
-    docstring; videos and animations in this process only).
+                  frame_progress=None, segment_frames: int = SEGMENT_FRAMES) -> list[dict]:
+    """Upscale image, video and animation files: here, or one task per image and per video segment on a Dask
+    cluster (see the module docstring; animations in this process only).
 
     Args:
         inputs: image, video and animation files, folders (their images, not recursive) and glob patterns.
@@ -304,7 +320,9 @@ def upscale_files(inputs, out_dir=None, scale=3, model=None, client=None, overwr
         progress: called with each file's record as soon as it is known (in completion order on a cluster).
         codec, crf, preset, pix_fmt: the video encoder's settings, as for :func:`npespcn.upscale_video`.
         frame_progress: for videos and animations, called as ``frame_progress(record, done, total)`` after
-            each frame written (``total`` may be an estimate; 0 when unknown).
+            each frame written (``total`` may be an estimate; 0 when unknown); on a cluster after each segment.
+        segment_frames: on a cluster, the fewest frames of one segment of a video (a video shorter than
+            twice that is one task).
 
     Returns:
         One record per input file, in input order: ``{"index", "total", "src", "dst", "status", ...}`` with
@@ -329,6 +347,8 @@ def upscale_files(inputs, out_dir=None, scale=3, model=None, client=None, overwr
             format_for(out)
         if not Path(out).parent.is_dir():
             raise BatchError(f"cannot write {out}: the folder {Path(out).parent} does not exist")
+    if isinstance(segment_frames, bool) or not isinstance(segment_frames, int) or segment_frames < 1:
+        raise BatchError(f"segment_frames (--segment-frames) must be a positive integer, got {segment_frames!r}")
     net = resolve_model(model, scale)
     if out_dir is not None:
         if Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -351,46 +371,153 @@ def upscale_files(inputs, out_dir=None, scale=3, model=None, client=None, overwr
             rec.update(upscale_file(rec["src"], rec["dst"], net, **options, **video_options, frame_progress=frames))
             report(rec)
     else:
-        images = []
+        work = []
         for rec in todo:
-            if media_kind(rec["src"], rec["dst"], max_pixels) is None:
-                images.append(rec)
-            else:          # not on a cluster: no frame progress from a worker, no retried-task check for them
-                rec.update(status="failed", message="skipped: videos and animations are upscaled in this process "
-                                                    "only, not on a Dask cluster; run it without --dask")
+            kind = media_kind(rec["src"], rec["dst"], max_pixels)
+            if kind == "animation":        # not on a cluster: one task would hold the whole file
+                rec.update(status="failed", message="skipped: animations are upscaled in this process only, not on "
+                                                    "a Dask cluster; run it without --dask")
                 report(rec)
-        _run_on_cluster(client, images, net, options, report)
+            else:
+                work.append((rec, kind))
+        _run_on_cluster(client, work, net, options, video_options, segment_frames, report, frame_progress)
     return records
 
 
-def _run_on_cluster(client, todo, net, options, report) -> None:
-    """One task per record on ``client``'s cluster; results into the records, in completion order."""
+def _run_on_cluster(client, work, net, options, video_options, segment_frames, report, frame_progress) -> None:
+    """One task per image and per video segment on ``client``'s cluster; results into the records, in
+    completion order. ``work``: ``(record, media kind)`` pairs (None for an image, ``"video"``)."""
     distributed = require("distributed", "upscaling on a Dask cluster")
-    if not todo:
+    if not work:
         return
     [shared_net] = client.scatter([net], broadcast=True, hash=False)     # the weights travel once per worker
-    futures = {}
-    for rec in todo:
-        # absolute paths: a worker's current folder is not the client's
-        fut = client.submit(upscale_file, os.path.abspath(rec["src"]), os.path.abspath(rec["dst"]), shared_net,
-                            **options,
-                            accept_identical=True, pure=False,
-                            key=f"npespcn-upscale-{rec['index']}-{os.urandom(6).hex()}")
-        futures[fut] = rec
-    for fut in distributed.as_completed(list(futures)):
-        rec = futures[fut]
-        try:
-            rec.update(fut.result())
-        except distributed.KilledWorker as e:
-            rec.update(status="failed", message=f"skipped: it killed every worker that tried it ({e})")
-        except Exception as e:                          # noqa: BLE001  (a task's failure is that file's)
-            rec.update(status="failed", message=f"skipped: {type(e).__name__}: {e}")
-        report(rec)
-        fut.release()
-    folders = sorted({os.path.dirname(os.path.abspath(rec["dst"])) for rec in todo})
+    futures = {}            # future -> (record, None) for an image, (video job, segment number) for a segment
+    videos = []
+    for rec, kind in work:
+        if kind is None:
+            # absolute paths: a worker's current folder is not the client's
+            fut = client.submit(upscale_file, os.path.abspath(rec["src"]), os.path.abspath(rec["dst"]), shared_net,
+                                **options,
+                                accept_identical=True, pure=False,
+                                key=f"npespcn-upscale-{rec['index']}-{os.urandom(6).hex()}")
+            futures[fut] = (rec, None)
+        else:
+            videos.append(rec)
+    jobs = []
+    try:
+        for rec in videos:                # planned here, after the images are on their way
+            job = _submit_video(client, rec, shared_net, net.scale, options, video_options, segment_frames, futures)
+            if job is None:
+                report(rec)
+            else:
+                jobs.append(job)
+        for fut in distributed.as_completed(list(futures)):
+            owner, k = futures.pop(fut)
+            if k is None:
+                rec = owner
+                try:
+                    rec.update(fut.result())
+                except distributed.KilledWorker as e:
+                    rec.update(status="failed", message=f"skipped: it killed every worker that tried it ({e})")
+                except Exception as e:                          # noqa: BLE001  (a task's failure is that file's)
+                    rec.update(status="failed", message=f"skipped: {type(e).__name__}: {e}")
+                report(rec)
+            elif _segment_done(client, owner, k, fut, distributed, options["overwrite"], frame_progress):
+                report(owner["rec"])
+            fut.release()
+    finally:
+        for job in jobs:                  # finished, failed or interrupted: no segment is left behind
+            shutil.rmtree(job["folder"], ignore_errors=True)
+    folders = sorted({os.path.dirname(os.path.abspath(rec["dst"])) for rec, _ in work})
     for folder in folders:               # temporary files of killed workers, on every worker's host
         client.run(clean_stale_temp, folder)
         clean_stale_temp(folder)
+
+
+def _submit_video(client, rec, shared_net, scale, options, video_options, segment_frames, futures):
+    """Split the video of ``rec`` at its keyframes and submit one task per segment (into ``futures``); its
+    job, or None when it failed here (``rec`` says why)."""
+    src, dst = Path(os.path.abspath(rec["src"])), Path(os.path.abspath(rec["dst"]))
+    try:
+        segments = plan_segments(src, dst, segment_frames, max_pixels=options["max_pixels"], **video_options)
+    except (ValueError, TypeError, OSError, MissingExtra) as e:
+        rec.update(status="failed", message=f"skipped: {e}")
+        return None
+    folder = dst.with_name(f"{TMP_PREFIX}{os.getpid()}-{HOST_TAG}-segments{os.urandom(4).hex()}.{dst.name[-100:]}")
+    try:
+        folder.mkdir()
+    except OSError as e:
+        rec.update(status="failed", message=f"skipped: cannot make the folder of its segments: {e}")
+        return None
+    job = {"rec": rec, "folder": folder, "segments": segments, "results": [None] * len(segments), "done": 0,
+           "frames": sum(s["frames"] for s in segments), "futures": [], "t0": time.perf_counter()}
+    job["parts"] = [folder / f"{k:06d}{dst.suffix}" for k in range(len(segments))]
+    for k, segment in enumerate(segments):
+        fut = client.submit(segment_task, src, job["parts"][k], segment, scale, shared_net, **video_options,
+                            tile=options["tile"], ensemble=options["ensemble"], max_pixels=options["max_pixels"],
+                            pure=False, key=f"npespcn-segment-{rec['index']}-{k}-{os.urandom(6).hex()}")
+        futures[fut] = (job, k)
+        job["futures"].append(fut)
+    return job
+
+
+def segment_task(src, dst, segment, scale, net, **options) -> dict:
+    """The task of one video segment on a worker: :func:`npespcn.inference.video.upscale_segment`, whose
+    result it returns with ``"status": "written"``; never raises for a bad file (``"status": "failed"`` and
+    the ``"message"``), so that a worker's log shows no traceback for it."""
+    try:
+        return {"status": "written", **upscale_segment(src, dst, segment, scale, net, **options)}
+    except MemoryError:
+        return {"status": "failed", "message": "not enough memory to upscale it (MemoryError; try --tile)"}
+    except (ValueError, TypeError, OSError, MissingExtra) as e:
+        return {"status": "failed", "message": str(e)}
+
+
+def _segment_done(client, job, k, fut, distributed, overwrite, frame_progress) -> bool:
+    """Take the result of segment ``k`` of ``job``; when it was the last, join the segments into the output.
+    True when the video's record is settled (written or failed) and is to be reported now."""
+    rec = job["rec"]
+    if rec["status"] != "todo":                 # failed already: a cancelled or late segment
+        return False
+    n = len(job["segments"])
+    why = None
+    try:
+        result = fut.result()
+    except distributed.KilledWorker as e:
+        why = f"it killed every worker that tried it ({e})"
+    except Exception as e:                      # noqa: BLE001  (a segment's failure is that file's)
+        why = f"{type(e).__name__}: {e}"
+    else:
+        if result["status"] == "written":
+            job["results"][k] = result
+        else:
+            why = result["message"]
+    if why is not None:
+        client.cancel([f for f in job["futures"] if not f.done()])
+        shutil.rmtree(job["folder"], ignore_errors=True)
+        first = sum(s["frames"] for s in job["segments"][:k]) + 1
+        last = first + job["segments"][k]["frames"] - 1
+        rec.update(status="failed", message=f"skipped: segment {k + 1} of {n} (frames {first}-{last}): {why}")
+        return True
+    job["done"] += job["results"][k]["frames"]
+    if frame_progress is not None:
+        frame_progress(rec, job["done"], job["frames"])
+    if any(r is None for r in job["results"]):
+        return False
+    try:
+        info = join_segments(rec["src"], rec["dst"], job["parts"], rotation=job["results"][0]["rotation"],
+                             overwrite=overwrite)
+    except FileExistsError:
+        rec.update(status="failed", message=f"skipped: {rec['dst']} appeared while it was being upscaled (another "
+                                            f"run?); not replaced (pass --overwrite to replace it)")
+    except (ValueError, OSError, MissingExtra) as e:
+        rec.update(status="failed", message=f"skipped: {e}")
+    else:
+        rec.update(status="written", shape=(int(info["height"]), int(info["width"])),
+                   seconds=time.perf_counter() - job["t0"], segments=n)
+    finally:
+        shutil.rmtree(job["folder"], ignore_errors=True)
+    return True
 
 
 NANNY_ENVIRON = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"

@@ -34,12 +34,19 @@ The output is written through :func:`npespcn.atomic.atomic_write`: until the las
 is a temporary file beside ``dst``, removed on any error and on Ctrl-C (left by SIGKILL, it is cleaned
 by the next write into that folder), and ``dst`` is never replaced unless ``overwrite=True``.
 
+On a cluster (:func:`npespcn.upscale_files` with ``client=``) a video is cut at its keyframes
+(:func:`plan_segments`), each segment is upscaled by this same code into a video-only file of its own
+(:func:`upscale_segment`), and the segments are remuxed into one file without re-encoding, the audio and
+subtitle streams copied as above (:func:`join_segments`).
+
 PyAV is an optional extra (``pip install "npespcn[video]"``), imported through
 :func:`npespcn.extras.require` when a video is opened, never by ``import npespcn``.
 """
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
 import math
 import queue
 import threading
@@ -328,42 +335,66 @@ def upscale_video(src, dst, scale: int = 3, model=None, codec: str | None = None
     src, dst = Path(src), Path(dst)
     r = check_scale(scale)
     net = resolve_model(model, r)
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise ValueError(f"{dst} is the input itself; never replaced")
     limit = check_max_pixels(max_pixels)
+    settings = _settings(av, dst, codec, crf, preset, pix_fmt)
+    with _open_input(av, src) as inp:
+        v, info = _checked_video(inp, src, limit)
+        copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
+        with atomic_write(dst, "wb", overwrite=overwrite) as f:
+            size, written, _ = _transcode(av, inp, v, info, f, settings, r, net, tile, ensemble, copied, None,
+                                          progress, prefetch, src, dst)
+    return {"frames": written, "width": size[0], "height": size[1], "fps": info["fps"],
+            "codec": settings["codec"], "pix_fmt": settings["pix_fmt"], "audio": info["audio"],
+            "subtitles": info["subtitles"], "padded": size[2]}
+
+
+def _settings(av, dst, codec, crf, preset, pix_fmt) -> dict:
+    """The output's container and encoder for ``dst``, checked (``ValueError`` saying what is wrong)."""
     container_fmt = CONTAINERS.get(dst.suffix.lower())
     if container_fmt is None:
         raise ValueError(f"{dst}: unsupported video suffix {dst.suffix or '(none)'!r}; expected one of "
                          f"{', '.join(VIDEO_SUFFIXES)}")
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise ValueError(f"{dst} is the input itself; never replaced")
     codec = codec or DEFAULT_CODECS.get(container_fmt, DEFAULT_CODEC)
     options, encoder = _encoder_options(av, codec, crf, preset)
     pix_fmt = pix_fmt or DEFAULT_PIX_FMT
-    sub_x, sub_y = _subsampling(pix_fmt)
-    with _open_input(av, src) as inp:
-        v = _video_stream(inp, src)
-        info = _describe(inp, v)
-        w, h = info["width"], info["height"]
-        if not w or not h:
-            raise ValueError(f"{src}: the video stream declares no frame size")
-        if limit is not None and w * h > limit:
-            raise ValueError(f"{src}: frames of {w}x{h} = {w * h / 1e6:.1f} Mpx, more than the limit of "
-                             f"{limit / 1e6:.1f} Mpx; raise the limit (--max-pixels) to read it")
-        out_w, out_h = r * w, r * h
-        pad_w, pad_h = out_w % 2 if sub_x else 0, out_h % 2 if sub_y else 0
-        copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
-        rgb = "rgb48le" if info["bits"] > 8 else "rgb24"
-        with atomic_write(dst, "wb", overwrite=overwrite) as f:
-            out = av.open(f, "w", format=container_fmt)
-            try:
-                streams = _open_output(av, out, v, copied, codec, encoder, options, pix_fmt,
-                                       out_w + pad_w, out_h + pad_h, dst)
-                written = _run(av, inp, v, copied, out, streams, r, net, tile, ensemble, rgb, pix_fmt,
-                               (pad_h, pad_w), _expected_frames(info), progress, prefetch, src)
-            finally:
-                out.close()
-    return {"frames": written, "width": out_w + pad_w, "height": out_h + pad_h, "fps": info["fps"],
-            "codec": codec, "pix_fmt": pix_fmt, "audio": info["audio"], "subtitles": info["subtitles"],
-            "padded": bool(pad_w or pad_h)}
+    return {"container": container_fmt, "codec": codec, "options": options, "encoder": encoder,
+            "pix_fmt": pix_fmt, "subsampling": _subsampling(pix_fmt)}
+
+
+def _checked_video(inp, src, limit):
+    """``(stream, description)`` of the input's video stream; ``ValueError`` for no size or more than ``limit``
+    pixels (None: no limit)."""
+    v = _video_stream(inp, src)
+    info = _describe(inp, v)
+    w, h = info["width"], info["height"]
+    if not w or not h:
+        raise ValueError(f"{src}: the video stream declares no frame size")
+    if limit is not None and w * h > limit:
+        raise ValueError(f"{src}: frames of {w}x{h} = {w * h / 1e6:.1f} Mpx, more than the limit of "
+                         f"{limit / 1e6:.1f} Mpx; raise the limit (--max-pixels) to read it")
+    return v, info
+
+
+def _transcode(av, inp, v, info, f, settings, r, net, tile, ensemble, copied, window, progress, prefetch, src,
+               dst):
+    """Upscale the frames of ``v`` (those of ``window``, see :func:`_run`) into the open file ``f``, with the
+    ``copied`` streams. Returns ``((width, height, padded), frames written, rotation of the first frame)``."""
+    sub_x, sub_y = settings["subsampling"]
+    out_w, out_h = r * info["width"], r * info["height"]
+    pad_w, pad_h = out_w % 2 if sub_x else 0, out_h % 2 if sub_y else 0
+    rgb = "rgb48le" if info["bits"] > 8 else "rgb24"
+    out = av.open(f, "w", format=settings["container"])
+    try:
+        streams = _open_output(av, out, v, copied, settings["codec"], settings["encoder"], settings["options"],
+                               settings["pix_fmt"], out_w + pad_w, out_h + pad_h, dst)
+        written, rotation = _run(av, inp, v, copied, out, streams, r, net, tile, ensemble, rgb,
+                                 settings["pix_fmt"], (pad_h, pad_w), _expected_frames(info), progress, prefetch,
+                                 src, window)
+    finally:
+        out.close()
+    return (out_w + pad_w, out_h + pad_h, bool(pad_w or pad_h)), written, rotation
 
 
 def _open_output(av, out, v, copied, codec, encoder, options, pix_fmt, width, height, dst):
@@ -387,6 +418,11 @@ def _open_output(av, out, v, copied, codec, encoder, options, pix_fmt, width, he
             pass
     if v.sample_aspect_ratio:
         ov.codec_context.sample_aspect_ratio = v.sample_aspect_ratio
+    return ov, _copy_streams(av, out, copied, dst)
+
+
+def _copy_streams(av, out, copied, dst) -> dict:
+    """``{input stream index: output stream}``: a copy in ``out`` of each stream of ``copied``."""
     mapping = {}
     for s in copied:
         try:
@@ -396,13 +432,18 @@ def _open_output(av, out, v, copied, codec, encoder, options, pix_fmt, width, he
                              f"a {out.format.name} file ({_reason(e)}); choose another output suffix") from None
         if s.language:
             mapping[s.index].metadata["language"] = s.language
-    return ov, mapping
+    return mapping
 
 
 def _run(av, inp, v, copied, out, streams, r, net, tile, ensemble, rgb, pix_fmt, pad, expected, progress,
-         prefetch, src):
-    """Decode, upscale and encode; returns the number of frames written."""
+         prefetch, src, window=None):
+    """Decode, upscale and encode; returns the number of frames written and the first frame's rotation.
+
+    ``window``, ``(start, end)`` in the stream's time base (None: an open end), keeps only the frames whose
+    timestamp lies in ``[start, end)``: the input is sought to the keyframe at or before ``start`` and
+    decoding stops at the first frame at or after ``end`` (a decoder gives its frames in timestamp order)."""
     ov, mapping = streams
+    start, end = window if window is not None else (None, None)
     side = collections.deque()          # (video frames decoded before it, packet) to mux in order
     timing = collections.deque()        # (pts, rotation) of each decoded frame, for the encoder
     state = {"decoded": 0}
@@ -410,12 +451,21 @@ def _run(av, inp, v, copied, out, streams, r, net, tile, ensemble, rgb, pix_fmt,
     def decoded():
         """Thread of the decoder: yields RGB arrays; queues copied packets and timestamps aside."""
         try:
+            if start is not None:
+                inp.seek(start, stream=v, backward=True, any_frame=False)
             for packet in inp.demux(v, *copied):
                 if packet.stream.index != v.index:
                     if packet.dts is not None and packet.size:
                         side.append((state["decoded"], packet))
                     continue
                 for frame in packet.decode():          # the last, empty packet flushes the decoder
+                    if window is not None:
+                        if frame.pts is None:
+                            raise ValueError(f"{src}: a frame without a timestamp; cannot cut the video there")
+                        if start is not None and frame.pts < start:
+                            continue
+                        if end is not None and frame.pts >= end:
+                            return
                     yield from emit(frame)
         except av.FFmpegError as e:
             raise ValueError(f"{src}: corrupt video stream after {state['decoded']} frame(s) ({_reason(e)})") \
@@ -472,10 +522,10 @@ def _run(av, inp, v, copied, out, streams, r, net, tile, ensemble, rgb, pix_fmt,
         raise result["error"]
     if result["written"] == 0:
         raise ValueError(f"{src}: the video stream holds no frame; nothing to upscale")
-    if v.frames and result["written"] < v.frames:
+    if window is None and v.frames and result["written"] < v.frames:
         raise ValueError(f"{src}: truncated: {result['written']} of the {v.frames} frames it declares could be "
                          f"decoded")
-    return result["written"]
+    return result["written"], result.get("rotation", 0)
 
 
 def _frame_step(v) -> int:
@@ -499,8 +549,10 @@ def _encode(av, out, ov, mapping, side, timing, frames_out, rgb, pix_fmt, pad, e
             if result.get("abort"):
                 return
             pts, rotation, colorspace, color_range = timing.popleft()
-            if done == 0 and rotation:
-                ov.set_display_rotation(rotation)
+            if done == 0:
+                result["rotation"] = rotation
+                if rotation:
+                    ov.set_display_rotation(rotation)
             _mux_side(out, mapping, side, done)
             if pad_h or pad_w:
                 big = np.pad(big, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
@@ -529,3 +581,204 @@ def _mux_side(out, mapping, side, upto) -> None:
         _, packet = side.popleft()
         packet.stream = mapping[packet.stream.index]
         out.mux(packet)
+
+
+# ---------------------------------------------------------------------------------------------- segments
+SEGMENT_FRAMES = 300
+"""Fewest frames of one segment when a video is split at its keyframes (:func:`plan_segments`): about 10 s at
+30 frames/s, minutes of one worker's time at 1080p, so that a clip with a keyframe every few frames still
+makes a handful of tasks, not thousands."""
+
+
+def plan_segments(src, dst, min_frames: int = SEGMENT_FRAMES, codec: str | None = None, crf=None,
+                  preset: str | None = None, pix_fmt: str | None = None, max_pixels=DEFAULT_MAX_PIXELS) -> list[dict]:
+    """Where the video ``src`` can be cut into segments that :func:`upscale_segment` upscales apart and
+    :func:`join_segments` joins into ``dst``.
+
+    Only the video stream's packets are read (demuxed, not decoded). A cut is made at a keyframe that closes
+    what comes before it: every packet before it in decoding order is shown before it, every packet from it
+    on at or after it (the keyframe of an open GOP, whose first frames lean on the GOP before, is no cut).
+    Each segment has at least ``min_frames`` frames, the last one too (so a segment may hold up to about
+    twice that, and a video shorter than ``2 * min_frames`` is one segment). A video whose packets lack
+    timestamps or repeat one, or whose packet count is not the frame count it declares, is one segment.
+    The output's settings (``dst``'s suffix, ``codec``, ``crf``, ``preset``, ``pix_fmt``) and the frame size
+    are checked first, as :func:`upscale_video` checks them.
+
+    Returns:
+        One dict per segment, in order: ``{"start", "end", "frames"}``: the window ``[start, end)`` of
+        timestamps in the video stream's time base (None: open at that side) and the frames in it.
+
+    Raises:
+        MissingExtra: PyAV is not installed.
+        ValueError: a missing, unreadable or corrupt file, no video stream or no frame, a frame larger than
+            ``max_pixels``, a bad codec setting or output suffix, ``min_frames`` < 1.
+    """
+    av = _av()
+    src, dst = Path(src), Path(dst)
+    if isinstance(min_frames, bool) or not isinstance(min_frames, int) or min_frames < 1:
+        raise ValueError(f"min_frames (--segment-frames) must be a positive integer, got {min_frames!r}")
+    limit = check_max_pixels(max_pixels)
+    _settings(av, dst, codec, crf, preset, pix_fmt)
+    with _open_input(av, src) as inp:
+        v, info = _checked_video(inp, src, limit)
+        order, keys = [], []
+        try:
+            for packet in inp.demux(v):
+                if packet.size:                    # not the empty packet that ends the stream
+                    order.append(packet.pts)
+                    keys.append(packet.is_keyframe)
+        except av.FFmpegError as e:
+            raise ValueError(f"{src}: corrupt video stream after {len(order)} packet(s) ({_reason(e)})") from None
+    n = len(order)
+    if not n:
+        raise ValueError(f"{src}: the video stream holds no frame; nothing to upscale")
+    if None in order or len(set(order)) != n or (info["frames"] and info["frames"] != n):
+        return [{"start": None, "end": None, "frames": n}]
+    later = [0] * n                                # later[i]: the earliest timestamp of packets i, i + 1, ...
+    low = math.inf
+    for i in range(n - 1, -1, -1):
+        low = later[i] = min(low, order[i])
+    cuts, edges, high = [], [0], -math.inf         # edges: frames before each segment
+    for i, pts in enumerate(order):
+        closed = i > 0 and keys[i] and high < pts == later[i]      # then exactly i frames are shown before it
+        if closed and i - edges[-1] >= min_frames and n - i >= min_frames:
+            cuts.append(pts)
+            edges.append(i)
+        high = max(high, pts)
+    edges.append(n)
+    starts, ends = [None, *cuts], [*cuts, None]
+    return [{"start": a, "end": b, "frames": edges[k + 1] - edges[k]} for k, (a, b) in enumerate(zip(starts, ends))]
+
+
+def upscale_segment(src, dst, segment: dict, scale: int = 3, model=None, codec: str | None = None, crf=None,
+                    preset: str | None = None, pix_fmt: str | None = None, tile: int | None = None,
+                    ensemble: bool = False, max_pixels=DEFAULT_MAX_PIXELS, prefetch: int = PREFETCH) -> dict:
+    """Upscale one segment of :func:`plan_segments` of ``src`` into ``dst``, a video-only file.
+
+    The frames are decoded, upscaled and encoded by the code of :func:`upscale_video`, with the same
+    encoder settings, into the container ``dst``'s suffix names; a fresh encoder, so the file starts with a
+    keyframe and references nothing before it. The frames keep their timestamps (those of ``src``). ``dst``
+    is written atomically and replaced if it exists (it is a temporary file of :func:`join_segments`).
+
+    Returns:
+        dict: ``frames`` written, ``width``/``height`` of the output, ``padded``, ``rotation`` (of the first
+        frame, which :func:`join_segments` gives the joined file).
+
+    Raises:
+        As :func:`upscale_video`; ``ValueError`` too when the window holds another number of frames than
+        ``segment["frames"]`` (the input could not be sought or decoded there).
+    """
+    av = _av()
+    src, dst = Path(src), Path(dst)
+    r = check_scale(scale)
+    net = resolve_model(model, r)
+    limit = check_max_pixels(max_pixels)
+    settings = _settings(av, dst, codec, crf, preset, pix_fmt)
+    start, end = segment["start"], segment["end"]
+    window = None if start is None and end is None else (start, end)
+    with _open_input(av, src) as inp:
+        v, info = _checked_video(inp, src, limit)
+        with atomic_write(dst, "wb", overwrite=True) as f:
+            size, written, rotation = _transcode(av, inp, v, info, f, settings, r, net, tile, ensemble, [], window,
+                                                 None, prefetch, src, dst)
+            if window is not None and written != segment["frames"]:
+                raise ValueError(f"{src}: {written} frame(s) decoded from timestamp {start} to {end}, where "
+                                 f"{segment['frames']} were found; the video cannot be cut there")
+    return {"frames": written, "width": size[0], "height": size[1], "padded": size[2], "rotation": rotation}
+
+
+def join_segments(src, dst, parts, rotation: int = 0, overwrite: bool = False) -> dict:
+    """Join the segment files ``parts`` (of :func:`upscale_segment`, in order) into ``dst`` without
+    re-encoding, with the audio and subtitle streams of ``src`` copied as :func:`upscale_video` copies them.
+
+    The encoded packets are remuxed as they are, each with its presentation timestamp (the source frame's);
+    decoding timestamps are made anew for the whole stream, since each segment's encoder began its own:
+    packet ``i`` in decoding order gets the ``i - d``-th smallest presentation timestamp, ``d`` the largest
+    reordering delay of any segment (earlier ones extrapolated back), which keeps them increasing and never
+    after the presentation. Every segment must have the time base and codec parameters (extradata) of the
+    first, and the segments must follow each other in time. ``dst`` is written atomically, never replaced
+    unless ``overwrite``.
+
+    Returns:
+        dict: ``frames`` joined, ``width``/``height``, ``audio``/``subtitles`` streams copied.
+
+    Raises:
+        ValueError: a segment that is unreadable, empty, out of order or encoded otherwise than the first;
+            an unreadable ``src``; an unsupported suffix.
+        FileExistsError: ``dst`` exists (or appeared meanwhile) and ``overwrite`` is False.
+    """
+    av = _av()
+    src, dst, parts = Path(src), Path(dst), [Path(p) for p in parts]
+    container_fmt = CONTAINERS.get(dst.suffix.lower())
+    if container_fmt is None:
+        raise ValueError(f"{dst}: unsupported video suffix {dst.suffix or '(none)'!r}")
+    if not parts:
+        raise ValueError(f"{dst}: no segment to join")
+    shown, delay, first = [], 0, None             # shown: every presentation timestamp, in order
+    for k, part in enumerate(parts):
+        with _open_input(av, part) as c:
+            s = _video_stream(c, part)
+            params = (s.time_base, s.codec_context.name, s.codec_context.extradata)
+            if first is None:
+                first = params
+            elif params != first:
+                raise ValueError(f"{dst}: segment {k + 1} of {len(parts)} was encoded with other parameters than "
+                                 f"the first; cannot join them without re-encoding")
+            try:
+                pts = [p.pts for p in c.demux(s) if p.size]
+            except av.FFmpegError as e:
+                raise ValueError(f"{part}: unreadable segment ({_reason(e)})") from None
+        if not pts or None in pts or len(set(pts)) != len(pts):
+            raise ValueError(f"{dst}: segment {k + 1} of {len(parts)} has no frames or lacks timestamps")
+        ranked = sorted(pts)
+        if shown and ranked[0] <= shown[-1]:
+            raise ValueError(f"{dst}: segment {k + 1} of {len(parts)} does not follow the one before it in time")
+        rank = {q: j for j, q in enumerate(ranked)}
+        delay = max(delay, max(j - rank[q] for j, q in enumerate(pts)))
+        shown.extend(ranked)
+    time_base = first[0]
+    step = min((b - a for a, b in itertools.pairwise(shown)), default=1)
+
+    def video_packets(ov):
+        i = 0
+        for part in parts:
+            with _open_input(av, part) as c:
+                for packet in c.demux(c.streams.video[0]):
+                    if not packet.size:
+                        continue
+                    packet.dts = shown[i - delay] if i >= delay else shown[0] - (delay - i) * step
+                    i += 1
+                    yield packet.dts * time_base, packet, ov
+
+    def side_packets(inp, copied, mapping):
+        if not copied:
+            return
+        for packet in inp.demux(*copied):
+            if packet.dts is not None and packet.size:
+                yield packet.dts * packet.time_base, packet, mapping[packet.stream.index]
+
+    with _open_input(av, src) as inp:
+        v = _video_stream(inp, src)
+        copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
+        kinds = [s.type for s in copied]            # (a stream is not to be touched once its file is closed)
+        with atomic_write(dst, "wb", overwrite=overwrite) as f, _open_input(av, parts[0]) as head:
+            out = av.open(f, "w", format=container_fmt)
+            try:
+                template = head.streams.video[0]
+                ov = out.add_stream_from_template(template)
+                ov.time_base = v.time_base
+                ov.codec_context.framerate = v.average_rate or v.guessed_rate or Fraction(25)   # as _open_output
+                mapping = _copy_streams(av, out, copied, dst)
+                if rotation:
+                    ov.set_display_rotation(rotation)
+                for _, packet, stream in heapq.merge(video_packets(ov), side_packets(inp, copied, mapping),
+                                                     key=lambda item: item[0]):
+                    packet.stream = stream
+                    out.mux(packet)
+            except av.FFmpegError as e:
+                raise ValueError(f"{dst}: joining the segments failed ({_reason(e)})") from None
+            finally:
+                out.close()
+            width, height = template.codec_context.width, template.codec_context.height
+    return {"frames": len(shown), "width": width, "height": height,
+            "audio": kinds.count("audio"), "subtitles": kinds.count("subtitle")}

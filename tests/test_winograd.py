@@ -95,7 +95,10 @@ def test_fast_path_agrees_with_the_exact_convolution(winograd_layers, m, act):
         got = conv2d_chunked_forward(x, w, b, act, origin=origin)
         assert got.dtype == np.float32
         err = float(np.abs(got - want).max() / np.abs(z).max())     # of the pre-activation's range
-        assert err < {2: 1e-6, 4: 5e-6, 6: 1e-5}[m], (m, origin, err)
+        # F(2): as exact as the direct convolution. F(4), F(6): issue 18's bound, the PyTorch forward
+        # tolerance (1e-5); F(4) measured 3.9e-6 with OpenBLAS's Haswell sgemm (AMD EPYC) and 5.9e-6 with
+        # its SkylakeX one (Intel Xeon): the GEMMs' summation order moves the last bits.
+        assert err < {2: 1e-6, 4: 1e-5, 6: 1e-5}[m], (m, origin, err)
 
 
 def test_image_origin_turns_winograd_on_for_the_listed_shapes_only(winograd_layers):

@@ -50,6 +50,20 @@ def test_the_readme_table_is_generated_from_the_records():
     assert W.table() in W.README.read_text(), "weights/README.md is stale: python scripts/weights_records.py table"
 
 
+def test_the_runs_table_is_generated_from_the_records():
+    text = W.README.read_text()
+    assert W.RUNS_BEGIN in text and W.runs_table() in text, \
+        "weights/README.md is stale: python scripts/weights_records.py table"
+
+
+def test_first_minute_and_milestones_read_the_log():
+    log = [{"epoch": e, "elapsed": 60.0 * e, "psnr": 30.0 + 0.1 * e} for e in range(1, 21)]
+    assert W.first_minute(log, 31.0) == 10.0          # epoch 10 is the first at or above 31.0 dB
+    assert W.first_minute(log, 40.0) is None
+    assert [m[0] for m in W.milestones(log)] == [2, 5, 10, 15, 20]
+    assert W.milestones(log)[-1] == [20, 20.0, 32.0]
+
+
 def test_the_table_check_can_fail(monkeypatch):
     records = W.records()
     name = sorted(records)[0]

@@ -68,3 +68,14 @@ def published() -> Path:
 @pytest.fixture
 def reference() -> Path:
     return require(reference_dir(), "the PyTorch reference state dict", "NPESPCN_REFERENCE")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A client of a local Dask cluster of two worker processes, as ``--dask local:2`` starts it (one per
+    test module; the module skips first where dask.distributed is not installed)."""
+    from npespcn.inference.batch import dask_client
+    c, cluster = dask_client("local:2")
+    yield c
+    c.close()
+    cluster.close()

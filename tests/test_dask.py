@@ -16,19 +16,10 @@ import npespcn
 from npespcn import extras
 from npespcn.atomic import HOST_TAG, TMP_PREFIX
 from npespcn.cli.upscale import main
-from npespcn.inference.batch import dask_client
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (the dask extra)")
 
 N_IMAGES = 16
-
-
-@pytest.fixture(scope="module")
-def client():
-    c, cluster = dask_client("local:2")                # what --dask local:2 starts
-    yield c
-    c.close()
-    cluster.close()
 
 
 @pytest.fixture(scope="module")

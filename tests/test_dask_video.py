@@ -11,66 +11,33 @@ from __future__ import annotations
 import os
 import re
 import signal
-from fractions import Fraction
 
 import numpy as np
 import pytest
+from _clips import frames_for, make_clip, read_packets
 from PIL import Image
 
 import npespcn
 from npespcn.atomic import HOST_TAG, TMP_PREFIX
 from npespcn.cli.upscale import main
-from npespcn.inference.batch import dask_client
 from npespcn.inference.video import plan_segments
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (the dask extra)")
 av = pytest.importorskip("av", reason='PyAV is not installed (pip install "npespcn[video]")')
 
-MS = Fraction(1, 1000)
 PTS = [40 * i for i in range(20)] + [40 * i + 400 for i in range(20, 45)]     # a jump: variable frame rate
 
 
-def frames_for(n, h=48, w=64, seed=0):
-    """``n`` distinct frames: a gradient whose brightness rises with the index, and a little noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    out = []
-    for i in range(n):
-        base = np.stack([40 + 120 * x / w + 3 * i, 60 + 100 * y / h, 120 + 60 * np.sin((x + 3 * i) / 5.0)], -1)
-        out.append(np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8))
-    return out
+def clip(path, n=45, keyint=10, audio=True, rotation=0):
+    """An H.264 clip of ``n`` frames of 64x48 (lossless, 4:2:0) at :data:`PTS`, a keyframe every ``keyint``
+    frames, one AAC track or none."""
+    make_clip(path, frames_for(n, 48, 64, step=3), pts_ms=PTS[:n], audio=int(audio), rotation=rotation,
+              options={"crf": "0", "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"})
 
 
-def make_clip(path, n=45, keyint=10, pts_ms=None, audio=True, rotation=0):
-    """An H.264 clip of ``n`` frames (lossless, 4:2:0), a keyframe every ``keyint`` frames, one AAC track."""
-    pts_ms = PTS[:n] if pts_ms is None else pts_ms
-    out = av.open(str(path), "w")
-    v = out.add_stream("libx264", rate=25, options={
-        "crf": "0", "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"})
-    v.width, v.height, v.pix_fmt, v.time_base = 64, 48, "yuv420p", MS
-    if rotation:
-        v.set_display_rotation(rotation)
-    a = None
-    if audio:
-        a = out.add_stream("aac", rate=8000)
-        a.layout = "mono"
-    for img, p in zip(frames_for(n), pts_ms):
-        f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p", threads=1)
-        f.pts, f.time_base = p, MS
-        for pk in v.encode(f):
-            out.mux(pk)
-    for pk in v.encode():
-        out.mux(pk)
-    if a is not None:
-        for i in range(6):
-            tone = (0.3 * np.sin(np.arange(i * 1024, (i + 1) * 1024) * 0.05))[None].astype(np.float32)
-            af = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-            af.sample_rate, af.pts = 8000, i * 1024
-            for pk in a.encode(af):
-                out.mux(pk)
-        for pk in a.encode():
-            out.mux(pk)
-    out.close()
+def audio_packets(path):
+    """The audio packets' bytes of the first audio track (none: [])."""
+    return read_packets(path).get(("audio", 0), [])
 
 
 def decode(path):
@@ -84,31 +51,16 @@ def decode(path):
         return frames, times, rotation
 
 
-def audio_packets(path):
-    with av.open(str(path)) as c:
-        if not c.streams.audio:
-            return []
-        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
-
-
 def leftovers(folder):
     """Temporary files and folders of npespcn in ``folder`` (and in any folder in it)."""
     return [os.path.join(d, n) for d, dirs, files in os.walk(folder) for n in dirs + files if n.startswith(TMP_PREFIX)]
 
 
 @pytest.fixture(scope="module")
-def client():
-    c, cluster = dask_client("local:2")
-    yield c
-    c.close()
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp("clips")
-    make_clip(root / "long.mkv", rotation=90)
-    make_clip(root / "single.mkv", n=30, keyint=1000, audio=False)
+    clip(root / "long.mkv", rotation=90)
+    clip(root / "single.mkv", n=30, keyint=1000, audio=False)
     npespcn.ESPCN.paper(2, seed=3).save(root / "model.npz")
     return root
 
@@ -187,7 +139,7 @@ def test_a_corrupt_video_is_reported_and_the_images_written(client, clips, tmp_p
     inputs.mkdir()
     (inputs / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     for i in range(2):
-        Image.fromarray(frames_for(1, seed=i)[0]).save(inputs / f"im{i}.png")
+        Image.fromarray(frames_for(1, 48, 64, seed=i, step=3)[0]).save(inputs / f"im{i}.png")
     records = npespcn.upscale_files([inputs / "broken.mp4", inputs / "im0.png", inputs / "im1.png"], tmp_path / "out",
                                     scale=2, model=clips / "model.npz", client=client, segment_frames=10)
     assert [r["status"] for r in records] == ["failed", "written", "written"]
@@ -199,7 +151,7 @@ def test_a_corrupt_video_is_reported_and_the_images_written(client, clips, tmp_p
 def test_a_failing_segment_fails_its_video_only_and_a_rerun_finishes_it(client, clips, tmp_path):
     """An x264 preset that does not exist fails every segment when its encoder opens on a worker."""
     image = tmp_path / "im.png"
-    Image.fromarray(frames_for(1)[0]).save(image)
+    Image.fromarray(frames_for(1, 48, 64, step=3)[0]).save(image)
     out = tmp_path / "out"
     records = npespcn.upscale_files([clips / "long.mkv", image], out, scale=2, model=clips / "model.npz",
                                     client=client, preset="nonsense", segment_frames=10)

@@ -186,7 +186,11 @@ SETTLE_S = 0.03
 
 
 def time_case(case, threads, repeats, notes):
-    run = runners(case, threads, notes)
+    return alternate(runners(case, threads, notes), repeats)
+
+
+def alternate(run, repeats):
+    """Time the callables of ``run`` (``{name: f}``) in alternation; ``({name: median s}, {name: [s, ...]})``."""
     for f in run.values():                                    # warm-up: JIT caches, allocators, threads
         f()
         f()

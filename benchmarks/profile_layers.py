@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -28,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench import CASES, INNER, SETTLE_S, machine, make_model
+from bench import CASES, alternate, machine, make_model
 
 from npespcn.functional.conv import (
     conv2d_act_backward,
@@ -95,23 +94,6 @@ def runners(case, threads):
     return out
 
 
-def time_pair(fs, repeats):
-    for f in fs.values():
-        f()
-        f()
-    names, times = list(fs), {n: [] for n in fs}
-    for rep in range(repeats):
-        k = rep % len(names)
-        for name in names[k:] + names[:k]:
-            time.sleep(SETTLE_S)
-            fs[name]()
-            for _ in range(INNER):
-                t0 = time.perf_counter()
-                fs[name]()
-                times[name].append(time.perf_counter() - t0)
-    return {n: 1e3 * float(np.median(v)) for n, v in times.items()}
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
@@ -123,7 +105,8 @@ def main(argv=None):
     for case in args.cases.split(","):
         if case not in CASES:
             ap.error(f"unknown case {case!r}; expected one of {', '.join(CASES)}")
-        res = {key: time_pair(fs, args.repeats) for key, fs in runners(case, args.threads).items()}
+        res = {key: {n: 1e3 * t for n, t in alternate(fs, args.repeats)[0].items()}
+               for key, fs in runners(case, args.threads).items()}
         if CASES[case]["kind"] == "train":            # PyTorch's timed backward re-ran its forward
             for (label, part), t in res.items():
                 if part == "backward":

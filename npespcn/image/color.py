@@ -75,9 +75,9 @@ _SCALE_AS_IS, _SCALE_UINT16, _SCALE_FLOAT = 0, 1, 2
 @numba.njit(cache=True, nogil=True, inline="always")
 def _scaled(v, mode):
     """One value of :func:`to_255`, ``v`` already float64."""
-    if mode == 1:
+    if mode == _SCALE_UINT16:
         return v * (255.0 / 65535.0)
-    if mode == 2:
+    if mode == _SCALE_FLOAT:
         return min(max(v, 0.0), 1.0) * 255.0
     return v
 

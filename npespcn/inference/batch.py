@@ -72,6 +72,7 @@ from .animation import ANIMATION_SUFFIXES, is_animated, upscale_animation
 from .pipeline import upscale, upscale_bands
 from .video import (
     SEGMENT_FRAMES,
+    check_segment_frames,
     is_video_path,
     join_segments,
     plan_segments,
@@ -347,8 +348,10 @@ def upscale_files(inputs, out_dir=None, scale=3, model=None, client=None, overwr
             format_for(out)
         if not Path(out).parent.is_dir():
             raise BatchError(f"cannot write {out}: the folder {Path(out).parent} does not exist")
-    if isinstance(segment_frames, bool) or not isinstance(segment_frames, int) or segment_frames < 1:
-        raise BatchError(f"segment_frames (--segment-frames) must be a positive integer, got {segment_frames!r}")
+    try:
+        check_segment_frames(segment_frames)
+    except ValueError as e:
+        raise BatchError(str(e)) from None
     net = resolve_model(model, scale)
     if out_dir is not None:
         if Path(out_dir).exists() and not Path(out_dir).is_dir():

@@ -400,7 +400,7 @@ def _transcode(av, inp, v, info, f, settings, r, net, tile, ensemble, copied, wi
 def _open_output(av, out, v, copied, codec, encoder, options, pix_fmt, width, height, dst):
     """The output's video stream (configured from the input's ``v``) and the copies of ``copied``."""
     cc = v.codec_context
-    rate = v.average_rate or v.guessed_rate or Fraction(25)
+    rate = _frame_rate(v)
     formats = {f.name for f in (encoder.video_formats or ())}
     if formats and pix_fmt not in formats:
         raise ValueError(f"the encoder {codec!r} cannot write {pix_fmt}; it takes {', '.join(sorted(formats))}")
@@ -419,6 +419,11 @@ def _open_output(av, out, v, copied, codec, encoder, options, pix_fmt, width, he
     if v.sample_aspect_ratio:
         ov.codec_context.sample_aspect_ratio = v.sample_aspect_ratio
     return ov, _copy_streams(av, out, copied, dst)
+
+
+def _frame_rate(v):
+    """The frame rate an output of the input stream ``v`` declares: its average, else FFmpeg's guess, else 25."""
+    return v.average_rate or v.guessed_rate or Fraction(25)
 
 
 def _copy_streams(av, out, copied, dst) -> dict:
@@ -590,6 +595,13 @@ SEGMENT_FRAMES = 300
 makes a handful of tasks, not thousands."""
 
 
+def check_segment_frames(n) -> int:
+    """``n`` if it is a valid :data:`SEGMENT_FRAMES` (a positive integer), else ``ValueError``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"segment_frames (--segment-frames) must be a positive integer, got {n!r}")
+    return n
+
+
 def plan_segments(src, dst, min_frames: int = SEGMENT_FRAMES, codec: str | None = None, crf=None,
                   preset: str | None = None, pix_fmt: str | None = None, max_pixels=DEFAULT_MAX_PIXELS) -> list[dict]:
     """Where the video ``src`` can be cut into segments that :func:`upscale_segment` upscales apart and
@@ -615,8 +627,7 @@ def plan_segments(src, dst, min_frames: int = SEGMENT_FRAMES, codec: str | None 
     """
     av = _av()
     src, dst = Path(src), Path(dst)
-    if isinstance(min_frames, bool) or not isinstance(min_frames, int) or min_frames < 1:
-        raise ValueError(f"min_frames (--segment-frames) must be a positive integer, got {min_frames!r}")
+    check_segment_frames(min_frames)
     limit = check_max_pixels(max_pixels)
     _settings(av, dst, codec, crf, preset, pix_fmt)
     with _open_input(av, src) as inp:
@@ -767,7 +778,7 @@ def join_segments(src, dst, parts, rotation: int = 0, overwrite: bool = False) -
                 template = head.streams.video[0]
                 ov = out.add_stream_from_template(template)
                 ov.time_base = v.time_base
-                ov.codec_context.framerate = v.average_rate or v.guessed_rate or Fraction(25)   # as _open_output
+                ov.codec_context.framerate = _frame_rate(v)
                 mapping = _copy_streams(av, out, copied, dst)
                 if rotation:
                     ov.set_display_rotation(rotation)

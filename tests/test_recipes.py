@@ -25,15 +25,16 @@ def test_no_option_is_the_recipe(arch, scale):
 def test_the_x3_paper_recipe():
     cfg = config()
     assert (cfg.arch, cfg.scale, cfg.epochs, cfg.stride, cfg.schedule, cfg.subpixel_target, cfg.reparam) == \
-        ("paper", 3, 280, 7, "cosine", True, True)
-    assert not config("--arch", "seven").reparam                    # not measured there yet
-    assert not config("--no-reparam").reparam
+        ("paper", 3, 280, 7, "cosine", True, False)
+    assert not config("--arch", "seven").reparam
+    assert config("--reparam").reparam
 
 
 def test_recipes_keep_the_number_of_steps_about_equal():
     """Patches scale as 1/r**2, so epochs scale as r**2 / 9 to train as many steps as x3."""
     for scale in SCALES:
         assert recipe("paper", scale)["epochs"] / scale ** 2 == pytest.approx(280 / 9, rel=0.15)
+        assert recipe("seven", scale)["epochs"] / scale ** 2 == pytest.approx(140 / 9, rel=0.15)
 
 
 def test_given_options_replace_their_part_only():

@@ -28,6 +28,9 @@ def test_the_x3_paper_recipe():
         ("paper", 3, 280, 7, "cosine", True, False)
     assert not config("--arch", "seven").reparam
     assert config("--reparam").reparam
+    # each scale keeps the Urban16 winner of its two full runs (recipes.py's docstring)
+    assert [config("--scale", s).reparam for s in ("2", "3", "4")] == [True, False, True]
+    assert not config("--scale", "2", "--no-reparam").reparam
 
 
 def test_recipes_keep_the_number_of_steps_about_equal():

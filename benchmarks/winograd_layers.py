@@ -23,7 +23,7 @@ from npespcn.fast import chunked  # noqa: E402
 from npespcn.functional.conv import conv2d_forward_reference  # noqa: E402
 from npespcn.functional.winograd import conv2d_winograd_reference  # noqa: E402
 
-SHAPES = [(64, 32), (32, 9), (64, 64), (32, 32)]
+SHAPES = [(64, 32), (32, 9), (64, 64), (32, 32), (32, 4), (32, 16)]
 
 
 def run(x, w, b, m):

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 import pytest
 
-from npespcn.fast import chunked, image_origin, winograd_matrices
+from npespcn.fast import ACT_CODES, chunked, image_origin, winograd_matrices
 from npespcn.fast.chunked import conv2d_chunked_forward
 from npespcn.functional.conv import conv2d_forward_reference
 from npespcn.functional.winograd import conv2d_winograd_reference, transform_weights
@@ -164,3 +164,46 @@ def test_guide_section_12_answers():
     direct, products = 640 * 360 * 64 * 32 * 9, (640 // 4) * (360 // 4) * 6 * 6 * 64 * 32
     assert f"{direct:,}" in answers and f"{products:,}" in answers.replace(" =\n", " = ")
     assert direct == 4 * products
+
+
+@pytest.mark.parametrize("y0,x0", [(0, 0), (-3, -5), (8, 1), (30, 200), (-1, 300)])
+def test_written_out_f4_block_gives_the_generic_blocks_bits(y0, x0):
+    """winograd_block_f4 spells out F(4x4)'s matrices; on every block, inside, on an edge or sticking out
+    of the array, it gives bitwise what the generic block computes from the matrices as data."""
+    from npespcn.fast.blas import GEMMS
+    from npespcn.fast.winograd import BLOCK, scratch_shapes, winograd_block, winograd_block_f4
+    x, w, b = rand((1, 16, 37, 331), 21), rand((8, 16, 3, 3), 22, 0.2), rand((8,), 23)
+    R, T = BLOCK[4]
+    AT, _, BT = (a.astype(np.float32) for a in winograd_matrices(4))
+    U = np.ascontiguousarray(transform_weights(w, 4).reshape(36, 8, 16)).astype(np.float32)
+    fn = GEMMS[np.dtype(np.float32)]
+    generic = {"ph": (6, 4 * (R + 1) * T), "Hs": (6, 4 * (R + 1) * T), "V": (36, 17, R * T + 16),
+               "M": (36, 9, R * T + 16), "Z": (4, 6, R * T), "Y": (4, 4, R * T), "rowbuf": (T * 4,)}
+    outs = []
+    for kernel, shapes in ((winograd_block, generic), (winograd_block_f4, scratch_shapes(4, 16, 8))):
+        out = np.full((1, 8, 37, 331), np.nan, np.float32)
+        bufs = [np.full(s, np.nan, np.float32) for s in shapes.values()]    # scratch starts as garbage
+        kernel(x, 0, y0, x0, 4, R, T, BT, U, AT, b, ACT_CODES["tanh"], fn, *bufs, out)
+        outs.append(out)
+    assert np.isfinite(outs[1]).any()
+    assert outs[0].tobytes() == outs[1].tobytes()
+
+
+def test_every_shipped_layer_shape_runs_by_winograd_and_tiles_keep_their_bits():
+    """The shipped 3x3 layer shapes are in WINOGRAD_TILES, and a tiled upscale still gives the whole
+    image's bits (the halo covers each Winograd layer's reach, npespcn.fast.inference_reach)."""
+    from npespcn import upscale
+    from npespcn.fast import inference_reach
+    from npespcn.nn.model import ESPCN
+    for arch, scale in [("paper", 2), ("paper", 3), ("paper", 4), ("seven", 3)]:
+        net = getattr(ESPCN, arch)(scale)
+        chans = [1] + [f for _, f in net.hidden] + [scale * scale]
+        for (k, _), c, f in zip(list(net.hidden[1:]) + [(3, None)], chans[1:], chans[2:]):
+            assert k == 3 and chunked.winograd_tile(c, f) == 4, (arch, scale, c, f)
+    assert inference_reach(64, 32, 3) == 4 and inference_reach(1, 64, 5) == 2
+    net = ESPCN.paper(3)
+    net.init_weights(seed=4)
+    img = np.random.default_rng(5).random((45, 70, 3)).astype(np.float32)    # float: no rounding to hide behind
+    whole = upscale(img, 3, net, tile=1000)
+    for tile in (16, 33):
+        assert upscale(img, 3, net, tile=tile).tobytes() == whole.tobytes(), tile

@@ -117,7 +117,7 @@ from .rows import pad_rows as _pad_rows
 from .rows import unpad_rows as _unpad_rows
 from .vecmath import IDENTITY, activation_code
 from .winograd import BLOCK as WINOGRAD_BLOCK
-from .winograd import scratch_shapes, transform_weights, winograd_block, winograd_matrices
+from .winograd import block_kernel, scratch_shapes, transform_weights, winograd_matrices
 
 CHUNK_PIXELS = 2048
 """Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
@@ -158,10 +158,10 @@ WINOGRAD = SGEMM_AVAILABLE
 :func:`image_origin` or given an ``origin`` (float32, NumPy's OpenBLAS ``cblas_sgemm`` found)."""
 
 
-WINOGRAD_TILES: dict = {}
+WINOGRAD_TILES: dict = {(64, 32): 4, (32, 9): 4, (64, 64): 4, (32, 32): 4, (32, 4): 4, (32, 16): 4}
 """``{(C, F): m}``: the 3x3 layer shapes that run by Winograd F(m x m, 3x3) inside :func:`image_origin`,
-chosen by measurement (benchmarks/README.md). Empty: on the 2-core machine measured, shifted taps were
-as fast or faster for every ESPCN layer shape (64->32, 32->9, 64->64, 32->32)."""
+chosen by measurement (benchmarks/README.md): every ESPCN layer shape of the paper and seven-layer models
+at x2/x3/x4, by F(4x4), which took 0.5-0.6x the time of shifted taps on a 640x360 frame."""
 
 
 def winograd_tile(C: int, F: int) -> int:
@@ -169,6 +169,15 @@ def winograd_tile(C: int, F: int) -> int:
     0 for shifted taps (:data:`WINOGRAD_TILES`): by the layer's shape alone, so that a pixel's bits do
     not depend on the image's size."""
     return WINOGRAD_TILES.get((C, F), 0)
+
+
+def inference_reach(C: int, F: int, k: int, dtype=np.float32) -> int:
+    """How many input pixels on each side decide an inference output pixel's **bits**: ``(k - 1) / 2``,
+    or ``m`` for a 3x3 layer that runs by Winograd F(m x m, 3x3) inside :func:`image_origin` (a pixel is
+    computed from its whole tile's input, which reaches ``m`` pixels from the tile's far side). A crop
+    keeps the whole image's bits this far from its cuts; a tiled inference adds up its layers'."""
+    m = winograd_tile(C, F) if WINOGRAD and k == 3 and np.dtype(dtype) == np.float32 else 0
+    return m if m else (k - 1) // 2
 
 
 _ORIGIN = contextvars.ContextVar("npespcn_image_origin", default=None)
@@ -462,13 +471,14 @@ def _forward_winograd(x, w, b, code, out, m, origin):
     workers = min(_max_workers(), len(blocks))
     fn = GEMMS[np.dtype(np.float32)]
     deal = _dealer(len(blocks))
+    block = block_kernel(m)
 
     def work(wid):
         bufs = [_buffer("w" + name, int(np.prod(shape)), np.float32, True).reshape(shape)
                 for name, shape in scratch_shapes(m, C, F).items()]
         while (c := deal()) is not None:
             n, y0, x0 = blocks[c]
-            winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, code, fn, *bufs, out)
+            block(x, n, y0, x0, m, R, T, BT, U, AT, b, code, fn, *bufs, out)
 
     _map_workers(work, workers)
 

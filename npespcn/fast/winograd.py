@@ -87,8 +87,11 @@ def transform_weights(w, m: int):
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 
-BLOCK = {2: (8, 64), 4: (8, 32), 6: (6, 24)}
-"""``m: (R, T)``: a block is ``R`` tile rows of ``T`` tiles (128 or 144 pixels wide)."""
+BLOCK = {2: (8, 64), 4: (2, 80), 6: (6, 24)}
+"""``m: (R, T)``: a block is ``R`` tile rows of ``T`` tiles. F(4x4)'s blocks are wide and flat (8 x 320
+pixels): each channel's slab is then 10 rows of 322 contiguous values, which the hardware prefetcher
+streams in; the 8 x 128 blocks of 32 x 32 tiles that came first spent most of their input transform
+waiting for short rows (benchmarks/README.md)."""
 
 
 def scratch_shapes(m: int, C: int, F: int) -> dict:
@@ -99,6 +102,9 @@ def scratch_shapes(m: int, C: int, F: int) -> dict:
     transforms, which touch all of them at once, would evict their own data."""
     R, T = BLOCK[m]
     alpha, L, RT = m + 2, m * (R + 1) * T, R * T
+    if m == 4:                                     # winograd_block_f4's
+        return {"buf": (4 * T + 2,), "Hs": (6, 4 * R + 2, T), "V": (36, C + 1, RT + 16), "M": (36, F + 1, RT + 16),
+                "Z": (4, 6, T), "rowbuf": (4 * T,)}
     return {"ph": (alpha, L), "Hs": (alpha, L), "V": (alpha * alpha, C + 1, RT + 16),
             "M": (alpha * alpha, F + 1, RT + 16), "Z": (m, alpha, RT), "Y": (m, m, RT), "rowbuf": (T * m,)}
 
@@ -219,3 +225,115 @@ def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Hs, V, M, Z
                 for t in range(hi - lo):
                     dst[t] = src[t]
                 activate(dst, act)
+
+
+# F(4x4, 3x3) written out. The generic block above reads BT and AT as data, so LLVM cannot drop their zeros
+# or keep the arithmetic in float32 constants, and its column-phase gather is one strided loop per phase.
+# Here the matrices of POINTS[4] are spelled out, in the generic block's order of operations (so the two
+# give the same bits, tests/test_winograd.py), with float32 constants (a Python int would widen the sums to
+# float64):
+#
+#     BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+#           [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+#     AT = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+_2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
+
+
+@numba.njit(**_OPTS)
+def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, buf, Hs, V, M, Z, rowbuf, out):
+    """:func:`winograd_block` for ``m = 4`` (same arguments; ``m``, ``BT`` and ``AT`` are not read), with
+    the transforms written out. Scratch (:func:`scratch_shapes`): ``buf`` (4T + 2,) one zero-padded input
+    row, ``Hs`` (6, 4R + 2, T) the slab's rows transformed along the row, ``V``, ``M`` as there, ``Z``
+    (4, 6, T) one tile row's output transformed across rows, ``rowbuf`` (4T,).
+
+    Per channel: each slab row, tile by tile, becomes its 6 transformed values ``Hs[j, i, t]``; then
+    every tile row's 6 slab rows become ``V[xi*6 + j, c, r*T + t]``. After the 36 GEMMs, per output
+    channel and tile row: ``Z[u, j, t]`` across rows, then each output row's 4 values per tile, with the
+    bias, into ``rowbuf`` and through the activation into ``out``."""
+    N, C, H, W = x.shape
+    F = out.shape[1]
+    SH = 4 * R + 2
+    L = 4 * T + 2
+    RT = R * T
+    inside = x0 - 1 >= 0 and x0 - 1 + L <= W
+    for c in range(C):
+        for i in range(SH):                              # along rows
+            h = y0 - 1 + i
+            h0 = Hs[0, i]; h1 = Hs[1, i]; h2 = Hs[2, i]; h3 = Hs[3, i]; h4 = Hs[4, i]; h5 = Hs[5, i]  # noqa: E702
+            if h < 0 or h >= H:
+                for t in range(T):
+                    h0[t] = 0; h1[t] = 0; h2[t] = 0; h3[t] = 0; h4[t] = 0; h5[t] = 0  # noqa: E702
+                continue
+            src = x[n, c, h]
+            if inside:
+                s = src[x0 - 1:x0 - 1 + L]
+            else:
+                for k in range(L):
+                    w = x0 - 1 + k
+                    buf[k] = src[w] if 0 <= w < W else 0
+                s = buf
+            for t in range(T):
+                d0 = s[4 * t]; d1 = s[4 * t + 1]; d2 = s[4 * t + 2]  # noqa: E702
+                d3 = s[4 * t + 3]; d4 = s[4 * t + 4]; d5 = s[4 * t + 5]  # noqa: E702
+                h0[t] = _4 * d0 - _5 * d2 + d4
+                h1[t] = -_4 * d1 - _4 * d2 + d3 + d4
+                h2[t] = _4 * d1 - _4 * d2 - d3 + d4
+                h3[t] = -_2 * d1 - d2 + _2 * d3 + d4
+                h4[t] = _2 * d1 - d2 - _2 * d3 + d4
+                h5[t] = _4 * d1 - _5 * d3 + d5
+        for j in range(6):                               # across rows
+            for r in range(R):
+                e0 = Hs[j, 4 * r]; e1 = Hs[j, 4 * r + 1]; e2 = Hs[j, 4 * r + 2]  # noqa: E702
+                e3 = Hs[j, 4 * r + 3]; e4 = Hs[j, 4 * r + 4]; e5 = Hs[j, 4 * r + 5]  # noqa: E702
+                o = r * T
+                v0 = V[j, c, o:o + T]; v1 = V[6 + j, c, o:o + T]; v2 = V[12 + j, c, o:o + T]  # noqa: E702
+                v3 = V[18 + j, c, o:o + T]; v4 = V[24 + j, c, o:o + T]; v5 = V[30 + j, c, o:o + T]  # noqa: E702
+                for t in range(T):
+                    a0 = e0[t]; a1 = e1[t]; a2 = e2[t]; a3 = e3[t]; a4 = e4[t]; a5 = e5[t]  # noqa: E702
+                    v0[t] = _4 * a0 - _5 * a2 + a4
+                    v1[t] = -_4 * a1 - _4 * a2 + a3 + a4
+                    v2[t] = _4 * a1 - _4 * a2 - a3 + a4
+                    v3[t] = -_2 * a1 - a2 + _2 * a3 + a4
+                    v4[t] = _2 * a1 - a2 - _2 * a3 + a4
+                    v5[t] = _4 * a1 - _5 * a3 + a5
+    for q in range(36):                                  # the element-wise stage: 36 matrix products
+        gemm_rows(fn, F, RT, C, U[q], C, V[q], V.shape[2], M[q], M.shape[2])
+    lo, hi = max(0, x0), min(W, x0 + 4 * T)              # the block's columns inside the array
+    if lo >= hi:
+        return
+    for f in range(F):
+        bf = b[f]
+        for r in range(R):
+            o = r * T
+            for j in range(6):                           # across rows
+                m0 = M[j, f, o:o + T]; m1 = M[6 + j, f, o:o + T]; m2 = M[12 + j, f, o:o + T]  # noqa: E702
+                m3 = M[18 + j, f, o:o + T]; m4 = M[24 + j, f, o:o + T]; m5 = M[30 + j, f, o:o + T]  # noqa: E702
+                z0 = Z[0, j]; z1 = Z[1, j]; z2 = Z[2, j]; z3 = Z[3, j]  # noqa: E702
+                for t in range(T):
+                    a0 = m0[t]; a1 = m1[t]; a2 = m2[t]; a3 = m3[t]; a4 = m4[t]; a5 = m5[t]  # noqa: E702
+                    z0[t] = a0 + a1 + a2 + a3 + a4
+                    z1[t] = a1 - a2 + _2 * a3 - _2 * a4
+                    z2[t] = a1 + a2 + _4 * a3 + _4 * a4
+                    z3[t] = a1 - a2 + _8 * a3 - _8 * a4 + a5
+            for u in range(4):                           # along rows, into output row 4r + u
+                h = y0 + 4 * r + u
+                if h < 0 or h >= H:
+                    continue
+                q0 = Z[u, 0]; q1 = Z[u, 1]; q2 = Z[u, 2]; q3 = Z[u, 3]; q4 = Z[u, 4]; q5 = Z[u, 5]  # noqa: E702
+                for t in range(T):
+                    a0 = q0[t]; a1 = q1[t]; a2 = q2[t]; a3 = q3[t]; a4 = q4[t]; a5 = q5[t]  # noqa: E702
+                    rowbuf[4 * t] = a0 + a1 + a2 + a3 + a4 + bf
+                    rowbuf[4 * t + 1] = a1 - a2 + _2 * a3 - _2 * a4 + bf
+                    rowbuf[4 * t + 2] = a1 + a2 + _4 * a3 + _4 * a4 + bf
+                    rowbuf[4 * t + 3] = a1 - a2 + _8 * a3 - _8 * a4 + a5 + bf
+                dst = out[n, f, h, lo:hi]
+                src = rowbuf[lo - x0:hi - x0]
+                for t in range(hi - lo):
+                    dst[t] = src[t]
+                activate(dst, act)
+
+
+def block_kernel(m: int):
+    """The block function for F(m x m, 3x3): :func:`winograd_block_f4` for ``m = 4``, else
+    :func:`winograd_block` (both take the same arguments and :func:`scratch_shapes`'s scratch)."""
+    return winograd_block_f4 if m == 4 else winograd_block

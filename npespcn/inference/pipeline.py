@@ -16,19 +16,21 @@ float64 (:mod:`npespcn.image.bicubic`), so uint16 and float images keep their pr
 the bicubic and the last uint8 step run as numba kernels (:data:`FAST_COLOUR`, :data:`FUSED_UINT8`), each
 the same operations in the same order as its NumPy reference, so the same bits.
 
-Tiling: the low-resolution image is cut into ``tile`` x ``tile`` tiles; each is processed with a halo of
-``max(model.receptive_radius, 2)`` pixels (2 is the bicubic's reach) and only its core is kept. With the
+Tiling: the low-resolution image is cut into ``tile`` x ``tile`` tiles; each is processed with a halo
+(:func:`~npespcn.inference.tiling.halo`: the receptive radius, more where 3x3 layers run by Winograd, at
+least 2, the bicubic's reach) and only its core is kept. With the
 default numba backend the convolutions (:meth:`ESPCN.infer`, :mod:`npespcn.fast.chunked`) give
 a pixel the same bits whatever the array size, and everything else is elementwise or position-based, so a
 tiled result is bitwise equal to the untiled one (``tile`` >= the image size). (The NumPy reference
-backend, one GEMM per image, agrees only to float rounding.) ``tile=None`` picks the largest tile that keeps
-the working memory of one tile near :data:`~npespcn.inference.tiling.TILE_BUDGET` bytes, then evens the tiles
-out (:func:`~npespcn.inference.tiling.balanced`).
+backend, one GEMM per image, agrees only to float rounding.) ``tile=None`` keeps
+the working memory of one tile near :data:`~npespcn.inference.tiling.TILE_BUDGET` bytes: the whole image, or
+bands of its full width, or squares (:func:`~npespcn.inference.tiling.auto_tiles`).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..fast import image_origin
 from ..image.bicubic import bicubic_region, bicubic_region_numba
 from ..image.color import (
     BT601_INV,
@@ -42,7 +44,7 @@ from ..image.dihedral import N_DIHEDRAL, dihedral, dihedral_inverse
 from ..image.io import to_pil
 from ..nn.model import ESPCN, check_scale
 from ..nn.pretrained import resolve_model
-from .tiling import auto_tile, balanced, halo, max_kernel, tiles
+from .tiling import auto_tiles, balanced, halo, max_kernel, tiles
 
 DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 FUSED_UINT8 = True
@@ -99,17 +101,24 @@ def _from_pil(image):
 
 
 # ---------------------------------------------------------------------------------------------- compute
-def network(net: ESPCN, x: np.ndarray, ensemble: bool = False) -> np.ndarray:
+def network(net: ESPCN, x: np.ndarray, ensemble: bool = False, origin=None) -> np.ndarray:
     """Run ``net`` on ``x`` (N, C, H, W) for inference: :meth:`ESPCN.infer`, whose fused chunked
     convolution gives every pixel the same bits whatever the tile size (see :mod:`npespcn.fast.chunked`).
+
+    ``origin``: ``(y, x)``, where ``x`` lies in its image; given, 3x3 layers may run by Winograd on tiles
+    aligned to that image (:func:`npespcn.fast.image_origin`), still the same bits whatever the tile.
 
     ``ensemble``: geometric self-ensemble: the mean of the outputs for the 8 flips and rotations of
     ``x`` (:mod:`npespcn.image.dihedral`), each turned back. Turning the input is turning the kernels, so these are 8
     different estimates of the same image; their mean is taken in float64 in the ops' order,
     for 8 forward passes. Each output pixel still depends only on its
-    neighbourhood, so tiles stay bitwise equal to the whole image."""
+    neighbourhood, so tiles stay bitwise equal to the whole image. (A turned tile lies elsewhere in the
+    turned image, so the ensemble does not use ``origin``: it runs shifted taps.)"""
     if not ensemble:
-        return net.infer(x)
+        if origin is None:
+            return net.infer(x)
+        with image_origin(*origin):
+            return net.infer(x)
     total = None
     for op in range(N_DIHEDRAL):
         y = dihedral_inverse(net.infer(np.ascontiguousarray(dihedral(x, op))), op)
@@ -144,7 +153,7 @@ def _process_tile(arr, net, r, core, margin, out, top=0, ensemble=False):
 
     def net_planes(planes):
         x = np.stack(planes)[None] / 255.0                              # (1, C, h, w)
-        y = network(net, x, ensemble)[0]                                # (C, r h, r w)
+        y = network(net, x, ensemble, (ey0, ex0))[0]                    # (C, r h, r w)
         return [y[c][sl].astype(np.float64) * 255.0 for c in range(y.shape[0])]
 
     grey = crop.ndim == 2 or crop.shape[2] == 1
@@ -165,7 +174,7 @@ def _process_tile(arr, net, r, core, margin, out, top=0, ensemble=False):
         y, cb, cr = (image_to_ycc_planes_numba if FAST_COLOUR else image_to_ycc_planes)(crop)
         if arr.dtype == np.uint8 and FUSED_UINT8:
             # the float32 chroma goes in as is: the kernel widens it to float64 exactly, as astype would
-            ycc_to_rgb_uint8(network(net, (y / 255.0)[None, None], ensemble)[0, 0][sl], bicubic32(cb), bicubic32(cr),
+            ycc_to_rgb_uint8(network(net, (y / 255.0)[None, None], ensemble, (ey0, ex0))[0, 0][sl], bicubic32(cb), bicubic32(cr),
                               BT601_INV, dst)
             rgb = None
         else:
@@ -246,8 +255,7 @@ def upscale_bands(image, scale: int = 3, model=None, tile: int | None = None, cl
         raise ValueError(f"the image is {H}x{W} pixels, smaller than the model's {k}x{k} kernel; expected at "
                          f"least {k}x{k}")
     if tile is None:
-        side = auto_tile(net)
-        th, tw = balanced(H, side), balanced(W, side)
+        th, tw = auto_tiles(net, H, W)
     else:
         th = tw = tile
     shape = (r * H, r * W) + arr.shape[2:]

@@ -1,7 +1,7 @@
 """Tiling: cut a low-resolution image into tiles, each processed with a halo and only its core kept.
 
-Each tile is processed with a halo of ``max(model.receptive_radius, 2)`` low-resolution pixels (2 is the
-bicubic's reach). With the fast backend the convolutions give a pixel the same bits whatever the array
+Each tile is processed with a halo of low-resolution pixels (:func:`halo`: the network's receptive
+radius, more where 3x3 layers run by Winograd, and at least 2, the bicubic's reach). With the fast backend the convolutions give a pixel the same bits whatever the array
 size, and everything else is elementwise or position-based, so a tiled result is bitwise equal to the
 untiled one, wherever NumPy's BLAS computes every column of a product alike
 (:func:`npespcn.fast.size_independent_is_bitwise`; one OpenBLAS kernel on some AMD machines does not,
@@ -16,10 +16,11 @@ import math
 
 import numpy as np
 
+from ..fast import inference_reach
 from ..image.bicubic import HALO as BICUBIC_HALO
 from ..nn.model import ESPCN
 
-TILE_BUDGET = 24 * 2 ** 20
+TILE_BUDGET = 128 * 2 ** 20
 """Bytes of working memory one tile may take when the tile size is chosen automatically."""
 MIN_TILE = 32
 
@@ -30,22 +31,43 @@ def max_kernel(net: ESPCN) -> int:
 
 
 def halo(net: ESPCN) -> int:
-    """Low-resolution pixels added around every tile: ``max(receptive_radius, 2)``."""
-    return max(net.receptive_radius, BICUBIC_HALO)
+    """Low-resolution pixels added around every tile: how far the bits of a pixel of the network's output
+    reach into its input, the sum of its layers' :func:`npespcn.fast.inference_reach` (the receptive
+    radius, more where 3x3 layers run by Winograd), and at least 2, the bicubic's reach."""
+    chans = [net.channels] + [f for _, f in net.hidden] + [net.channels * net.scale ** 2]
+    kernels = [k for k, _ in net.hidden] + [3]
+    reach = sum(inference_reach(c, f, k, net.dtype) for c, f, k in zip(chans, chans[1:], kernels))
+    return max(reach, BICUBIC_HALO)
+
+
+def _bytes_per_pixel(net: ESPCN) -> int:
+    """Working memory per low-resolution pixel of a tile: two float32 feature maps of the widest
+    convolution (its input and output) plus about eight float64 planes of the ``r x r`` high-resolution
+    block (colour conversion, bicubic, network output)."""
+    widest = max(a + b for a, b in zip([net.channels] + [f for _, f in net.hidden],
+                                       [f for _, f in net.hidden] + [net.channels * net.scale ** 2]))
+    return 4 * widest + 8 * 8 * net.scale ** 2
 
 
 def auto_tile(net: ESPCN, budget: int = TILE_BUDGET) -> int:
-    """The tile size ``tile=None`` uses: working memory of one tile about ``budget`` bytes.
-
-    Per low-resolution pixel of a tile: two float32 feature maps of the widest convolution (its input and
-    output) plus about eight float64 planes of the ``r x r`` high-resolution block (colour conversion,
-    bicubic, network output).
-    """
-    widest = max(a + b for a, b in zip([net.channels] + [f for _, f in net.hidden],
-                                       [f for _, f in net.hidden] + [net.channels * net.scale ** 2]))
-    per_pixel = 4 * widest + 8 * 8 * net.scale ** 2
-    side = int(math.sqrt(budget / per_pixel)) - 2 * halo(net)
+    """The side of a square tile whose working memory (with its halo) is about ``budget`` bytes."""
+    side = int(math.sqrt(budget / _bytes_per_pixel(net))) - 2 * halo(net)
     return max(MIN_TILE, side)
+
+
+def auto_tiles(net: ESPCN, H: int, W: int, budget: int = TILE_BUDGET) -> tuple[int, int]:
+    """The tile ``(rows, cols)`` that ``tile=None`` uses on an ``H x W`` image: the whole image if it fits
+    in ``budget`` bytes of working memory; else bands of the full width, if a band of at least
+    :data:`MIN_TILE` rows (and its halo) fits, which the Winograd blocks (320 pixels wide) and the
+    halos waste least on; else squares of :func:`auto_tile`. Then evened out (:func:`balanced`)."""
+    per, h = _bytes_per_pixel(net), halo(net)
+    rows = budget // (per * (W + 2 * h)) - 2 * h
+    if rows >= H:
+        return H, W
+    if rows >= MIN_TILE:
+        return balanced(H, rows), W
+    side = auto_tile(net, budget)
+    return balanced(H, side), balanced(W, side)
 
 
 def tiles(shape, tile):

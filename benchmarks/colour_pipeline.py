@@ -81,12 +81,12 @@ print(statistics.median(up), statistics.median(inf))
 def frame_processes(frame_path, trees, rounds: int, per_process: int = 5) -> dict:
     """Per process (checkouts alternating): median ``upscale`` and ``infer`` times of the frame."""
     times = {name: [] for name in trees}
-    names = list(trees)
+    names = list(trees)     # each process runs in its checkout's folder: Python puts the working folder first
     for rep in range(rounds):
         for name in names[rep % len(names):] + names[:rep % len(names)]:
             env = {**os.environ, "PYTHONPATH": str(trees[name])}
             res = subprocess.run([sys.executable, "-c", FRAME_PROCESS, str(frame_path), str(per_process)],
-                                 env=env, check=True, capture_output=True, text=True)
+                                 env=env, check=True, capture_output=True, text=True, cwd=trees[name])
             times[name].append([float(x) for x in res.stdout.split()])
     return times
 
@@ -107,10 +107,10 @@ def in_process(frame, repeats: int) -> dict:
 
     remembered, calls = {}, [0]
 
-    def network_once(net, x, ensemble=False):      # each tile's network output (tiles come in order), once
+    def network_once(net, x, *rest):                # each tile's network output (tiles come in order), once
         calls[0] += 1
         if calls[0] not in remembered:
-            remembered[calls[0]] = network(net, x, ensemble)
+            remembered[calls[0]] = network(net, x, *rest)
         return remembered[calls[0]]
 
     def colour_only(fast):
@@ -159,17 +159,18 @@ def cli(png, trees, repeats: int) -> dict:
         for name, tree in trees.items():                                # warm the caches
             env = {**os.environ, "PYTHONPATH": str(tree)}
             subprocess.run([sys.executable, "-m", "npespcn.upscale", str(png), "-o", f"{d}/{name}.png",
-                            "--overwrite"], env=env, check=True, capture_output=True)
+                            "--overwrite"], env=env, check=True, capture_output=True, cwd=tree)
         names = list(trees)
         for rep in range(repeats):
             for name in names[rep % len(names):] + names[:rep % len(names)]:
                 env = {**os.environ, "PYTHONPATH": str(trees[name])}
                 t0 = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "npespcn.upscale", str(png), "-o", f"{d}/{name}.png",
-                                "--overwrite"], env=env, check=True, capture_output=True)
+                                "--overwrite"], env=env, check=True, capture_output=True, cwd=trees[name])
                 times[name].append(time.perf_counter() - t0)
         outs = [np.asarray(Image.open(f"{d}/{name}.png")) for name in names]
-        assert all(o.tobytes() == outs[0].tobytes() for o in outs)
+        # the checkouts may compute differently (e.g. Winograd against shifted taps): within one level
+        assert all(np.abs(o.astype(np.int16) - outs[0]).max() <= 1 for o in outs)
     return times
 
 

@@ -10,7 +10,8 @@ inside a 640x360 window, H.264 at crf 18, 30 frames per second, with an AAC soun
 would be). For each model (the shipped ``espcn`` and ``espcn7`` at x3), three things are timed, the
 models and the stages alternating every repeat:
 
-* ``network``: :meth:`ESPCN.infer` on the frames' luma alone (what the network costs);
+* ``network``: :meth:`ESPCN.infer` on the frames' luma alone, each a whole image inside
+  ``image_origin(0, 0)`` as :func:`npespcn.upscale` runs it (what the network costs);
 * ``upscale``: :func:`npespcn.upscale` of the decoded RGB frames (the network, colour conversion,
   chroma bicubic), no codec;
 * ``video``: :func:`npespcn.upscale_video` of the file (decode + upscale + encode, H.264 crf 18 at the
@@ -37,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 import npespcn
+from npespcn.fast import image_origin
 from npespcn.image.color import rgb_to_ycc_planes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +133,8 @@ def main() -> None:
         frames = decode(src, av)
         lumas = [(rgb_to_ycc_planes(f.astype(np.float64))[0] / 255.0).astype(np.float32)[None, None] for f in frames]
         for m, net in nets.items():                       # warm-up: compile, caches
-            net.infer(lumas[0])
+            with image_origin(0, 0):
+                net.infer(lumas[0])
             npespcn.upscale(frames[0], 3, net)
         for rep in range(args.repeats):
             order = [(m, s) for m in args.models for s in ("network", "upscale", "video")]
@@ -140,8 +143,9 @@ def main() -> None:
                 net = nets[m]
                 t0 = time.perf_counter()
                 if stage == "network":
-                    for y in lumas:
-                        net.infer(y)
+                    with image_origin(0, 0):
+                        for y in lumas:
+                            net.infer(y)
                 elif stage == "upscale":
                     for f in frames:
                         npespcn.upscale(f, 3, net)

@@ -239,6 +239,20 @@ def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Hs, V, M, Z
 _2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 
 
+@numba.njit(inline="always", **_OPTS)
+def _bt4(d0, d1, d2, d3, d4, d5):
+    """``BT @ d`` of F(4, 3), in the generic block's order of operations."""
+    return (_4 * d0 - _5 * d2 + d4, -_4 * d1 - _4 * d2 + d3 + d4, _4 * d1 - _4 * d2 - d3 + d4,
+            -_2 * d1 - d2 + _2 * d3 + d4, _2 * d1 - d2 - _2 * d3 + d4, _4 * d1 - _5 * d3 + d5)
+
+
+@numba.njit(inline="always", **_OPTS)
+def _at4(m0, m1, m2, m3, m4, m5):
+    """``AT @ m`` of F(4, 3), in the generic block's order of operations."""
+    return (m0 + m1 + m2 + m3 + m4, m1 - m2 + _2 * m3 - _2 * m4, m1 + m2 + _4 * m3 + _4 * m4,
+            m1 - m2 + _8 * m3 - _8 * m4 + m5)
+
+
 @numba.njit(**_OPTS)
 def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, buf, Hs, V, M, Z, rowbuf, out):
     """:func:`winograd_block` for ``m = 4`` (same arguments; ``m``, ``BT`` and ``AT`` are not read), with
@@ -273,14 +287,8 @@ def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, buf, Hs, V, 
                     buf[k] = src[w] if 0 <= w < W else 0
                 s = buf
             for t in range(T):
-                d0 = s[4 * t]; d1 = s[4 * t + 1]; d2 = s[4 * t + 2]  # noqa: E702
-                d3 = s[4 * t + 3]; d4 = s[4 * t + 4]; d5 = s[4 * t + 5]  # noqa: E702
-                h0[t] = _4 * d0 - _5 * d2 + d4
-                h1[t] = -_4 * d1 - _4 * d2 + d3 + d4
-                h2[t] = _4 * d1 - _4 * d2 - d3 + d4
-                h3[t] = -_2 * d1 - d2 + _2 * d3 + d4
-                h4[t] = _2 * d1 - d2 - _2 * d3 + d4
-                h5[t] = _4 * d1 - _5 * d3 + d5
+                h0[t], h1[t], h2[t], h3[t], h4[t], h5[t] = _bt4(s[4 * t], s[4 * t + 1], s[4 * t + 2],
+                                                                s[4 * t + 3], s[4 * t + 4], s[4 * t + 5])
         for j in range(6):                               # across rows
             for r in range(R):
                 e0 = Hs[j, 4 * r]; e1 = Hs[j, 4 * r + 1]; e2 = Hs[j, 4 * r + 2]  # noqa: E702
@@ -289,13 +297,7 @@ def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, buf, Hs, V, 
                 v0 = V[j, c, o:o + T]; v1 = V[6 + j, c, o:o + T]; v2 = V[12 + j, c, o:o + T]  # noqa: E702
                 v3 = V[18 + j, c, o:o + T]; v4 = V[24 + j, c, o:o + T]; v5 = V[30 + j, c, o:o + T]  # noqa: E702
                 for t in range(T):
-                    a0 = e0[t]; a1 = e1[t]; a2 = e2[t]; a3 = e3[t]; a4 = e4[t]; a5 = e5[t]  # noqa: E702
-                    v0[t] = _4 * a0 - _5 * a2 + a4
-                    v1[t] = -_4 * a1 - _4 * a2 + a3 + a4
-                    v2[t] = _4 * a1 - _4 * a2 - a3 + a4
-                    v3[t] = -_2 * a1 - a2 + _2 * a3 + a4
-                    v4[t] = _2 * a1 - a2 - _2 * a3 + a4
-                    v5[t] = _4 * a1 - _5 * a3 + a5
+                    v0[t], v1[t], v2[t], v3[t], v4[t], v5[t] = _bt4(e0[t], e1[t], e2[t], e3[t], e4[t], e5[t])
     for q in range(36):                                  # the element-wise stage: 36 matrix products
         gemm_rows(fn, F, RT, C, U[q], C, V[q], V.shape[2], M[q], M.shape[2])
     lo, hi = max(0, x0), min(W, x0 + 4 * T)              # the block's columns inside the array
@@ -310,22 +312,18 @@ def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, buf, Hs, V, 
                 m3 = M[18 + j, f, o:o + T]; m4 = M[24 + j, f, o:o + T]; m5 = M[30 + j, f, o:o + T]  # noqa: E702
                 z0 = Z[0, j]; z1 = Z[1, j]; z2 = Z[2, j]; z3 = Z[3, j]  # noqa: E702
                 for t in range(T):
-                    a0 = m0[t]; a1 = m1[t]; a2 = m2[t]; a3 = m3[t]; a4 = m4[t]; a5 = m5[t]  # noqa: E702
-                    z0[t] = a0 + a1 + a2 + a3 + a4
-                    z1[t] = a1 - a2 + _2 * a3 - _2 * a4
-                    z2[t] = a1 + a2 + _4 * a3 + _4 * a4
-                    z3[t] = a1 - a2 + _8 * a3 - _8 * a4 + a5
+                    z0[t], z1[t], z2[t], z3[t] = _at4(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t])
             for u in range(4):                           # along rows, into output row 4r + u
                 h = y0 + 4 * r + u
                 if h < 0 or h >= H:
                     continue
                 q0 = Z[u, 0]; q1 = Z[u, 1]; q2 = Z[u, 2]; q3 = Z[u, 3]; q4 = Z[u, 4]; q5 = Z[u, 5]  # noqa: E702
                 for t in range(T):
-                    a0 = q0[t]; a1 = q1[t]; a2 = q2[t]; a3 = q3[t]; a4 = q4[t]; a5 = q5[t]  # noqa: E702
-                    rowbuf[4 * t] = a0 + a1 + a2 + a3 + a4 + bf
-                    rowbuf[4 * t + 1] = a1 - a2 + _2 * a3 - _2 * a4 + bf
-                    rowbuf[4 * t + 2] = a1 + a2 + _4 * a3 + _4 * a4 + bf
-                    rowbuf[4 * t + 3] = a1 - a2 + _8 * a3 - _8 * a4 + a5 + bf
+                    y0_, y1_, y2_, y3_ = _at4(q0[t], q1[t], q2[t], q3[t], q4[t], q5[t])
+                    rowbuf[4 * t] = y0_ + bf
+                    rowbuf[4 * t + 1] = y1_ + bf
+                    rowbuf[4 * t + 2] = y2_ + bf
+                    rowbuf[4 * t + 3] = y3_ + bf
                 dst = out[n, f, h, lo:hi]
                 src = rowbuf[lo - x0:hi - x0]
                 for t in range(hi - lo):

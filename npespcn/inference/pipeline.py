@@ -174,8 +174,8 @@ def _process_tile(arr, net, r, core, margin, out, top=0, ensemble=False):
         y, cb, cr = (image_to_ycc_planes_numba if FAST_COLOUR else image_to_ycc_planes)(crop)
         if arr.dtype == np.uint8 and FUSED_UINT8:
             # the float32 chroma goes in as is: the kernel widens it to float64 exactly, as astype would
-            ycc_to_rgb_uint8(network(net, (y / 255.0)[None, None], ensemble, (ey0, ex0))[0, 0][sl], bicubic32(cb), bicubic32(cr),
-                              BT601_INV, dst)
+            luma = network(net, (y / 255.0)[None, None], ensemble, (ey0, ex0))[0, 0][sl]
+            ycc_to_rgb_uint8(luma, bicubic32(cb), bicubic32(cr), BT601_INV, dst)
             rgb = None
         else:
             rgb = ycc_planes_to_rgb(net_planes([y])[0], bicubic(cb), bicubic(cr))

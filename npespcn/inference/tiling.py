@@ -1,14 +1,15 @@
 """Tiling: cut a low-resolution image into tiles, each processed with a halo and only its core kept.
 
 Each tile is processed with a halo of low-resolution pixels (:func:`halo`: the network's receptive
-radius, more where 3x3 layers run by Winograd, and at least 2, the bicubic's reach). With the fast backend the convolutions give a pixel the same bits whatever the array
-size, and everything else is elementwise or position-based, so a tiled result is bitwise equal to the
-untiled one, wherever NumPy's BLAS computes every column of a product alike
+radius, more where 3x3 layers run by Winograd, and at least 2, the bicubic's reach). With the fast
+backend the convolutions give a pixel the same bits whatever the array size, and everything else is
+elementwise or position-based, so a tiled result is bitwise equal to the untiled one, wherever NumPy's
+BLAS computes every column of a product alike
 (:func:`npespcn.fast.size_independent_is_bitwise`; one OpenBLAS kernel on some AMD machines does not,
 and there tiles agree to float32 rounding). (The NumPy reference backend runs one GEMM per image, whose rounding depends on the
-image's size: there tiles agree with the whole image to float rounding, about 1e-6.) ``tile=None`` picks
-the largest tile that keeps the working memory of one tile near :data:`TILE_BUDGET` bytes, then evens
-the tiles out (:func:`balanced`).
+image's size: there tiles agree with the whole image to float rounding, about 1e-6.) ``tile=None`` keeps
+the working memory of one tile near :data:`TILE_BUDGET` bytes: the whole image, or bands of its full
+width, or squares (:func:`auto_tiles`), evened out (:func:`balanced`).
 """
 from __future__ import annotations
 
@@ -34,18 +35,20 @@ def halo(net: ESPCN) -> int:
     """Low-resolution pixels added around every tile: how far the bits of a pixel of the network's output
     reach into its input, the sum of its layers' :func:`npespcn.fast.inference_reach` (the receptive
     radius, more where 3x3 layers run by Winograd), and at least 2, the bicubic's reach."""
+    return max(sum(inference_reach(c, f, k, net.dtype) for c, f, k in _convs(net)), BICUBIC_HALO)
+
+
+def _convs(net: ESPCN) -> list:
+    """``(inputs, outputs, kernel side)`` of each convolution of ``net``, the implied last 3x3 one included."""
     chans = [net.channels] + [f for _, f in net.hidden] + [net.channels * net.scale ** 2]
-    kernels = [k for k, _ in net.hidden] + [3]
-    reach = sum(inference_reach(c, f, k, net.dtype) for c, f, k in zip(chans, chans[1:], kernels))
-    return max(reach, BICUBIC_HALO)
+    return list(zip(chans, chans[1:], [k for k, _ in net.hidden] + [3]))
 
 
 def _bytes_per_pixel(net: ESPCN) -> int:
     """Working memory per low-resolution pixel of a tile: two float32 feature maps of the widest
     convolution (its input and output) plus about eight float64 planes of the ``r x r`` high-resolution
     block (colour conversion, bicubic, network output)."""
-    widest = max(a + b for a, b in zip([net.channels] + [f for _, f in net.hidden],
-                                       [f for _, f in net.hidden] + [net.channels * net.scale ** 2]))
+    widest = max(c + f for c, f, _ in _convs(net))
     return 4 * widest + 8 * 8 * net.scale ** 2
 
 

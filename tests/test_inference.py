@@ -228,7 +228,7 @@ def test_default_model_is_the_shipped_x3():
 @pytest.mark.parametrize("n,side,expected", [(512, 153, 128), (512, 600, 512), (700, 100, 100), (701, 100, 88),
                                              (1, 32, 1), (33, 32, 17)])
 def test_balanced_tiles_are_as_few_and_nearly_equal(n, side, expected):
-    from npespcn.inference.pipeline import balanced, tiles
+    from npespcn.inference.tiling import balanced, tiles
     t = balanced(n, side)
     assert t == expected
     pieces = [x1 - x0 for _, _, x0, x1 in tiles((1, n), (1, t))]

@@ -44,7 +44,7 @@ from ..image.dihedral import N_DIHEDRAL, dihedral, dihedral_inverse
 from ..image.io import to_pil
 from ..nn.model import ESPCN, check_scale
 from ..nn.pretrained import resolve_model
-from .tiling import auto_tiles, balanced, halo, max_kernel, tiles
+from .tiling import auto_tiles, halo, max_kernel, tiles
 
 DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 FUSED_UINT8 = True

@@ -3,16 +3,19 @@
 or the thread count, on every machine, since every GEMM has one shape and a tile one column in it).
 
 Expected values come from the definition (``np.correlate``, the float64 im2col reference), never from
-the code under test. The fast path runs whatever ``NPESPCN_BACKEND`` says (it is the fast path's test)."""
+the code under test. The fast kernels run whatever ``NPESPCN_BACKEND`` says (they are the fast path's tests);
+the tiled ``upscale`` test pins the fast backend, whose promise tiling's bits are."""
 import numba
 import numpy as np
 import pytest
 
-import npespcn.functional as F
+from npespcn import functional as F
 from npespcn.fast import ACT_CODES, chunked, image_origin, winograd_matrices
 from npespcn.fast.chunked import conv2d_chunked_forward
 from npespcn.functional.conv import conv2d_forward_reference
 from npespcn.functional.winograd import conv2d_winograd_reference, transform_weights
+
+from _tiles import assert_same
 
 
 def rand(shape, seed, scale=1.0):
@@ -208,4 +211,4 @@ def test_every_shipped_layer_shape_runs_by_winograd_and_tiles_keep_their_bits():
     with F.use_backend("numba"):                 # the fast backend's promise, whatever NPESPCN_BACKEND says
         whole = upscale(img, 3, net, tile=1000)
         for tile in (16, 33):
-            assert upscale(img, 3, net, tile=tile).tobytes() == whole.tobytes(), tile
+            assert_same(upscale(img, 3, net, tile=tile), whole, f"tile={tile}")   # bitwise where BLAS allows

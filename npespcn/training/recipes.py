@@ -26,7 +26,7 @@ SCALES = (2, 3, 4)
 _BASE = {"stride": 7, "patch_size": 17, "schedule": "cosine", "subpixel_target": True, "lr": 1e-3,
          "batch_size": 16, "optimizer": "adam", "last_lr_mult": 0.1, "augment": True, "seed": 0,
          "checkpoint_every": 200}
-_PER_SCALE = {"paper": {2: {"epochs": 125, "reparam": True}, 3: {"epochs": 280}, 4: {"epochs": 500, "reparam": True}},
+_PER_SCALE = {"paper": {2: {"epochs": 125, "reparam": True}, 3: {"epochs": 280}, 4: {"epochs": 1000, "reparam": True}},
               "seven": {2: {"epochs": 62}, 3: {"epochs": 140}, 4: {"epochs": 250}}}
 
 

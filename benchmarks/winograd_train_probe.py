@@ -85,16 +85,20 @@ def forward_f2(xp, H, W, U, b, relu, rows, workers, Vbuf, Mbuf, Hbuf, rowbuf, fn
                     n, ty = (g0 + g) // th, (g0 + g) % th
                     o = g * tw
                     r0, r1 = rb[0], rb[1]
-                    for t in range(tw):
-                        z = np.empty(4, np.float32)
-                        y = np.empty(4, np.float32)
-                        for j in range(4):
-                            z[j] = M[j, f, o + t] + M[4 + j, f, o + t] + M[8 + j, f, o + t]
-                            y[j] = M[4 + j, f, o + t] - M[8 + j, f, o + t] + M[12 + j, f, o + t]
-                        r0[2 * t] = z[0] + z[1] + z[2] + bf
-                        r0[2 * t + 1] = z[1] - z[2] + z[3] + bf
-                        r1[2 * t] = y[0] + y[1] + y[2] + bf
-                        r1[2 * t + 1] = y[1] - y[2] + y[3] + bf
+                    m = M[:, f, o:o + tw]
+                    for t in range(tw):                 # across rows (z: output row 0, y: row 1), then along
+                        z0 = m[0, t] + m[4, t] + m[8, t]
+                        z1 = m[1, t] + m[5, t] + m[9, t]
+                        z2 = m[2, t] + m[6, t] + m[10, t]
+                        z3 = m[3, t] + m[7, t] + m[11, t]
+                        y0 = m[4, t] - m[8, t] + m[12, t]
+                        y1 = m[5, t] - m[9, t] + m[13, t]
+                        y2 = m[6, t] - m[10, t] + m[14, t]
+                        y3 = m[7, t] - m[11, t] + m[15, t]
+                        r0[2 * t] = z0 + z1 + z2 + bf
+                        r0[2 * t + 1] = z1 - z2 + z3 + bf
+                        r1[2 * t] = y0 + y1 + y2 + bf
+                        r1[2 * t + 1] = y1 - y2 + y3 + bf
                     for u in range(2):
                         h = 2 * ty + u
                         if h < H:

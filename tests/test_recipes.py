@@ -37,8 +37,8 @@ def test_recipes_keep_the_number_of_steps_about_equal():
     """Patches scale as 1/r**2, so epochs scale as r**2 / 9 to train as many steps as x3; the x4 paper
     recipe trains twice as many (recipes.py's docstring: chosen on Urban16)."""
     for scale in SCALES:
-        steps = 2 if scale == 4 else 1
-        assert recipe("paper", scale)["epochs"] / scale ** 2 == pytest.approx(steps * 280 / 9, rel=0.15)
+        times = 2 if scale == 4 else 1
+        assert recipe("paper", scale)["epochs"] / scale ** 2 == pytest.approx(times * 280 / 9, rel=0.15)
         assert recipe("seven", scale)["epochs"] / scale ** 2 == pytest.approx(140 / 9, rel=0.15)
 
 

@@ -15,9 +15,8 @@ one run of each per scale on Urban16: x2 29.745 (re-parameterised) against 29.69
 against 26.102, x4 24.059 against 24.024. Each scale keeps its winner: the x2 and x4 paper recipes train
 re-parameterised, the x3 one plain (``--reparam`` / ``--no-reparam`` choose). The other scales keep the
 same number of optimizer steps (the patch count grows as ``1 / r**2``), so the x2 and x3 paper recipes take
-about as long; the x4 one runs twice as many (1000 epochs): its Set5 curve was still rising at 500, and on
-Urban16 the 1000-epoch run scored 24.100 dB against 24.059 for the 500-epoch one. A seven-layer step costs about twice a paper step, so the seven-layer recipes run half the
-paper's epochs on the same schedule: about as long as a paper recipe (the x3 one, 30 minutes on two cores).
+about as long; the x4 one runs twice as many (1000 epochs), which won on Urban16 (``weights/README.md``).
+A seven-layer step costs about twice a paper step, so the seven-layer recipes run half the paper's epochs on the same schedule: about as long as a paper recipe (the x3 one, 30 minutes on two cores).
 """
 from __future__ import annotations
 

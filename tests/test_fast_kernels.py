@@ -4,7 +4,7 @@
   border (tiled inference relies on it), whatever the image width, chunking and thread count;
 * fused conv + activation gives bitwise the numbers of the unfused pair, and inference those of training
   when their GEMMs are the same size (training lets small GEMMs run, see conv2d_forward_numba);
-* the float32 tanh without libm is the correctly rounded tanh;
+* the float32 tanh without libm is within 7 ulps of the float64 tanh, odd and never above 1;
 * backward is deterministic (bitwise equal on repeated runs);
 * NumPy's BLAS thread count is restored after the worker threads are done.
 
@@ -58,15 +58,26 @@ def _tanh32_array(x, y):
 
 
 # ------------------------------------------------------------------------------------------------ tanh
-def test_tanh32_is_the_correctly_rounded_tanh():
-    rng = np.random.default_rng(1)
-    x = np.concatenate([np.linspace(-12, 12, 400_001), rng.standard_normal(200_000) * 3,
-                        np.logspace(-38, 1.2, 50_000), -np.logspace(-38, 1.2, 50_000),
-                        [0.0, 9.5, 9.01, 8.9, -9.01, 1e-4, -1e-4]]).astype(np.float32)
+def _ulps_from_tanh(x, y):
+    """|y - tanh(x)| in float32 ulps of tanh(x), with the float64 tanh as the truth."""
+    exact = np.tanh(x.astype(np.float64))
+    return np.abs(y.astype(np.float64) - exact) / np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+
+
+def test_tanh32_is_within_7_ulps_of_tanh():
+    """Every 61st float32 between 0 and 10 (its bit patterns: 18 million values, all exponents), their
+    negatives, and points around the clamp, zero and saturation; vecmath's docstring quotes the bound."""
+    positive = np.arange(1, np.float32(10).view(np.int32), 61, dtype=np.int32).view(np.float32)
+    special = np.array([7.905311, 7.9053106, 7.9053116, 4e-4, 3.9999e-4, 9.01, 8.9, 1e-38, 1e-45], np.float32)
+    x = np.concatenate([positive, special])
     y = np.empty_like(x)
     _tanh32_array(x, y)
-    exact = np.tanh(x.astype(np.float64)).astype(np.float32)    # float64 tanh, rounded once
-    assert np.array_equal(y, exact), f"{np.count_nonzero(y != exact)} values not correctly rounded"
+    ulps = _ulps_from_tanh(x, y)
+    assert ulps.max() <= 7.0, f"{ulps.max():.2f} ulps at x = {x[ulps.argmax()]!r}"
+    assert (np.abs(y) <= 1).all()
+    ny = np.empty_like(x)
+    _tanh32_array(-x, ny)
+    np.testing.assert_array_equal(ny, -y)                                   # odd, bitwise
 
 
 def test_tanh32_special_values():

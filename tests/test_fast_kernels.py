@@ -451,8 +451,9 @@ def test_inference_pads_its_gemms_and_keeps_no_cache(monkeypatch):
 
 # ------------------------------------------------------------------------------------ out= arrays
 @pytest.mark.parametrize("backend", ["reference", "numba"])
-def test_training_convolutions_write_into_out(backend):
-    from npespcn.functional.conv import conv2d_act_backward, conv2d_act_train_forward, conv2d_forward
+def test_convolutions_write_into_out(backend):
+    from npespcn.functional.conv import (conv2d_act_backward, conv2d_act_forward, conv2d_act_train_forward,
+                                         conv2d_forward)
     x, w, b = rand((2, 3, 8, 7), 30), rand((5, 3, 3, 3), 31, 0.3), rand((5,), 32)
     d = rand((2, 5, 8, 7), 33)
     with F.use_backend(backend):
@@ -469,8 +470,11 @@ def test_training_convolutions_write_into_out(backend):
                     np.empty((2, 5, 7, 8), np.float32).transpose(0, 1, 3, 2)):
             with pytest.raises(ValueError, match="out must be a writeable C-contiguous float32 array"):
                 conv2d_forward(x, w, b, out=bad)
-    with pytest.raises(ValueError, match="training passes only"):
-        ESPCN.paper(3).layers[0].forward(x[:, :1], train=False, out=np.empty((2, 64, 8, 7), np.float32))
+            with pytest.raises(ValueError, match="out must be a writeable C-contiguous float32 array"):
+                conv2d_act_forward(x, w, b, "tanh", out=bad)
+        inferred = np.full_like(y, np.nan)                  # inference: the same numbers, into out
+        assert conv2d_act_forward(x, w, b, "tanh", out=inferred) is inferred
+        np.testing.assert_array_equal(inferred, conv2d_act_forward(x, w, b, "tanh"))
 
 
 @pytest.mark.parametrize("preset", [None, "50"])

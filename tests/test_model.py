@@ -365,3 +365,49 @@ def test_reused_arrays_give_the_same_training_as_fresh_ones(backend):
         finals.append({k: v.copy() for k, v in m.params.items()})
     for k in finals[0]:
         np.testing.assert_array_equal(finals[0][k], finals[1][k], err_msg=k)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("preset", ["paper", "seven"])
+def test_infer_reuses_its_arrays_and_returns_fresh_ones(backend, preset):
+    """infer keeps two arrays for its convolutions between calls: the next call (of another size too)
+    gives the numbers of a model that never ran, and does not touch what an earlier call returned."""
+    rng = np.random.default_rng(10)
+    xs = [rng.random(s, dtype=np.float32) for s in ((2, 1, 11, 9), (1, 1, 14, 13), (2, 1, 11, 9))]
+    m = getattr(ESPCN, preset)(3, seed=11)
+    with use_backend(backend):
+        ys = [m.infer(x) for x in xs]
+        kept = m._infer_spare[0]
+        first = ys[0].copy()
+        again = m.infer(xs[0])
+        fresh = [getattr(ESPCN, preset)(3, seed=11).infer(x) for x in xs]
+    for y, want in zip(ys, fresh):
+        np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(ys[0], first)                          # not overwritten by later calls
+    assert len(kept) == 2 and all(a is b for a, b in zip(m._infer_spare[0], kept))   # the same arrays again
+    assert not any(np.shares_memory(a, y) for a in kept for y in ys + [again])
+
+
+def test_infer_keeps_no_arrays_above_its_limit(monkeypatch):
+    m = ESPCN.paper(2, seed=1)
+    x = np.random.default_rng(0).random((1, 1, 16, 16), dtype=np.float32)
+    monkeypatch.setattr(ESPCN, "INFER_KEEP_BYTES", 2 * 64 * 16 * 16 * 4 - 1)    # two 64-channel results
+    m.infer(x)
+    assert m._infer_spare == []
+    monkeypatch.setattr(ESPCN, "INFER_KEEP_BYTES", 2 * 64 * 16 * 16 * 4)
+    m.infer(x)
+    assert [a.nbytes for a in m._infer_spare[0]] == [64 * 16 * 16 * 4] * 2
+
+
+def test_infer_from_several_threads_at_once():
+    """Concurrent calls on one model (a thread pool over frames) each get arrays of their own."""
+    from concurrent.futures import ThreadPoolExecutor
+    m = ESPCN.seven(2, seed=3)
+    rng = np.random.default_rng(4)
+    xs = [rng.random((1, 1, 24 + i, 20), dtype=np.float32) for i in range(12)]
+    want = [ESPCN.seven(2, seed=3).infer(x) for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(m.infer, xs))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

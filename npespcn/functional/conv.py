@@ -167,9 +167,10 @@ def conv2d_act_backward_reference(dy, cache, input_grad: bool = True, out=None):
     return conv2d_backward_reference(dz, conv_cache, input_grad, out)
 
 
-def conv2d_act_forward_reference(x, w, b, activation: str = "identity"):
-    """Inference: ``act(conv(x, w) + b)``, no cache. Returns ``y`` (N, F, H, W)."""
-    return activation_forward(conv2d_forward_reference(x, w, b)[0], activation, "reference")[0]
+def conv2d_act_forward_reference(x, w, b, activation: str = "identity", out=None):
+    """Inference: ``act(conv(x, w) + b)``, no cache. Returns ``y`` (N, F, H, W), written into ``out`` when
+    given."""
+    return _into(out, activation_forward(conv2d_forward_reference(x, w, b)[0], activation, "reference")[0])
 
 
 def _into(out, result):
@@ -222,11 +223,11 @@ def conv2d_act_backward_numba(dy, cache, input_grad: bool = True, out=None):
     return fast.conv2d_chunked_backward(dy, _fast_input(x, w), w, input_grad, y, name, out)
 
 
-def conv2d_act_forward_numba(x, w, b, activation: str = "identity"):
+def conv2d_act_forward_numba(x, w, b, activation: str = "identity", out=None):
     """Same contract as :func:`conv2d_act_forward_reference`, fused, with results that do not depend
     on the image's size (a pixel's value is the same in a tile as in the whole image)."""
     _check_conv_args(x, w, b)
-    return fast.conv2d_chunked_forward(x, w, b, activation)
+    return fast.conv2d_chunked_forward(x, w, b, activation, out=out)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,16 +278,17 @@ def conv2d_act_backward(dy, cache, backend: str | None = None, input_grad: bool 
                                                                                    out)
 
 
-def conv2d_act_forward(x, w, b, activation: str | None = "identity", backend: str | None = None):
+def conv2d_act_forward(x, w, b, activation: str | None = "identity", backend: str | None = None, out=None):
     """Inference only: ``act(conv(x, w) + b)``, fused in the fast path (no cache, one pass less).
 
     Args:
         x: (N, C, H, W); w: (F, C, k, k), k odd; b: (F,).
         activation: "identity", "relu", "tanh", "gelu" or None (identity).
+        out: a C-contiguous array of the result's shape and dtype to write it into (default: a new one).
 
     Returns:
         ``y`` of shape (N, F, H, W): the same numbers as :func:`conv2d_forward` followed by
         :func:`~npespcn.functional.activation.activation_forward` with the same backend.
     """
     name = check_activation(activation)
-    return _pick(backend, conv2d_act_forward_reference, conv2d_act_forward_numba)(x, w, b, name)
+    return _pick(backend, conv2d_act_forward_reference, conv2d_act_forward_numba)(x, w, b, name, out=out)

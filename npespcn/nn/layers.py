@@ -62,16 +62,14 @@ class Conv2d(Layer):
     def forward(self, x, train=True, activation: str | None = None, out=None):
         """``conv(x) + bias``; with ``activation`` the activation is applied in the same pass (see
         :meth:`ESPCN.forward` and :meth:`ESPCN.infer`), and :meth:`backward` then takes the gradient of its
-        output. ``train=False`` keeps nothing for a backward pass. ``out`` (training only): an array of
-        the result's shape and dtype to write the result into, as :meth:`ESPCN.forward` does with its
-        intermediate arrays."""
+        output. ``train=False`` keeps nothing for a backward pass. ``out``: an array of the result's shape
+        and dtype to write the result into, as :meth:`ESPCN.forward` and :meth:`ESPCN.infer` do with
+        their intermediate arrays."""
         w, b = self.params["weight"], self.params["bias"]
         self._fused = activation is not None
         if not train:                               # no cache: nothing kept for a backward pass
-            if out is not None:
-                raise ValueError("Conv2d.forward takes out= in training passes only")
             self._cache = None
-            return conv2d_act_forward(x, w, b, activation)
+            return conv2d_act_forward(x, w, b, activation, out=out)
         if activation is None:
             y, self._cache = F.conv2d_forward(x, w, b, out=out)
         else:

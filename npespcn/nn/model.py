@@ -18,7 +18,8 @@ The model is just that list of layers (``model.layers``); ``forward`` runs it fr
   (these derivatives are functions of it: ``1 - y**2``, ``y > 0``); the ``Activation`` layer object itself is
   then not called in training, with either backend. :meth:`ESPCN.infer` fuses every activation likewise.
 * buffer reuse: each training step writes its intermediate arrays into the previous step's
-  (:attr:`ESPCN.buffers`), as a caching allocator would.
+  (:attr:`ESPCN.buffers`), as a caching allocator would; :meth:`ESPCN.infer` writes its convolutions'
+  results into two arrays that it keeps between calls, taking turns.
 
 The plain chain, with neither, is ``forward`` / ``backward`` of ``examples/00_espcn_in_50_lines.py``, which
 the tests check against this class (docs/how-it-works.md, sections 1 and 6).
@@ -136,6 +137,7 @@ class ESPCN:
         self.init_weights(seed)
         self.buffers: dict = {}
         """Training's intermediate arrays, kept to be written again at the next step of the same shape."""
+        self._infer_spare: list = []        # infer's two flat arrays between calls, when no call holds them
         self._trained: list = []            # the layers the last forward ran (a fused activation: its conv)
         self._in_shapes: list = []          # the input shape of each of them
         self._out_shape = None              # the last training forward's output shape; None: no backward pending
@@ -335,15 +337,43 @@ class ESPCN:
         self._out_shape = None
         return d if input_grad else None
 
+    INFER_KEEP_BYTES = 256 << 20
+    """:meth:`infer` keeps its two arrays for the next call when together they hold at most this many bytes."""
+
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Forward without keeping caches (inference: less memory).
 
         A convolution followed by an activation runs as one fused kernel (:meth:`Conv2d.forward`):
-        the same numbers as :meth:`forward`, one pass less over memory.
+        the same numbers as :meth:`forward`, one pass less over memory. The convolutions write their
+        results into two flat arrays by turns (each layer reads the other one), which are kept for the
+        next call (up to :attr:`INFER_KEEP_BYTES`): a fresh array for every layer had the kernel zero
+        its pages at every call, 14 % of a 640x360 frame's time (benchmarks/README.md). Calls from
+        several threads at once each get arrays of their own.
         """
         out = self._check_input(x)
-        for layer, act in self._fusions(self.layers, ACTIVATIONS):
-            out = layer.forward(out, False) if act is None else layer.forward(out, False, act)
+        steps = list(self._fusions(self.layers, ACTIVATIONS))
+        sizes = [out.shape[0] * layer.out_channels * out.shape[2] * out.shape[3]
+                 for layer, _ in steps if type(layer) is Conv2d]
+        try:
+            spare = self._infer_spare.pop()             # atomic: a concurrent call cannot take it too
+        except IndexError:
+            spare = ()
+        need = max(sizes, default=0)
+        flats = [a if a.size >= need and a.dtype == self.dtype else np.empty(need, self.dtype) for a in spare] \
+            or [np.empty(need, self.dtype) for _ in range(2)]
+        turn = 0
+        for i, (layer, act) in enumerate(steps):
+            if type(layer) is Conv2d and i < len(steps) - 1:      # its result is read by the next layer only
+                shape = out.shape[:1] + (layer.out_channels,) + out.shape[2:]
+                into = flats[turn][:math.prod(shape)].reshape(shape)
+                turn = 1 - turn
+                out = layer.forward(out, False, act, out=into)
+            else:
+                out = layer.forward(out, False) if act is None else layer.forward(out, False, act)
+        if any(np.may_share_memory(out, a) for a in flats):  # a last layer that returned its input
+            out = out.copy()
+        if sum(a.nbytes for a in flats) <= self.INFER_KEEP_BYTES and not self._infer_spare:
+            self._infer_spare.append(flats)
         return out
 
     __call__ = infer

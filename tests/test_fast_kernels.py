@@ -519,3 +519,28 @@ def test_a_process_forked_after_training_and_inference_can_do_both():
         got = [pool.apply_async(_train_and_infer, (s,)).get(timeout=120) for s in (5, 9)]
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g, e, rtol=1e-6)          # the child's drivers may differ in rounding
+
+
+# ------------------------------------------------------------------------------------------------ prefetch
+def test_prefetch_is_a_cache_hint_that_changes_nothing():
+    """npespcn.fast.memory.prefetch compiles to the CPU's prefetch instruction, inline, and a loop
+    that issues it (past the array's end too: a hint never faults) computes what it did without."""
+    import platform
+
+    from npespcn.fast.memory import prefetch
+
+    @numba.njit
+    def total(a, ahead):
+        s = 0.0
+        for i in range(a.size):
+            prefetch(a, i + ahead)
+            s += a[i]
+        return s
+
+    a = np.arange(1000, dtype=np.float32)
+    assert total(a, 64) == total(a, 10_000) == float(a.sum())
+    if platform.machine() in ("x86_64", "AMD64"):
+        asm = next(iter(total.inspect_asm().values()))
+        assert "prefetch" in asm
+    with pytest.raises(numba.TypingError):
+        numba.njit(lambda a: prefetch(a, 0))(np.zeros((2, 2), np.float32))     # 1-D arrays only

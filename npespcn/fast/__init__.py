@@ -16,6 +16,7 @@ file               role
 ``winograd.py``    Winograd F(m x m, 3x3) at inference: its matrices, and the transforms fused around
                    batched GEMMs on blocks of tiles aligned to the image
 ``vecmath.py``     the activation codes and the scalar formulas the compiled loops share (tanh, gelu)
+``memory.py``      a cache-line prefetch for compiled loops (an LLVM intrinsic)
 =================  =================================================================================
 """
 from .chunked import (

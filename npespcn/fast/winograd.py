@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from .blas import gemm_rows
+from .memory import prefetch
 from .rows import activate
 
 POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, -2), 6: (0, 1, -1, 2, -2, 0.5, -0.5)}
@@ -260,7 +261,8 @@ def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, buf, Hs, V, 
     row, ``Hs`` (6, 4R + 2, T) the slab's rows transformed along the row, ``V``, ``M`` as there, ``Z``
     (4, 6, T) one tile row's output transformed across rows, ``rowbuf`` (4T,).
 
-    Per channel: each slab row, tile by tile, becomes its 6 transformed values ``Hs[j, i, t]``; then
+    Per channel: each slab row is copied into ``buf`` (zeros outside the array) while the next channel's
+    row is prefetched, and becomes, tile by tile, its 6 transformed values ``Hs[j, i, t]``; then
     every tile row's 6 slab rows become ``V[xi*6 + j, c, r*T + t]``. After the 36 GEMMs, per output
     channel and tile row: ``Z[u, j, t]`` across rows, then each output row's 4 values per tile, with the
     bias, into ``rowbuf`` and through the activation into ``out``."""
@@ -269,7 +271,9 @@ def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, buf, Hs, V, 
     SH = 4 * R + 2
     L = 4 * T + 2
     RT = R * T
-    inside = x0 - 1 >= 0 and x0 - 1 + L <= W
+    k0 = min(max(0, 1 - x0), L)                          # buf[k0:k1]: the slab's columns inside the array
+    k1 = min(max(k0, W - (x0 - 1)), L)
+    a0, a1 = x0 - 1 + k0, x0 - 1 + k1
     for c in range(C):
         for i in range(SH):                              # along rows
             h = y0 - 1 + i
@@ -279,13 +283,19 @@ def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, buf, Hs, V, 
                     h0[t] = 0; h1[t] = 0; h2[t] = 0; h3[t] = 0; h4[t] = 0; h5[t] = 0  # noqa: E702
                 continue
             src = x[n, c, h]
-            if inside:
-                s = src[x0 - 1:x0 - 1 + L]
-            else:
-                for k in range(L):
-                    w = x0 - 1 + k
-                    buf[k] = src[w] if 0 <= w < W else 0
-                s = buf
+            if c + 1 < C:                                # the next channel's row, while this one is worked
+                ahead = x[n, c + 1, h]
+                for k in range(a0, a1, 16):
+                    prefetch(ahead, k)
+            for k in range(k0):                          # the row, zero-padded, into buf: one contiguous
+                buf[k] = 0                               # copy (then the transform reads only buf)
+            seg = src[a0:a1]
+            dst = buf[k0:k1]
+            for k in range(k1 - k0):
+                dst[k] = seg[k]
+            for k in range(k1, L):
+                buf[k] = 0
+            s = buf
             for t in range(T):
                 h0[t], h1[t], h2[t], h3[t], h4[t], h5[t] = _bt4(s[4 * t], s[4 * t + 1], s[4 * t + 2],
                                                                 s[4 * t + 3], s[4 * t + 4], s[4 * t + 5])

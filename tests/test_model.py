@@ -392,12 +392,13 @@ def test_infer_reuses_its_arrays_and_returns_fresh_ones(backend, preset):
 def test_infer_keeps_no_arrays_above_its_limit(monkeypatch):
     m = ESPCN.paper(2, seed=1)
     x = np.random.default_rng(0).random((1, 1, 16, 16), dtype=np.float32)
-    monkeypatch.setattr(ESPCN, "INFER_KEEP_BYTES", 2 * 64 * 16 * 16 * 4 - 1)    # two 64-channel results
+    kept = [64 * 16 * 16 * 4, 32 * 16 * 16 * 4]        # the larger of conv1's and conv3's results; conv2's
+    monkeypatch.setattr(ESPCN, "INFER_KEEP_BYTES", sum(kept) - 1)
     m.infer(x)
     assert m._infer_spare == []
-    monkeypatch.setattr(ESPCN, "INFER_KEEP_BYTES", 2 * 64 * 16 * 16 * 4)
+    monkeypatch.setattr(ESPCN, "INFER_KEEP_BYTES", sum(kept))
     m.infer(x)
-    assert [a.nbytes for a in m._infer_spare[0]] == [64 * 16 * 16 * 4] * 2
+    assert [a.nbytes for a in m._infer_spare[0]] == [64 * 16 * 16 * 4, 32 * 16 * 16 * 4]
 
 
 def test_infer_from_several_threads_at_once():

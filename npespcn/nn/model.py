@@ -352,22 +352,21 @@ class ESPCN:
         """
         out = self._check_input(x)
         steps = list(self._fusions(self.layers, ACTIVATIONS))
-        sizes = [out.shape[0] * layer.out_channels * out.shape[2] * out.shape[3]
-                 for layer, _ in steps if type(layer) is Conv2d]
+        into = [type(layer) is Conv2d and i < len(steps) - 1 for i, (layer, _) in enumerate(steps)]
+        sizes = [out.shape[0] * layer.out_channels * out.shape[2] * out.shape[3]    # the kept results, in turn
+                 for (layer, _), kept in zip(steps, into) if kept]
+        need = [max(sizes[0::2], default=0), max(sizes[1::2], default=0)]
         try:
             spare = self._infer_spare.pop()             # atomic: a concurrent call cannot take it too
         except IndexError:
-            spare = ()
-        need = max(sizes, default=0)
-        flats = [a if a.size >= need and a.dtype == self.dtype else np.empty(need, self.dtype) for a in spare] \
-            or [np.empty(need, self.dtype) for _ in range(2)]
+            spare = [np.empty(0, self.dtype)] * 2
+        flats = [a if a.size >= n and a.dtype == self.dtype else np.empty(n, self.dtype) for a, n in zip(spare, need)]
         turn = 0
-        for i, (layer, act) in enumerate(steps):
-            if type(layer) is Conv2d and i < len(steps) - 1:      # its result is read by the next layer only
+        for (layer, act), kept in zip(steps, into):
+            if kept:                                    # a convolution whose result the next layer reads
                 shape = out.shape[:1] + (layer.out_channels,) + out.shape[2:]
-                into = flats[turn][:math.prod(shape)].reshape(shape)
+                out = layer.forward(out, False, act, out=flats[turn][:math.prod(shape)].reshape(shape))
                 turn = 1 - turn
-                out = layer.forward(out, False, act, out=into)
             else:
                 out = layer.forward(out, False) if act is None else layer.forward(out, False, act)
         if any(np.may_share_memory(out, a) for a in flats):  # a last layer that returned its input

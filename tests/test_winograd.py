@@ -181,7 +181,7 @@ def test_written_out_f4_block_gives_the_generic_blocks_bits(y0, x0):
     AT, _, BT = (a.astype(np.float32) for a in winograd_matrices(4))
     U = np.ascontiguousarray(transform_weights(w, 4).reshape(36, 8, 16)).astype(np.float32)
     fn = GEMMS[np.dtype(np.float32)]
-    generic = {"ph": (6, 4 * (R + 1) * T), "Hs": (6, 4 * (R + 1) * T), "V": (36, 17, R * T + 16),
+    generic = {"ph": (6, 4 * (R + 1) * T), "Cs": (6, 6, R * T), "V": (36, 17, R * T + 16),
                "M": (36, 9, R * T + 16), "Z": (4, 6, R * T), "Y": (4, 4, R * T), "rowbuf": (T * 4,)}
     outs = []
     for kernel, shapes in ((winograd_block, generic), (winograd_block_f4, scratch_shapes(4, 16, 8))):

@@ -10,8 +10,8 @@ is cut into **blocks** of ``R x T`` tiles, also aligned to the grid (block ``(by
     M      (alpha**2, F, R*T)    M[q] = U[q] (F, C) @ V[q] (C, R*T)                  (alpha**2 sgemm calls)
     out    act(AT @ M[:, f, tile] @ AT.T + b[f]), written where the tile lies inside the array
 
-The transforms run along rows first (``BT`` over the ``alpha`` rows of a tile row: contiguous, vectorised
-over the whole slab width), then along columns (per tile), skipping ``BT``'s zeros.
+The input transform runs across rows first (``BT`` over the ``alpha`` rows of a tile row: contiguous,
+vectorised over the whole slab width), then along each row (per tile), skipping ``BT``'s zeros.
 
 **Size independence, bitwise, on every machine.** A pixel's value is a function of its tile's input
 pixels and of the tile's column ``(ty mod R)*T + tx mod T`` in GEMMs that always have the same shape
@@ -104,28 +104,29 @@ def scratch_shapes(m: int, C: int, F: int) -> dict:
     R, T = BLOCK[m]
     alpha, L, RT = m + 2, m * (R + 1) * T, R * T
     if m == 4:                                     # winograd_block_f4's
-        return {"buf": (4 * T + 2,), "Hs": (6, 4 * R + 2, T), "V": (36, C + 1, RT + 16), "M": (36, F + 1, RT + 16),
+        return {"zrow": (4 * T + 2,), "Cs": (6, 4 * T + 2), "V": (36, C + 1, RT + 16), "M": (36, F + 1, RT + 16),
                 "Z": (4, 6, T), "rowbuf": (4 * T,)}
-    return {"ph": (alpha, L), "Hs": (alpha, L), "V": (alpha * alpha, C + 1, RT + 16),
+    return {"ph": (alpha, L), "Cs": (alpha, alpha, RT), "V": (alpha * alpha, C + 1, RT + 16),
             "M": (alpha * alpha, F + 1, RT + 16), "Z": (m, alpha, RT), "Y": (m, m, RT), "rowbuf": (T * m,)}
 
 
 @numba.njit(**_OPTS)
-def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Hs, V, M, Z, Y, rowbuf, out):
+def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Cs, V, M, Z, Y, rowbuf, out):
     """One block of tiles of image ``n``: the input transform of every channel, the ``alpha**2`` GEMMs,
     the output transform with bias and activation into ``out`` (N, F, H, W).
 
     ``(y0, x0)``: the array position of the block's first output pixel (may be negative, or past the
     array's end, for a block that sticks out of it). ``BT`` (alpha, alpha), ``AT`` (m, alpha) float32;
     ``U`` (alpha**2, F, C) the transformed weights; ``fn`` the ``cblas_sgemm``. Scratch (``L = m*(R+1)*T``):
-    ``ph`` (alpha, L), ``Hs`` (alpha, L), ``V`` (alpha**2, >= C, >= R*T), ``M`` (alpha**2, >= F, >= R*T)
+    ``ph`` (alpha, L), ``Cs`` (alpha, alpha, R*T), ``V`` (alpha**2, >= C, >= R*T), ``M`` (alpha**2, >= F, >= R*T)
     (padded, see :func:`scratch_shapes`),
     ``Z`` (m, alpha, R*T), ``Y`` (m, m, R*T), ``rowbuf`` (T*m,).
 
     The loops run over long contiguous runs, so LLVM vectorises them: the block's input rows are first
     split by column phase and by row phase, ``ph[nu, ((i % m)*(R + 1) + i // m)*T + t] = row_i[t*m + nu]``;
     then row ``r*m + e`` of every tile row ``r`` is one run of ``R*T`` values starting at
-    ``((e % m)*(R + 1) + e // m)*T``."""
+    ``((e % m)*(R + 1) + e // m)*T``. Across rows, ``Cs[xi, nu] = sum_e BT[xi, e] * ph[nu]`` at those rows;
+    then along rows, ``V[xi*alpha + j] = sum_nu BT[j, nu] * Cs[xi, nu]``."""
     N, C, H, W = x.shape
     F = out.shape[1]
     alpha = m + 2
@@ -154,28 +155,29 @@ def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Hs, V, M, Z
                     for t in range(T):
                         w = w0 + t * m
                         dst[t] = src[w] if 0 <= w < W else 0
-        # along rows: Hs[j] = sum_nu BT[j, nu] * ph[nu]
-        for j in range(alpha):
-            acc = Hs[j]
-            for t in range(L):
-                acc[t] = 0
-            for nu in range(alpha):
-                coef = BT[j, nu]
-                if coef != 0:
-                    src = ph[nu]
-                    for t in range(L):
-                        acc[t] += coef * src[t]
-        # across rows: V[xi*alpha + j, c, r*T + t] = sum_e BT[xi, e] * Hs[j] at row r*m + e
+        # across rows: Cs[xi, nu, r*T + t] = sum_e BT[xi, e] * ph[nu] at row r*m + e
         for xi in range(alpha):
-            for j in range(alpha):
-                dst = V[xi * alpha + j, c]
+            for nu in range(alpha):
+                dst = Cs[xi, nu]
                 for t in range(RT):
                     dst[t] = 0
                 for e in range(alpha):
                     coef = BT[xi, e]
                     if coef != 0:
                         o = ((e % m) * (R + 1) + e // m) * T
-                        src = Hs[j, o:o + RT]           # a slice: indexing src[o + t] would not vectorise
+                        src = ph[nu, o:o + RT]          # a slice: indexing src[o + t] would not vectorise
+                        for t in range(RT):
+                            dst[t] += coef * src[t]
+        # along rows: V[xi*alpha + j, c] = sum_nu BT[j, nu] * Cs[xi, nu]
+        for xi in range(alpha):
+            for j in range(alpha):
+                dst = V[xi * alpha + j, c]
+                for t in range(RT):
+                    dst[t] = 0
+                for nu in range(alpha):
+                    coef = BT[j, nu]
+                    if coef != 0:
+                        src = Cs[xi, nu]
                         for t in range(RT):
                             dst[t] += coef * src[t]
     for q in range(alpha * alpha):                       # the element-wise stage: alpha**2 matrix products
@@ -255,59 +257,65 @@ def _at4(m0, m1, m2, m3, m4, m5):
 
 
 @numba.njit(**_OPTS)
-def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, buf, Hs, V, M, Z, rowbuf, out):
+def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, zrow, Cs, V, M, Z, rowbuf, out):
     """:func:`winograd_block` for ``m = 4`` (same arguments; ``m``, ``BT`` and ``AT`` are not read), with
-    the transforms written out. Scratch (:func:`scratch_shapes`): ``buf`` (4T + 2,) one zero-padded input
-    row, ``Hs`` (6, 4R + 2, T) the slab's rows transformed along the row, ``V``, ``M`` as there, ``Z``
-    (4, 6, T) one tile row's output transformed across rows, ``rowbuf`` (4T,).
+    the transforms written out. Scratch (:func:`scratch_shapes`): ``zrow`` (4T + 2,) zeros (a row
+    outside the array), ``Cs`` (6, 4T + 2) one tile row's slab transformed across rows, ``V``, ``M`` as
+    there, ``Z`` (4, 6, T) one tile row's output transformed across rows, ``rowbuf`` (4T,).
 
-    Per channel: each slab row is copied into ``buf`` (zeros outside the array) while the next channel's
-    row is prefetched, and becomes, tile by tile, its 6 transformed values ``Hs[j, i, t]``; then
-    every tile row's 6 slab rows become ``V[xi*6 + j, c, r*T + t]``. After the 36 GEMMs, per output
+    Per channel and tile row: its 6 slab rows, read where they lie in ``x`` (columns outside the array
+    stay zero in ``Cs``), become ``Cs[xi]`` across rows, while the next channel's rows are prefetched;
+    then each ``Cs[xi]``, tile by tile, becomes ``V[xi*6 + j, c, r*T + t]``. After the 36 GEMMs, per output
     channel and tile row: ``Z[u, j, t]`` across rows, then each output row's 4 values per tile, with the
     bias, into ``rowbuf`` and through the activation into ``out``."""
     N, C, H, W = x.shape
     F = out.shape[1]
-    SH = 4 * R + 2
     L = 4 * T + 2
     RT = R * T
-    k0 = min(max(0, 1 - x0), L)                          # buf[k0:k1]: the slab's columns inside the array
+    k0 = min(max(0, 1 - x0), L)                          # Cs[:, k0:k1]: the slab's columns inside the array
     k1 = min(max(k0, W - (x0 - 1)), L)
     a0, a1 = x0 - 1 + k0, x0 - 1 + k1
+    for k in range(L):
+        zrow[k] = 0
+    for xi in range(6):                                  # the columns outside stay zero for every channel
+        for k in range(k0):
+            Cs[xi, k] = 0
+        for k in range(k1, L):
+            Cs[xi, k] = 0
     for c in range(C):
-        for i in range(SH):                              # along rows
-            h = y0 - 1 + i
-            h0 = Hs[0, i]; h1 = Hs[1, i]; h2 = Hs[2, i]; h3 = Hs[3, i]; h4 = Hs[4, i]; h5 = Hs[5, i]  # noqa: E702
-            if h < 0 or h >= H:
+        for r in range(R):
+            hb = y0 - 1 + 4 * r                          # the tile row's first slab row
+            if c + 1 < C:                                # the next channel's rows, while this one is worked
+                for e in range(6):
+                    if 0 <= hb + e < H:
+                        ahead = x[n, c + 1, hb + e]
+                        for k in range(a0, a1, 16):
+                            prefetch(ahead, k)
+            d0 = zrow; d1 = zrow; d2 = zrow; d3 = zrow; d4 = zrow; d5 = zrow  # noqa: E702
+            if 0 <= hb < H:
+                d0 = x[n, c, hb, a0:a1]
+            if 0 <= hb + 1 < H:
+                d1 = x[n, c, hb + 1, a0:a1]
+            if 0 <= hb + 2 < H:
+                d2 = x[n, c, hb + 2, a0:a1]
+            if 0 <= hb + 3 < H:
+                d3 = x[n, c, hb + 3, a0:a1]
+            if 0 <= hb + 4 < H:
+                d4 = x[n, c, hb + 4, a0:a1]
+            if 0 <= hb + 5 < H:
+                d5 = x[n, c, hb + 5, a0:a1]
+            c0 = Cs[0, k0:k1]; c1 = Cs[1, k0:k1]; c2 = Cs[2, k0:k1]  # noqa: E702
+            c3 = Cs[3, k0:k1]; c4 = Cs[4, k0:k1]; c5 = Cs[5, k0:k1]  # noqa: E702
+            for k in range(k1 - k0):                     # across rows
+                c0[k], c1[k], c2[k], c3[k], c4[k], c5[k] = _bt4(d0[k], d1[k], d2[k], d3[k], d4[k], d5[k])
+            o = r * T
+            for xi in range(6):                          # along rows
+                s = Cs[xi]
+                v0 = V[6 * xi, c, o:o + T]; v1 = V[6 * xi + 1, c, o:o + T]; v2 = V[6 * xi + 2, c, o:o + T]  # noqa: E702
+                v3 = V[6 * xi + 3, c, o:o + T]; v4 = V[6 * xi + 4, c, o:o + T]; v5 = V[6 * xi + 5, c, o:o + T]  # noqa: E702
                 for t in range(T):
-                    h0[t] = 0; h1[t] = 0; h2[t] = 0; h3[t] = 0; h4[t] = 0; h5[t] = 0  # noqa: E702
-                continue
-            src = x[n, c, h]
-            if c + 1 < C:                                # the next channel's row, while this one is worked
-                ahead = x[n, c + 1, h]
-                for k in range(a0, a1, 16):
-                    prefetch(ahead, k)
-            for k in range(k0):                          # the row, zero-padded, into buf: one contiguous
-                buf[k] = 0                               # copy (then the transform reads only buf)
-            seg = src[a0:a1]
-            dst = buf[k0:k1]
-            for k in range(k1 - k0):
-                dst[k] = seg[k]
-            for k in range(k1, L):
-                buf[k] = 0
-            s = buf
-            for t in range(T):
-                h0[t], h1[t], h2[t], h3[t], h4[t], h5[t] = _bt4(s[4 * t], s[4 * t + 1], s[4 * t + 2],
-                                                                s[4 * t + 3], s[4 * t + 4], s[4 * t + 5])
-        for j in range(6):                               # across rows
-            for r in range(R):
-                e0 = Hs[j, 4 * r]; e1 = Hs[j, 4 * r + 1]; e2 = Hs[j, 4 * r + 2]  # noqa: E702
-                e3 = Hs[j, 4 * r + 3]; e4 = Hs[j, 4 * r + 4]; e5 = Hs[j, 4 * r + 5]  # noqa: E702
-                o = r * T
-                v0 = V[j, c, o:o + T]; v1 = V[6 + j, c, o:o + T]; v2 = V[12 + j, c, o:o + T]  # noqa: E702
-                v3 = V[18 + j, c, o:o + T]; v4 = V[24 + j, c, o:o + T]; v5 = V[30 + j, c, o:o + T]  # noqa: E702
-                for t in range(T):
-                    v0[t], v1[t], v2[t], v3[t], v4[t], v5[t] = _bt4(e0[t], e1[t], e2[t], e3[t], e4[t], e5[t])
+                    v0[t], v1[t], v2[t], v3[t], v4[t], v5[t] = _bt4(s[4 * t], s[4 * t + 1], s[4 * t + 2],
+                                                                    s[4 * t + 3], s[4 * t + 4], s[4 * t + 5])
     for q in range(36):                                  # the element-wise stage: 36 matrix products
         gemm_rows(fn, F, RT, C, U[q], C, V[q], V.shape[2], M[q], M.shape[2])
     lo, hi = max(0, x0), min(W, x0 + 4 * T)              # the block's columns inside the array

@@ -544,3 +544,14 @@ def test_prefetch_is_a_cache_hint_that_changes_nothing():
         assert "prefetch" in asm
     with pytest.raises(numba.TypingError):
         numba.njit(lambda a: prefetch(a, 0))(np.zeros((2, 2), np.float32))     # 1-D arrays only
+
+
+def test_run_concurrently_returns_results_in_order_and_raises_what_a_call_raises():
+    from npespcn.fast import run_concurrently
+    assert run_concurrently(*(lambda i=i: i * i for i in range(7))) == [i * i for i in range(7)]
+    assert run_concurrently() == []
+
+    def bad():
+        raise ValueError("from a call")
+    with pytest.raises(ValueError, match="from a call"):
+        run_concurrently(lambda: 1, bad, lambda: 3)

@@ -26,6 +26,7 @@ from .chunked import (
            image_origin,
            inference_reach,
            out_array,
+           run_concurrently,
            size_independent_is_bitwise,
            winograd_tile,
 )
@@ -44,7 +45,7 @@ from .vecmath import (
 )
 from .winograd import POINTS, transform_weights, winograd_matrices
 
-__all__ = ["conv2d_chunked_forward", "conv2d_chunked_backward", "out_array", "size_independent_is_bitwise", "im2col_rows", "col2im_rows",
+__all__ = ["conv2d_chunked_forward", "conv2d_chunked_backward", "out_array", "run_concurrently", "size_independent_is_bitwise", "im2col_rows", "col2im_rows",
            "WINOGRAD", "image_origin", "inference_reach", "winograd_tile", "POINTS", "winograd_matrices", "transform_weights",
            "ACT_CODES", "IDENTITY", "RELU", "TANH", "GELU", "TANH_LIBM", "activation_code", "gelu",
            "gelu_grad", "tanh32"]

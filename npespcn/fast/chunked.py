@@ -244,6 +244,26 @@ def _map_workers(fn, workers: int):
         return [first] + [f.result() for f in others]
 
 
+def run_concurrently(*calls):
+    """``[call() for call in calls]``, run up to ``NUMBA_NUM_THREADS`` at a time on the worker threads (the
+    calling thread is one of them), in any order; for calls that release the GIL (numba ``nogil`` kernels).
+
+    Examples::
+
+        >>> run_concurrently(lambda: 1, lambda: 2)
+        [1, 2]
+    """
+    results = [None] * len(calls)
+    deal = _dealer(len(calls))
+
+    def work(wid):
+        while (c := deal()) is not None:
+            results[c] = calls[c]()
+
+    _map_workers(work, min(numba.get_num_threads(), len(calls)) or 1)
+    return results
+
+
 _scratch = threading.local()
 
 

@@ -126,11 +126,20 @@ def ycc_to_rgb_uint8(ynet, cb, cr, m_inv, dst):
     exactly); dst (h, w, >= 3) uint8.
     """
     h, w = cb.shape
+    m00, m01, m02 = m_inv[0, 0], m_inv[0, 1], m_inv[0, 2]
+    m10, m11, m12 = m_inv[1, 0], m_inv[1, 1], m_inv[1, 2]
+    m20, m21, m22 = m_inv[2, 0], m_inv[2, 1], m_inv[2, 2]
+    red, green, blue = np.empty(w, np.int32), np.empty(w, np.int32), np.empty(w, np.int32)
     for i in range(h):
-        for j in range(w):
-            y = np.float64(ynet[i, j]) * 255.0 - 16.0
-            b = np.float64(cb[i, j]) - 128.0
-            r = np.float64(cr[i, j]) - 128.0
-            for c in range(3):
-                v = np.rint(m_inv[c, 0] * y + m_inv[c, 1] * b + m_inv[c, 2] * r)
-                dst[i, j, c] = min(max(v, 0.0), 255.0)
+        yr, br, rr, d = ynet[i], cb[i], cr[i], dst[i]
+        for j in range(w):                      # planar int32 rows: this loop vectorises
+            y = np.float64(yr[j]) * 255.0 - 16.0
+            b = np.float64(br[j]) - 128.0
+            r = np.float64(rr[j]) - 128.0
+            red[j] = np.int32(min(max(np.rint(m00 * y + m01 * b + m02 * r), 0.0), 255.0))
+            green[j] = np.int32(min(max(np.rint(m10 * y + m11 * b + m12 * r), 0.0), 255.0))
+            blue[j] = np.int32(min(max(np.rint(m20 * y + m21 * b + m22 * r), 0.0), 255.0))
+        for j in range(w):                      # then interleaved into the uint8 pixels
+            d[j, 0] = red[j]
+            d[j, 1] = green[j]
+            d[j, 2] = blue[j]

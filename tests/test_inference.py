@@ -213,6 +213,26 @@ def test_large_image_is_not_refused_and_auto_tiles():
     np.testing.assert_array_equal(upscale(img, 2, net), np.kron(img, np.ones((2, 2), np.uint8)))
 
 
+def test_automatic_tiles_count_what_the_image_path_takes(monkeypatch):
+    """A uint8 RGB image through a luma network takes the fused path, which needs less memory per pixel:
+    the paper model's 640x360 frame then runs whole (no halo: the fastest), in full-width bands otherwise;
+    a whole image that fits is never cut, whatever its halo."""
+    from npespcn.inference.tiling import TILE_BUDGET, _bytes_per_pixel, auto_tiles
+    net = ESPCN.paper(3)
+    assert _bytes_per_pixel(net, fused=True) < _bytes_per_pixel(net)
+    assert auto_tiles(net, 360, 640, fused=True) == (360, 640)
+    assert auto_tiles(net, 360, 640) == (180, 640)
+    per = _bytes_per_pixel(net)
+    side = int((TILE_BUDGET // per) ** 0.5)
+    assert auto_tiles(net, side, side) == (side, side)                  # fits only without a halo
+    import npespcn.inference.pipeline as pipeline
+    calls = []
+    monkeypatch.setattr(pipeline, "auto_tiles", lambda *a, **k: calls.append(k.get("fused")) or auto_tiles(*a, **k))
+    for dtype, channels in ((np.uint8, 3), (np.uint8, 4), (np.uint16, 3), (np.uint8, 1)):
+        upscale(np.zeros((8, 9, channels) if channels > 1 else (8, 9), dtype), 3, net)
+    assert calls == [True, False, False, False]
+
+
 SHIPPED_X3 = Path(__file__).resolve().parents[1] / "weights" / "espcn_x3.npz"
 
 

@@ -258,7 +258,8 @@ def upscale_bands(image, scale: int = 3, model=None, tile: int | None = None, cl
         raise ValueError(f"the image is {H}x{W} pixels, smaller than the model's {k}x{k} kernel; expected at "
                          f"least {k}x{k}")
     if tile is None:
-        th, tw = auto_tiles(net, H, W)
+        fused = FUSED_UINT8 and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3 and net.channels == 1
+        th, tw = auto_tiles(net, H, W, fused=fused)
     else:
         th = tw = tile
     shape = (r * H, r * W) + arr.shape[2:]

@@ -44,32 +44,39 @@ def _convs(net: ESPCN) -> list:
     return list(zip(chans, chans[1:], [k for k, _ in net.hidden] + [3]))
 
 
-def _bytes_per_pixel(net: ESPCN) -> int:
+def _bytes_per_pixel(net: ESPCN, fused: bool = False) -> int:
     """Working memory per low-resolution pixel of a tile: two float32 feature maps of the widest
-    convolution (its input and output) plus about eight float64 planes of the ``r x r`` high-resolution
-    block (colour conversion, bicubic, network output)."""
+    convolution (its input and output), plus, per ``r x r`` high-resolution block, about eight float64
+    planes (colour conversion, bicubic, network output); with ``fused`` (a uint8 RGB image through a luma
+    network, :data:`~npespcn.inference.pipeline.FUSED_UINT8`: float32 luma and chroma go straight into the
+    uint8 result) four float32 planes, and three float64 planes of the low-resolution Y, Cb, Cr."""
     widest = max(c + f for c, f, _ in _convs(net))
+    if fused:
+        return 4 * widest + 4 * 4 * net.scale ** 2 + 3 * 8
     return 4 * widest + 8 * 8 * net.scale ** 2
 
 
-def auto_tile(net: ESPCN, budget: int = TILE_BUDGET) -> int:
+def auto_tile(net: ESPCN, budget: int = TILE_BUDGET, fused: bool = False) -> int:
     """The side of a square tile whose working memory (with its halo) is about ``budget`` bytes."""
-    side = int(math.sqrt(budget / _bytes_per_pixel(net))) - 2 * halo(net)
+    side = int(math.sqrt(budget / _bytes_per_pixel(net, fused))) - 2 * halo(net)
     return max(MIN_TILE, side)
 
 
-def auto_tiles(net: ESPCN, H: int, W: int, budget: int = TILE_BUDGET) -> tuple[int, int]:
+def auto_tiles(net: ESPCN, H: int, W: int, budget: int = TILE_BUDGET, fused: bool = False) -> tuple[int, int]:
     """The tile ``(rows, cols)`` that ``tile=None`` uses on an ``H x W`` image: the whole image if it fits
-    in ``budget`` bytes of working memory; else bands of the full width, if a band of at least
-    :data:`MIN_TILE` rows (and its halo) fits, which the Winograd blocks (320 pixels wide) and the
-    halos waste least on; else squares of :func:`auto_tile`. Then evened out (:func:`balanced`)."""
-    per, h = _bytes_per_pixel(net), halo(net)
+    in ``budget`` bytes of working memory (a whole image needs no halo); else bands of the full width, if
+    a band of at least :data:`MIN_TILE` rows (and its halo) fits, which the Winograd blocks (320 pixels
+    wide) and the halos waste least on; else squares of :func:`auto_tile`. Then evened out
+    (:func:`balanced`). ``fused``: the image takes the uint8 RGB path (:func:`_bytes_per_pixel`)."""
+    per, h = _bytes_per_pixel(net, fused), halo(net)
+    if per * H * W <= budget:
+        return H, W
     rows = budget // (per * (W + 2 * h)) - 2 * h
     if rows >= H:
         return H, W
     if rows >= MIN_TILE:
         return balanced(H, rows), W
-    side = auto_tile(net, budget)
+    side = auto_tile(net, budget, fused)
     return balanced(H, side), balanced(W, side)
 
 

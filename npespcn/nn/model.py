@@ -361,6 +361,7 @@ class ESPCN:
         except IndexError:
             spare = [np.empty(0, self.dtype)] * 2
         flats = [a if a.size >= n and a.dtype == self.dtype else np.empty(n, self.dtype) for a, n in zip(spare, need)]
+        del spare                                       # an array too small is freed now, not after the call
         turn = 0
         for (layer, act), kept in zip(steps, into):
             if kept:                                    # a convolution whose result the next layer reads

@@ -3,8 +3,8 @@
 numba has no prefetch; this is LLVM's ``llvm.prefetch`` intrinsic (``prefetcht0`` on x86: a read, into
 every cache level), emitted inline. It is a hint: it never faults, whatever the address, and changes
 no value. The Winograd input transform issues it for the next channel's rows while it transforms the
-current channel's: its 10-row slabs of 1.3 KB rows, one per channel 0.9 MB apart, are short streams that
-the hardware prefetcher starts late (benchmarks/README.md).
+current channel's: a tile row's six input rows of 1.3 KB, one set per channel 0.9 MB apart, are short
+streams that the hardware prefetcher starts late (benchmarks/README.md).
 """
 from __future__ import annotations
 

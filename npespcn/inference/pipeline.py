@@ -175,9 +175,10 @@ def _process_tile(arr, net, r, core, margin, out, top=0, ensemble=False):
         if arr.dtype == np.uint8 and FUSED_UINT8:
             # the float32 chroma goes in as is: the kernel widens it to float64 exactly, as astype would
             luma = network(net, (y / 255.0)[None, None], ensemble, (ey0, ex0))[0, 0][sl]
-            cb, cr = run_concurrently(lambda: bicubic32(cb), lambda: bicubic32(cr))     # GIL-free kernels
+            cb_hr, cr_hr = run_concurrently(lambda: bicubic32(cb), lambda: bicubic32(cr))   # GIL-free kernels
             half = dst.shape[0] // 2                  # the rows in two parts, one per core: the same bits
-            run_concurrently(*(lambda a=a, b=b: ycc_to_rgb_uint8(luma[a:b], cb[a:b], cr[a:b], BT601_INV, dst[a:b])
+            run_concurrently(*(lambda a=a, b=b: ycc_to_rgb_uint8(luma[a:b], cb_hr[a:b], cr_hr[a:b], BT601_INV,
+                                                                 dst[a:b])
                                for a, b in ((0, half), (half, dst.shape[0]))))
             rgb = None
         else:

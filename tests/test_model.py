@@ -412,3 +412,16 @@ def test_infer_from_several_threads_at_once():
         got = list(pool.map(m.infer, xs))
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_a_pickled_model_leaves_its_scratch_arrays_behind():
+    """A model sent to Dask workers is pickled: the parameters travel, the arrays kept between calls do not."""
+    import pickle
+    m = ESPCN.paper(3, seed=2)
+    x = np.random.default_rng(1).random((1, 1, 60, 80), dtype=np.float32)
+    y = m.infer(x)
+    assert m._infer_spare
+    copy = pickle.loads(pickle.dumps(m))
+    assert len(pickle.dumps(m)) < 2 * sum(v.nbytes for v in m.params.values()) + 100_000
+    assert copy._infer_spare == [] and copy.buffers == {} and m._infer_spare   # the original keeps its own
+    np.testing.assert_array_equal(copy.infer(x), y)

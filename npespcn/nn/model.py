@@ -378,6 +378,13 @@ class ESPCN:
 
     __call__ = infer
 
+    def __getstate__(self):
+        """For pickling (a Dask worker's copy of the model): everything but the scratch arrays kept between
+        calls (:attr:`buffers`, :meth:`infer`'s), which a copy makes anew when it needs them."""
+        state = self.__dict__.copy()
+        state["buffers"], state["_infer_spare"] = {}, []
+        return state
+
     def __repr__(self):
         body = ",\n  ".join(f"{name}: {layer!r}" for name, layer in self.named_layers)
         return f"ESPCN(scale={self.scale}, channels={self.channels}) [\n  {body}\n]"

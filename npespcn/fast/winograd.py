@@ -110,6 +110,20 @@ def scratch_shapes(m: int, C: int, F: int) -> dict:
             "M": (alpha * alpha, F + 1, RT + 16), "Z": (m, alpha, RT), "Y": (m, m, RT), "rowbuf": (T * m,)}
 
 
+@numba.njit(inline="always", **_OPTS)
+def _combine(dst, coefs, rows, n):
+    """``dst[:n] = sum_k coefs[k] * rows[k, :n]``, term by term in ``k`` order from zero, skipping zero
+    coefficients: the order in which every transform of the block sums (and the written-out F(4x4) too)."""
+    for t in range(n):
+        dst[t] = 0
+    for k in range(coefs.size):
+        coef = coefs[k]
+        if coef != 0:
+            src = rows[k]
+            for t in range(n):
+                dst[t] += coef * src[t]
+
+
 @numba.njit(**_OPTS)
 def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Cs, V, M, Z, Y, rowbuf, out):
     """One block of tiles of image ``n``: the input transform of every channel, the ``alpha**2`` GEMMs,
@@ -168,25 +182,15 @@ def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Cs, V, M, Z
                         src = ph[nu, o:o + RT]          # a slice: indexing src[o + t] would not vectorise
                         for t in range(RT):
                             dst[t] += coef * src[t]
-        # along rows: V[xi*alpha + j, c] = sum_nu BT[j, nu] * Cs[xi, nu]
-        for xi in range(alpha):
+        for xi in range(alpha):                          # along rows: V[xi*alpha + j, c] = BT[j] . Cs[xi]
             for j in range(alpha):
-                dst = V[xi * alpha + j, c]
-                for t in range(RT):
-                    dst[t] = 0
-                for nu in range(alpha):
-                    coef = BT[j, nu]
-                    if coef != 0:
-                        src = Cs[xi, nu]
-                        for t in range(RT):
-                            dst[t] += coef * src[t]
+                _combine(V[xi * alpha + j, c], BT[j], Cs[xi], RT)
     for q in range(alpha * alpha):                       # the element-wise stage: alpha**2 matrix products
         gemm_rows(fn, F, RT, C, U[q], C, V[q], V.shape[2], M[q], M.shape[2])
     lo, hi = max(0, x0), min(W, x0 + T * m)              # the block's columns inside the array
     for f in range(F):
-        # across rows: Z[u, j] = sum_xi AT[u, xi] * M[xi*alpha + j, f]
-        for u in range(m):
-            for j in range(alpha):
+        for u in range(m):                               # across rows: Z[u, j] = sum_xi AT[u, xi] M[xi*alpha + j, f]
+            for j in range(alpha):                       # (M's rows for one j are alpha apart: not one array)
                 acc = Z[u, j]
                 for t in range(RT):
                     acc[t] = 0
@@ -196,18 +200,10 @@ def winograd_block(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, ph, Cs, V, M, Z
                         src = M[xi * alpha + j, f]
                         for t in range(RT):
                             acc[t] += coef * src[t]
-        # along rows: Y[u, s] = sum_j AT[s, j] * Z[u, j] + b[f]
-        for u in range(m):
+        for u in range(m):                               # along rows: Y[u, s] = AT[s] . Z[u] + b[f]
             for s in range(m):
                 acc = Y[u, s]
-                for t in range(RT):
-                    acc[t] = 0
-                for j in range(alpha):
-                    coef = AT[s, j]
-                    if coef != 0:
-                        src = Z[u, j]
-                        for t in range(RT):
-                            acc[t] += coef * src[t]
+                _combine(acc, AT[s], Z[u], RT)
                 for t in range(RT):
                     acc[t] += b[f]
         # out: row u of tile row r, column s of every tile, then the activation

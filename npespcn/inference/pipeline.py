@@ -172,11 +172,11 @@ def _process_tile(arr, net, r, core, margin, out, top=0, ensemble=False):
         rgb = net_planes([v[..., 0], v[..., 1], v[..., 2]])
     else:
         y, cb, cr = (image_to_ycc_planes_numba if FAST_COLOUR else image_to_ycc_planes)(crop)
-        if arr.dtype == np.uint8 and FUSED_UINT8:
+        if _fused_uint8(arr, net):
             # the float32 chroma goes in as is: the kernel widens it to float64 exactly, as astype would
             luma = network(net, (y / 255.0)[None, None], ensemble, (ey0, ex0))[0, 0][sl]
             cb_hr, cr_hr = run_concurrently(lambda: bicubic32(cb), lambda: bicubic32(cr))   # GIL-free kernels
-            half = dst.shape[0] // 2                  # the rows in two parts, one per core: the same bits
+            half = dst.shape[0] // 2                  # the rows in two parts, for two threads: the same bits
             run_concurrently(*(lambda a=a, b=b: ycc_to_rgb_uint8(luma[a:b], cb_hr[a:b], cr_hr[a:b], BT601_INV,
                                                                  dst[a:b])
                                for a, b in ((0, half), (half, dst.shape[0]))))
@@ -188,6 +188,12 @@ def _process_tile(arr, net, r, core, margin, out, top=0, ensemble=False):
             dst[..., c] = _from_255(rgb[c], arr.dtype)
     if crop.shape[2] == 4:
         dst[..., 3] = _from_255(bicubic(to_255(crop[..., 3])), arr.dtype)
+
+
+def _fused_uint8(arr, net) -> bool:
+    """Whether ``arr`` takes the fused uint8 path (:data:`FUSED_UINT8`): a uint8 RGB or RGBA image through
+    a luma network."""
+    return FUSED_UINT8 and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] in (3, 4) and net.channels == 1
 
 
 def upscale(image, scale: int = 3, model=None, tile: int | None = None, clip: bool = False, progress=None,
@@ -259,8 +265,8 @@ def upscale_bands(image, scale: int = 3, model=None, tile: int | None = None, cl
         raise ValueError(f"the image is {H}x{W} pixels, smaller than the model's {k}x{k} kernel; expected at "
                          f"least {k}x{k}")
     if tile is None:
-        fused = FUSED_UINT8 and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3 and net.channels == 1
-        th, tw = auto_tiles(net, H, W, fused=fused)
+        # RGBA's alpha goes through float64 planes: counted as the other paths are
+        th, tw = auto_tiles(net, H, W, fused=_fused_uint8(arr, net) and arr.shape[2] == 3)
     else:
         th = tw = tile
     shape = (r * H, r * W) + arr.shape[2:]

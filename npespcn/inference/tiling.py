@@ -71,9 +71,7 @@ def auto_tiles(net: ESPCN, H: int, W: int, budget: int = TILE_BUDGET, fused: boo
     per, h = _bytes_per_pixel(net, fused), halo(net)
     if per * H * W <= budget:
         return H, W
-    rows = budget // (per * (W + 2 * h)) - 2 * h
-    if rows >= H:
-        return H, W
+    rows = budget // (per * (W + 2 * h)) - 2 * h              # < H: a band with its halo is larger
     if rows >= MIN_TILE:
         return balanced(H, rows), W
     side = auto_tile(net, budget, fused)

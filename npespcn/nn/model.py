@@ -352,9 +352,9 @@ class ESPCN:
         """
         out = self._check_input(x)
         steps = list(self._fusions(self.layers, ACTIVATIONS))
-        into = [type(layer) is Conv2d and i < len(steps) - 1 for i, (layer, _) in enumerate(steps)]
+        keep = [type(layer) is Conv2d and i < len(steps) - 1 for i, (layer, _) in enumerate(steps)]
         sizes = [out.shape[0] * layer.out_channels * out.shape[2] * out.shape[3]    # the kept results, in turn
-                 for (layer, _), kept in zip(steps, into) if kept]
+                 for (layer, _), kept in zip(steps, keep) if kept]
         need = [max(sizes[0::2], default=0), max(sizes[1::2], default=0)]
         try:
             spare = self._infer_spare.pop()             # atomic: a concurrent call cannot take it too
@@ -363,7 +363,7 @@ class ESPCN:
         flats = [a if a.size >= n and a.dtype == self.dtype else np.empty(n, self.dtype) for a, n in zip(spare, need)]
         del spare                                       # an array too small is freed now, not after the call
         turn = 0
-        for (layer, act), kept in zip(steps, into):
+        for (layer, act), kept in zip(steps, keep):
             if kept:                                    # a convolution whose result the next layer reads
                 shape = out.shape[:1] + (layer.out_channels,) + out.shape[2:]
                 out = layer.forward(out, False, act, out=flats[turn][:math.prod(shape)].reshape(shape))

@@ -16,7 +16,8 @@ against 26.102, x4 24.059 against 24.024. Each scale keeps its winner: the x2 an
 re-parameterised, the x3 one plain (``--reparam`` / ``--no-reparam`` choose). The other scales keep the
 same number of optimizer steps (the patch count grows as ``1 / r**2``), so the x2 and x3 paper recipes take
 about as long; the x4 one runs twice as many (1000 epochs), which won on Urban16 (``weights/README.md``).
-A seven-layer step costs about twice a paper step, so the seven-layer recipes run half the paper's epochs on the same schedule: about as long as a paper recipe (the x3 one, 30 minutes on two cores).
+A seven-layer step costs about twice a paper step, so the seven-layer recipes run half the paper's epochs
+on the same schedule: about as long as a paper recipe (the x3 one, 30 minutes on two cores).
 """
 from __future__ import annotations
 

@@ -255,18 +255,20 @@ def test_fused_conv_rejects_prelu_and_bad_shapes():
 
 def test_model_infer_equals_forward_bitwise_with_the_same_gemms(monkeypatch):
     """Inference (fused, padded GEMMs, shifted taps) and training (layer by layer where not fused, small
-    GEMMs allowed, kn2row for F < C) give bitwise the same numbers when they run the same algorithm with the
-    same GEMMs, and agree to rounding otherwise."""
+    GEMMs allowed, kn2row for F < C, Winograd F(4x4) for the wide 3x3 layers) give bitwise the same numbers
+    when they run the same algorithm with the same GEMMs, and agree to rounding otherwise (within
+    Winograd's bound, the PyTorch forward tolerance: 1e-5 of the range)."""
     for m in (ESPCN.paper(2), ESPCN.seven(3), ESPCN.paper(3, activation="prelu")):
         for name, arr in m.params.items():
             if name.endswith("weight") and arr.ndim == 4:
                 arr[...] = rand(arr.shape, 11, 0.3)
         x = np.random.default_rng(12).random((2, 1, 11, 14)).astype(np.float32)
         y = m.forward(x)
-        np.testing.assert_allclose(m.infer(x), y, rtol=0, atol=1e-6 * np.abs(y).max())
+        np.testing.assert_allclose(m.infer(x), y, rtol=0, atol=1e-5 * np.abs(y).max())
         with monkeypatch.context() as mp:
             mp.setattr(conv_chunked, "MIN_GEMM_MNK", 0)                    # inference pads no GEMM either
             mp.setattr(conv_chunked, "KN2ROW_MAX_WIDTH", 0)                # training runs im2col,
+            mp.setattr(conv_chunked, "TRAIN_WINOGRAD", {})
             mp.setattr(conv_chunked, "SHIFTED_TAPS", False)                # and so does inference
             np.testing.assert_array_equal(m.infer(x), m.forward(x))
 

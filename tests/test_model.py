@@ -145,9 +145,11 @@ def test_infer_equals_forward_and_shapes(backend, preset):
     with use_backend(backend):
         y = model.forward(x)
         assert y.shape == (2, 3, 21, 33) and y.dtype == np.float32
-        # The fast path's training forward may take another route (kn2row for F < C): equal to rounding;
-        # bitwise with the same route, see tests/test_fast_kernels.py.
-        np.testing.assert_allclose(model.infer(x), y, rtol=0, atol=1e-6 * np.abs(y).max())
+        # The fast path's training forward may take another route (kn2row for F < C, Winograd F(4x4) for
+        # the wide 3x3 layers): equal to rounding, within Winograd's bound (the PyTorch forward tolerance,
+        # 1e-5 of the range, tests/test_winograd.py); bitwise with the same route, see
+        # tests/test_fast_kernels.py.
+        np.testing.assert_allclose(model.infer(x), y, rtol=0, atol=1e-5 * np.abs(y).max())
         np.testing.assert_array_equal(model(x), model.infer(x))
         # integer images are accepted and cast
         np.testing.assert_array_equal(model.infer((x * 255).astype(np.uint8)),

@@ -12,7 +12,7 @@ import pytest
 from npespcn import functional as F
 from npespcn.fast import ACT_CODES, chunked, image_origin, winograd_matrices
 from npespcn.fast.chunked import conv2d_chunked_forward
-from npespcn.functional.conv import conv2d_forward_reference
+from npespcn.functional.conv import conv2d_act_backward, conv2d_act_train_forward, conv2d_forward_reference
 from npespcn.functional.winograd import conv2d_winograd_reference, transform_weights
 
 from _tiles import assert_same
@@ -212,3 +212,84 @@ def test_every_shipped_layer_shape_runs_by_winograd_and_tiles_keep_their_bits():
         whole = upscale(img, 3, net, tile=1000)
         for tile in (16, 33):
             assert_same(upscale(img, 3, net, tile=tile), whole, f"tile={tile}")   # bitwise where BLAS allows
+
+
+# ------------------------------------------------------------------------------------------------ training
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_backward_reference_is_the_convolutions_gradient(m):
+    """Through the transposed transforms, in float64: the im2col reference's gradients to 1e-12."""
+    from npespcn.functional.conv import conv2d_backward_reference
+    from npespcn.functional.winograd import conv2d_winograd_backward_reference
+    rng = np.random.default_rng(30 + m)
+    x, w = rng.standard_normal((2, 5, 13, 18)), rng.standard_normal((4, 5, 3, 3))
+    d = rng.standard_normal((2, 4, 13, 18))
+    got = conv2d_winograd_backward_reference(d, x, w, m)
+    for g, want, what in zip(got, conv2d_backward_reference(d, (x, w)), ("dx", "dw", "db")):
+        assert g.shape == want.shape and float(np.abs(g - want).max()) < 1e-12 * np.abs(want).max(), what
+
+
+@pytest.fixture
+def train_winograd(monkeypatch):
+    """The training shapes of these tests run by Winograd; counts the driver's calls."""
+    if chunked.parallel_gemm(np.float32) is None:
+        pytest.skip("the training Winograd runs in the compiled drivers (OpenMP or TBB and NumPy's OpenBLAS)")
+    calls = []
+    monkeypatch.setattr(chunked, "TRAIN_WINOGRAD", {(16, 8): (0, 0), (8, 8): (0, 0)})
+    real = chunked._par.winograd_forward
+    monkeypatch.setattr(chunked._par, "winograd_forward", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize("W", [1, 2, 13, 14, 15, 16, 17])    # every width mod 4: shared or spare slot columns
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh"])
+def test_training_convolution_by_winograd_agrees_with_the_exact_one(train_winograd, W, act):
+    """The training forward and backward of a 3x3 layer by F(4x4) across the batch (blocks of tile rows
+    from several images; 11 rows: a partial last tile row) against the float64 im2col reference, within
+    issue 18's bound (1e-5 of the range, the PyTorch tolerance). The backward reference gets the fast
+    forward's output, so that both take the same ReLU branches."""
+    x, w, b = rand((7, 16, 11, W), 31), rand((8, 16, 3, 3), 32, 0.2), rand((8,), 33, 0.1)
+    y, cache = conv2d_act_train_forward(x, w, b, act, backend="numba")
+    assert len(train_winograd) == 1
+    z = exact(x, w, b)
+    want = {"identity": lambda z: z, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}[act](z)
+    assert float(np.abs(y - want).max()) < 1e-5 * np.abs(z).max()
+    dy = rand(y.shape, 34)
+    got = conv2d_act_backward(dy, cache, backend="numba")
+    assert len(train_winograd) == 2                                   # dx: the forward with the kernel turned
+    ref_cache = ((x.astype(np.float64), w.astype(np.float64)), act, y.astype(np.float64))
+    for g, r, what in zip(got, conv2d_act_backward(dy.astype(np.float64), ref_cache, backend="reference"),
+                          ("dx", "dw", "db")):
+        assert g.dtype == np.float32 and g.shape == r.shape
+        assert float(np.abs(g - r).max()) < 1e-5 * np.abs(r).max(), (what, float(np.abs(g - r).max()))
+
+
+def test_training_winograd_is_deterministic_and_its_blocks_change_only_rounding(train_winograd, monkeypatch):
+    """Twice the same call, bitwise the same results (the weight gradient's partial sums are per worker,
+    added in order); other block sizes move only the last bits."""
+    x, w, b = rand((9, 8, 17, 17), 35), rand((8, 8, 3, 3), 36, 0.3), rand((8,), 37)
+    dy = rand((9, 8, 17, 17), 38)
+
+    def run():
+        y, cache = conv2d_act_train_forward(x, w, b, "tanh", backend="numba")
+        return (y,) + tuple(conv2d_act_backward(dy, cache, backend="numba"))
+    first = run()
+    assert all(a.tobytes() == c.tobytes() for a, c in zip(first, run()))
+    monkeypatch.setattr(chunked, "TRAIN_WINOGRAD_COLUMNS", 20)          # blocks of a few tile rows
+    for a, c in zip(first, run()):
+        np.testing.assert_allclose(c, a, rtol=0, atol=1e-5 * np.abs(a).max())
+
+
+def test_training_runs_by_winograd_for_the_listed_float32_3x3_shapes_and_widths_only():
+    on = chunked.parallel_gemm(np.float32) is not None and chunked.WINOGRAD
+    assert chunked.TRAIN_WINOGRAD
+    for (c, f), (forward, backward) in chunked.TRAIN_WINOGRAD.items():
+        for wide in (max(forward, backward), 64):
+            assert chunked.train_by_winograd(c, f, 3, np.float32, wide) == on
+            assert chunked.train_by_winograd(c, f, 3, np.float32, wide, backward=True) == on
+        if forward:
+            assert not chunked.train_by_winograd(c, f, 3, np.float32, forward - 1)
+        if backward:
+            assert not chunked.train_by_winograd(c, f, 3, np.float32, backward - 1, backward=True)
+    assert not chunked.train_by_winograd(64, 64, 5, np.float32, 64)
+    assert not chunked.train_by_winograd(64, 64, 3, np.float64, 64)
+    assert not chunked.train_by_winograd(32, 9, 3, np.float32, 64)

@@ -140,6 +140,14 @@ def gemm_rows(fn, M, N, K, a, lda, b, ldb, c, ldc):
        c.ctypes.data, ldc)
 
 
+@numba.njit(nogil=True, cache=True)
+def gemm_rows_nt_add(fn, M, N, K, a, lda, b, ldb, c, ldc):
+    """``c[:M, :N] += a[:M, :K] @ b[:N, :K].T``, the rows of ``a``, ``b``, ``c`` ``lda``, ``ldb``, ``ldc``
+    apart (as :func:`gemm_rows`): a weight gradient summed over blocks of columns. Nothing is checked."""
+    fn(_ROW_MAJOR, _NO_TRANS, _TRANS, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 1.0,
+       c.ctypes.data, ldc)
+
+
 _lock = threading.Lock()
 _depth = 0
 _saved = 1

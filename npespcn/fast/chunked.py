@@ -49,6 +49,16 @@ are a small part of a training patch's chunk but a large part of the few-row chu
 where im2col is the faster method (hence :data:`KN2ROW_MAX_WIDTH`); and an inference pixel must get
 the same bits whatever the image size, so inference never runs kn2row.
 
+Training forward and backward of the wide 3x3 layers on patches wide enough (:data:`TRAIN_WINOGRAD`,
+float32, in the compiled drivers): **Winograd F(4x4, 3x3)** across the batch (:mod:`~npespcn.fast.winograd`,
+"Training"). A block is tile rows taken from several patches, so that its 36 GEMMs get about
+:data:`TRAIN_WINOGRAD_COLUMNS` columns each; the weight gradient goes through the transposed transforms
+(``dU[q] += D[q] @ V[q].T``, then ``dw = G.T @ dU @ G``), the input gradient is the forward of ``dz`` with
+the kernel turned::
+
+    V = input transform of x      M[q] = U[q] @ V[q]       out = act(output transform of M + b)
+    D = AT.T @ dz tile @ AT       dU[q] += D[q] @ V[q].T   dx = the forward of dz, kernel turned
+
 The backward pass (:func:`conv2d_chunked_backward`) unfolds, chunk by chunk, whichever of the input
 ``x`` and the output gradient ``dz`` has fewer channels. For the 64 -> 32 and 32 -> 9 layers that is
 ``dz``, and its columns (the kernel turned by 180 degrees) serve both gradients::
@@ -98,6 +108,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -117,7 +128,8 @@ from .rows import pad_rows as _pad_rows
 from .rows import unpad_rows as _unpad_rows
 from .vecmath import IDENTITY, activation_code
 from .winograd import BLOCK as WINOGRAD_BLOCK
-from .winograd import block_kernel, scratch_shapes, transform_weights, winograd_matrices
+from .winograd import (block_kernel, scratch_shapes, train_scratch_shapes, train_slots, train_weight_grad_f4,
+                       train_weights_f4, transform_weights, winograd_matrices)
 
 CHUNK_PIXELS = 2048
 """Pixels per chunk (whole rows, at least one): a 64-channel 3x3 layer's columns then take 4.7 MB."""
@@ -162,6 +174,26 @@ WINOGRAD_TILES: dict = {(64, 32): 4, (32, 9): 4, (64, 64): 4, (32, 32): 4, (32, 
 """``{(C, F): m}``: the 3x3 layer shapes that run by Winograd F(m x m, 3x3) inside :func:`image_origin`,
 chosen by measurement (benchmarks/README.md): every ESPCN layer shape of the paper and seven-layer models
 at x2/x3/x4, by F(4x4), which took 0.5-0.6x the time of shifted taps on a 640x360 frame."""
+
+
+TRAIN_WINOGRAD: dict = {(64, 64): (0, 0), (32, 32): (0, 21), (64, 32): (21, 24)}
+"""``{(C, F): (forward, backward)}``: the 3x3 layer shapes whose training forward and backward run by
+Winograd F(4x4, 3x3) in float32 on images at least that many pixels wide (:func:`train_by_winograd`),
+im2col or kn2row otherwise: chosen by measurement on a 2-core Intel Xeon (benchmarks/README.md). Narrow
+patches waste more of their tiles (17 pixels take 5 tiles of 4), and the narrowing 64 -> 32 layer's
+kn2row is quick there."""
+
+TRAIN_WINOGRAD_COLUMNS = 192
+"""Tiles per block (columns of each of its 36 GEMMs) the training Winograd aims at."""
+
+
+def train_by_winograd(C: int, F: int, k: int, dt, W: int, backward: bool = False) -> bool:
+    """Whether the training forward (or, with ``backward``, the backward pass) of a convolution of ``C`` ->
+    ``F`` channels, ``k x k`` kernels, on images ``W`` wide runs by Winograd (:data:`TRAIN_WINOGRAD`, in the
+    compiled drivers: :func:`parallel_gemm`)."""
+    widths = TRAIN_WINOGRAD.get((C, F))
+    return (WINOGRAD and widths is not None and k == 3 and np.dtype(dt) == np.float32
+            and W >= widths[backward] and parallel_gemm(dt) is not None)
 
 
 def winograd_tile(C: int, F: int) -> int:
@@ -396,6 +428,9 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
     b = np.ascontiguousarray(b, dtype=dt)
     code = activation_code(activation, dt)
     out = out_array(out, (N, F, H, W), dt)
+    if not size_independent and train_by_winograd(C, F, k, dt, W):
+        _forward_winograd_train(x, np.ascontiguousarray(w, dtype=dt), b, code, out)
+        return out
     if not size_independent and F < C and k > 1 and W <= KN2ROW_MAX_WIDTH:
         _forward_kn2row(x, np.ascontiguousarray(w, dtype=dt), b, code, out)
         return out
@@ -435,6 +470,44 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
 
     _map_workers(work, workers)
     return out
+
+
+def _train_winograd_plan(N, H, W, C, F, dt):
+    """Blocks of tile rows for the training Winograd drivers: ``(R, workers, scratch)``."""
+    th, S = -(-H // 4), train_slots(W)
+    G = N * th
+    workers = min(_max_workers(), G)
+    blocks = max(1, round(G * S / TRAIN_WINOGRAD_COLUMNS))
+    blocks = min(G, -(-blocks // workers) * workers)
+    R = -(-G // blocks)
+    scratch = [_worker_buffer("pw_" + name, workers, math.prod(shape), dt).reshape((workers,) + shape)
+               for name, shape in train_scratch_shapes(C, F, R, S).items()]
+    rows = [_worker_buffer(name, workers, R, np.int64) for name in ("pw_ns", "pw_ys")]
+    return R, workers, rows + scratch
+
+
+_G4 = np.ascontiguousarray(winograd_matrices(4)[1])
+
+
+def _train_weights(w, turned=False):
+    """``U`` (36, F, C) of F(4x4, 3x3) for 3x3 weights ``w`` (F, C, 3, 3); ``turned``: (36, C, F), those of
+    the input gradient's convolution, ``w[f, c]`` turned by 180 degrees
+    (:func:`~npespcn.fast.winograd.train_weights_f4`)."""
+    F, C = w.shape[:2]
+    taps = (w[:, :, ::-1, ::-1].reshape(F, C, 9).transpose(1, 2, 0) if turned
+            else w.reshape(F, C, 9).transpose(0, 2, 1))
+    U = np.empty((36,) + (taps.shape[0], taps.shape[2]), dtype=w.dtype)
+    train_weights_f4(np.ascontiguousarray(taps), _G4, U)
+    return U
+
+
+def _forward_winograd_train(x, w, b, code, out):
+    """The training forward of :func:`conv2d_chunked_forward` by F(4x4, 3x3) across the batch."""
+    N, C, H, W = x.shape
+    F = w.shape[0]
+    R, workers, (ns, ys, Cs, V, M, Z, Y) = _train_winograd_plan(N, H, W, C, F, x.dtype)
+    _run_parallel(_par.winograd_forward, x, _train_weights(w), b, code, R, workers, ns, ys, Cs, V, M, Z,
+                  Y, parallel_gemm(x.dtype), out)
 
 
 def _forward_shifted(x, w, b, code, out):
@@ -589,7 +662,9 @@ def conv2d_chunked_backward(dout, x, w, input_grad: bool = True, y=None, activat
     code = {"identity": 0, "relu": 1, "tanh": 2}[activation]
     y = d if code == IDENTITY else np.ascontiguousarray(y, dtype=dt)
     w = np.ascontiguousarray(w, dtype=dt)
-    if (F <= C if input_grad else F < C):
+    if train_by_winograd(C, F, w.shape[2], dt, x.shape[3], backward=True):
+        dx, dw, db = backward_winograd(d, y, code, x, w, input_grad, out)
+    elif (F <= C if input_grad else F < C):
         dx, dw, db = backward_unfolding_dz(d, y, code, x, w, input_grad, out)
     else:
         dx, dw, db = backward_unfolding_x(d, y, code, x, w, input_grad, out)
@@ -658,6 +733,34 @@ def backward_unfolding_dz(d, y, code, x, w, input_grad, out):
         return dwt
 
     return dx, _turn_back(_sum_in_order(_map_workers(work, workers)), F, k, C), db
+
+
+def backward_winograd(d, y, code, x, w, input_grad, out):
+    """:func:`conv2d_chunked_backward` of a 3x3 layer by Winograd F(4x4, 3x3): ``dz``, ``db``, the weight
+    gradient through the transforms (``dU[q] = sum D[q] @ V[q].T``, ``dw = G.T @ dU @ G``), and ``dx``
+    as the convolution of ``dz`` with the kernel turned (``w_turned[c, f] = w[f, c]`` rotated by 180
+    degrees), by the training forward."""
+    N, C, H, W = x.shape
+    F = w.shape[0]
+    dt = x.dtype
+    fn = parallel_gemm(dt)
+    chunks = plan_chunks(N, H, W, 0, _max_workers())
+    R, workers, (ns, ys, Cs, V, M, Z, Y) = _train_winograd_plan(N, H, W, C, F, dt)
+    dz = _buffer("dz", N * F * H * W, dt, reuse_large=True).reshape(N, F, H, W) if code else d
+    dbs = np.zeros((workers, F))
+    dUs = np.zeros((workers, 36, F, C), dtype=dt)
+    _run_parallel(_par.winograd_weight_grad, d, y, code, x, _bounds(chunks),
+                  dz if code else np.empty((0, 0, 0, 0), dtype=dt), dz, dbs,
+                  np.empty((0, 0), dtype=dt), R, workers, ns, ys, Cs, V, M, dUs, fn)
+    dwt = np.empty((F, 9, C), dtype=dt)
+    train_weight_grad_f4(_sum_in_order(list(dUs)), _G4, dwt)
+    dw = np.ascontiguousarray(dwt.transpose(0, 2, 1)).reshape(F, C, 3, 3)
+    dx = None
+    if input_grad:
+        dx = out_array(out, (N, C, H, W), dt)
+        _run_parallel(_par.winograd_forward, dz, _train_weights(w, turned=True), np.zeros(C, dtype=dt), IDENTITY, R,
+                      workers, ns, ys, Cs, V, M, Z, Y, fn, dx)
+    return dx, dw, _sum_in_order(list(dbs))
 
 
 def _turn_back(dwt, F, k, C):

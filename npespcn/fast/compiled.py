@@ -29,8 +29,9 @@ import os
 import numba
 from numba import prange
 
-from .blas import gemm
+from .blas import gemm, gemm_rows, gemm_rows_nt_add
 from .rows import bias_act_rows, col2im_rows, gather_rows, im2col_rows, kn2row_rows
+from .winograd import gradient_transform_f4, input_transform_f4, output_transform_f4, train_slots
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy", parallel=True)
 
@@ -129,6 +130,59 @@ def backward_unfolding_x(d, y, act, x, k, w2, tall, bounds, workers, dws, dbs, d
                 dcols = dcolbuf[wid, :K * n].reshape(K, n)
                 gemm(fn, True, False, w2, dT, 0.0, dcols)
                 col2im_rows(dcols, k, r0, r1, dxs[wid])
+
+
+@numba.njit(inline="always", nogil=True, error_model="numpy")
+def _tile_rows(g0, nr, th, ns, ys):
+    """Tile rows ``g0 .. g0 + nr - 1`` of the batch (``th`` per image): their images and first output rows."""
+    for r in range(nr):
+        ns[r] = (g0 + r) // th
+        ys[r] = 4 * ((g0 + r) % th)
+
+
+@numba.njit(**_OPTS)
+def winograd_forward(x, U, b, act, R, workers, ns, ys, Cs, V, M, Z, Y, fn, out):
+    """``out = act(conv(x, w) + b)`` for a 3x3 ``w`` by Winograd F(4x4, 3x3), blocks of ``R`` tile rows
+    across the batch (:mod:`~npespcn.fast.winograd`, "Training"), block ``i`` to worker ``i % workers``:
+    the input transform, 36 GEMMs ``M[q] = U[q] @ V[q]``, the output transform with bias and activation.
+    ``U`` (36, F, C) the transformed weights; scratch one row per worker (``ns``, ``ys`` (workers, R) int64,
+    the rest :func:`~npespcn.fast.winograd.train_scratch_shapes`)."""
+    N, C, H, W = x.shape
+    F = out.shape[1]
+    th, S = (H + 3) // 4, train_slots(W)
+    G = N * th
+    for wid in prange(workers):
+        for blk in range(wid, (G + R - 1) // R, workers):
+            nr = min(R, G - blk * R)
+            _tile_rows(blk * R, nr, th, ns[wid], ys[wid])
+            input_transform_f4(x, ns[wid], ys[wid], nr, S, Cs[wid], V[wid])
+            for q in range(36):
+                gemm_rows(fn, F, nr * S, C, U[q], C, V[wid, q], V.shape[3], M[wid, q], M.shape[3])
+            output_transform_f4(M[wid], ns[wid], ys[wid], nr, S, b, act, Z[wid], Y[wid], out)
+
+
+@numba.njit(**_OPTS)
+def winograd_weight_grad(d, y, act, x, bounds, dz_write, dz, dbs, no_dT, R, workers, ns, ys, Cs, V, M, dUs, fn):
+    """The weight gradient of :func:`winograd_forward`'s layer. First region: ``dz = d * act'`` into
+    ``dz_write`` (``dz`` itself, or empty when there is no activation and ``dz`` is ``d``) and ``dbs[wid] +=``
+    its sums, over the chunks of stacked rows ``bounds``. Second, per block of tile rows: ``V`` from ``x``,
+    ``D`` (in ``M``) the gradient's transform of ``dz``, ``dUs[wid, q] += D[q] @ V[q].T`` (F, C) for the
+    36 positions; the caller adds the workers' ``dUs`` and turns them back, ``dw = G.T @ dU @ G``."""
+    N, C, H, W = x.shape
+    F = dz.shape[1]
+    th, S = (H + 3) // 4, train_slots(W)
+    G = N * th
+    for wid in prange(workers):                     # pass 1: dz, db
+        for c in range(wid, bounds.size - 1, workers):
+            gather_rows(d, y, act, bounds[c], bounds[c + 1], no_dT, dbs[wid], dz_write)
+    for wid in prange(workers):                     # pass 2: dU
+        for blk in range(wid, (G + R - 1) // R, workers):
+            nr = min(R, G - blk * R)
+            _tile_rows(blk * R, nr, th, ns[wid], ys[wid])
+            input_transform_f4(x, ns[wid], ys[wid], nr, S, Cs[wid], V[wid])
+            gradient_transform_f4(dz, ns[wid], ys[wid], nr, S, Cs[wid], M[wid])
+            for q in range(36):
+                gemm_rows_nt_add(fn, F, C, nr * S, M[wid, q], M.shape[3], V[wid, q], V.shape[3], dUs[wid, q], C)
 
 
 SPIN_COUNT = 1000

@@ -349,3 +349,210 @@ def block_kernel(m: int):
     """The block function for F(m x m, 3x3): :func:`winograd_block_f4` for ``m = 4``, else
     :func:`winograd_block` (both take the same arguments and :func:`scratch_shapes`'s scratch)."""
     return winograd_block_f4 if m == 4 else winograd_block
+
+
+# --------------------------------------------------------------------------------------------------
+# Training: F(4x4, 3x3) on a batch of patches. A block is R tile rows taken across the batch (tile row
+# g = n*th + ty is row ty of image n, th = ceil(H / 4) of them per image), each of all T = ceil(W / 4)
+# tiles of its row, so that the 36 GEMMs get many columns however small the patches. Patches are
+# narrow (T = 5 tiles for 17 pixels), and loops over one tile row's tiles would be too short to run
+# fast, so every transform runs over the whole block at once: tile row r's tiles are the columns
+# r*S .. r*S + T - 1 of V, M and D (S slots a tile row), its slab (its input columns -1 .. 4T) the
+# columns r*4S .. r*4S + 4T + 1 of Cs, and slot i reads Cs[:, 4i .. 4i + 5]. When W is not a multiple of
+# 4, S = T: the slab's last two columns are the next tile row's first two, and neither is needed (the
+# first of each pair lies outside the image, so it is zero for both rows; the second, outside the image
+# for row r, reaches only its tile's last output column, which lies outside too). When it is, S = T + 1:
+# slot T of each tile row is a spare, finite and never read back into the image.
+# ``ns[r]``, ``ys[r]``: tile row r's image and first output row.
+# --------------------------------------------------------------------------------------------------
+@numba.njit(inline="always", **_OPTS)
+def _a4(d0, d1, d2, d3):
+    """``AT.T @ d`` of F(4, 3): the transpose of the output transform (the gradient's way back)."""
+    return d0, d0 + d1 + d2 + d3, d0 - d1 + d2 - d3, d0 + _2 * d1 + _4 * d2 + _8 * d3, \
+        d0 - _2 * d1 + _4 * d2 - _8 * d3, d3
+
+
+@numba.njit(inline="always", **_OPTS)
+def _clamp6(h, H):
+    """Rows ``h .. h + 5`` clamped into ``[0, H)``."""
+    return (min(max(h, 0), H - 1), min(max(h + 1, 0), H - 1), min(max(h + 2, 0), H - 1),
+            min(max(h + 3, 0), H - 1), min(max(h + 4, 0), H - 1), min(max(h + 5, 0), H - 1))
+
+
+@numba.njit(inline="always", **_OPTS)
+def _inside6(h, H):
+    """1 for each of the rows ``h .. h + 5`` inside ``[0, H)``, 0 outside (float32)."""
+    one, zero = np.float32(1), np.float32(0)
+    return (one if 0 <= h < H else zero, one if 0 <= h + 1 < H else zero, one if 0 <= h + 2 < H else zero,
+            one if 0 <= h + 3 < H else zero, one if 0 <= h + 4 < H else zero, one if 0 <= h + 5 < H else zero)
+
+
+@numba.njit(**_OPTS)
+def input_transform_f4(x, ns, ys, R, S, Cs, V):
+    """``V[xi*6 + j, c, r*S + t] = (BT @ d @ BT.T)[xi, j]`` for the input tile ``d`` (6 x 6, zeros outside
+    the array) of tile ``t`` of tile row ``r`` (image ``ns[r]``, output rows from ``ys[r]``), for every
+    channel ``c`` of ``x`` (N, C, H, W), ``S`` slots a tile row (see above). Per channel: every
+    tile row's six input rows across rows into ``Cs`` (the 6 rows of ``BT @ d``), then along rows, all
+    slots in one loop. Scratch: ``Cs`` (6, 4*R*S + 2)."""
+    N, C, H, W = x.shape
+    S4 = 4 * S
+    nslots = R * S
+    for xi in range(6):                                  # the slab columns outside the image stay zero
+        for r in range(R):
+            Cs[xi, r * S4] = 0
+            for k in range(W + 1, S4):
+                Cs[xi, r * S4 + k] = 0
+        Cs[xi, R * S4] = 0
+        Cs[xi, R * S4 + 1] = 0
+    for c in range(C):
+        for r in range(R):
+            n, hb = ns[r], ys[r] - 1
+            # rows outside the array: a row inside, times 0 (indexing x directly, not through one view
+            # per row, keeps the loop fast on narrow patches)
+            h0, h1, h2, h3, h4, h5 = _clamp6(hb, H)
+            m0, m1, m2, m3, m4, m5 = _inside6(hb, H)
+            o = r * S4 + 1
+            for k in range(W):                           # across rows
+                Cs[0, o + k], Cs[1, o + k], Cs[2, o + k], Cs[3, o + k], Cs[4, o + k], Cs[5, o + k] = _bt4(
+                    x[n, c, h0, k] * m0, x[n, c, h1, k] * m1, x[n, c, h2, k] * m2, x[n, c, h3, k] * m3,
+                    x[n, c, h4, k] * m4, x[n, c, h5, k] * m5)
+        for xi in range(6):                              # along rows
+            s = Cs[xi]
+            v0 = V[6 * xi, c]; v1 = V[6 * xi + 1, c]; v2 = V[6 * xi + 2, c]  # noqa: E702
+            v3 = V[6 * xi + 3, c]; v4 = V[6 * xi + 4, c]; v5 = V[6 * xi + 5, c]  # noqa: E702
+            for i in range(nslots):
+                v0[i], v1[i], v2[i], v3[i], v4[i], v5[i] = _bt4(s[4 * i], s[4 * i + 1], s[4 * i + 2],
+                                                                s[4 * i + 3], s[4 * i + 4], s[4 * i + 5])
+
+
+@numba.njit(**_OPTS)
+def output_transform_f4(M, ns, ys, R, S, b, act, Z, Y, out):
+    """``out[n, f, ys[r] + u, 4t + s] = act((AT @ M[:, f, r*S + t] @ AT.T)[u, s] + b[f])`` for every tile of
+    the block's ``R`` tile rows, where it lies inside ``out`` (N, F, H, W): across rows, then along rows,
+    all slots in one loop each. Scratch: ``Z`` (4, 6, R*S), ``Y`` (4, 4*R*S)."""
+    N, F, H, W = out.shape
+    S4 = 4 * S
+    nslots = R * S
+    for f in range(F):
+        bf = b[f]
+        for j in range(6):                               # across rows
+            m0 = M[j, f]; m1 = M[6 + j, f]; m2 = M[12 + j, f]  # noqa: E702
+            m3 = M[18 + j, f]; m4 = M[24 + j, f]; m5 = M[30 + j, f]  # noqa: E702
+            z0 = Z[0, j]; z1 = Z[1, j]; z2 = Z[2, j]; z3 = Z[3, j]  # noqa: E702
+            for i in range(nslots):
+                z0[i], z1[i], z2[i], z3[i] = _at4(m0[i], m1[i], m2[i], m3[i], m4[i], m5[i])
+        for u in range(4):                               # along rows
+            q0 = Z[u, 0]; q1 = Z[u, 1]; q2 = Z[u, 2]; q3 = Z[u, 3]; q4 = Z[u, 4]; q5 = Z[u, 5]  # noqa: E702
+            yu = Y[u]
+            for i in range(nslots):
+                y0_, y1_, y2_, y3_ = _at4(q0[i], q1[i], q2[i], q3[i], q4[i], q5[i])
+                yu[4 * i] = y0_ + bf
+                yu[4 * i + 1] = y1_ + bf
+                yu[4 * i + 2] = y2_ + bf
+                yu[4 * i + 3] = y3_ + bf
+        for r in range(R):                               # into the image, output row ys[r] + u
+            for u in range(4):
+                h = ys[r] + u
+                if h >= H:
+                    continue
+                dst = out[ns[r], f, h]
+                src = Y[u, r * S4:r * S4 + W]
+                for t in range(W):
+                    dst[t] = src[t]
+                activate(dst, act)
+
+
+@numba.njit(**_OPTS)
+def gradient_transform_f4(dz, ns, ys, R, S, Q, D):
+    """The transpose of :func:`output_transform_f4` (without bias and activation): for every tile of the
+    block, ``D[xi*6 + j, f, r*S + t] = (AT.T @ g @ AT)[xi, j]`` where ``g`` (4 x 4) is the tile's part of
+    ``dz`` (N, F, H, W), zeros outside the array (the spare slots get zeros). Across rows into ``Q``,
+    then along rows. Scratch: ``Q`` (6, >= 4*R*S)."""
+    N, F, H, W = dz.shape
+    S4 = 4 * S
+    nslots = R * S
+    for xi in range(6):
+        for r in range(R):
+            for k in range(W, S4):
+                Q[xi, r * S4 + k] = 0
+    for f in range(F):
+        for r in range(R):
+            n, h = ns[r], ys[r]
+            h0, h1, h2, h3, _, _ = _clamp6(h, H)
+            m0, m1, m2, m3, _, _ = _inside6(h, H)
+            o = r * S4
+            for k in range(W):                           # across rows
+                Q[0, o + k], Q[1, o + k], Q[2, o + k], Q[3, o + k], Q[4, o + k], Q[5, o + k] = _a4(
+                    dz[n, f, h0, k] * m0, dz[n, f, h1, k] * m1, dz[n, f, h2, k] * m2, dz[n, f, h3, k] * m3)
+        for xi in range(6):                              # along rows
+            s = Q[xi]
+            e0 = D[6 * xi, f]; e1 = D[6 * xi + 1, f]; e2 = D[6 * xi + 2, f]  # noqa: E702
+            e3 = D[6 * xi + 3, f]; e4 = D[6 * xi + 4, f]; e5 = D[6 * xi + 5, f]  # noqa: E702
+            for i in range(nslots):
+                e0[i], e1[i], e2[i], e3[i], e4[i], e5[i] = _a4(s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3])
+
+
+@numba.njit(**_OPTS)
+def train_weights_f4(wt, G, U):
+    """``U[xi*6 + nu, p, q] = (G @ g @ G.T)[xi, nu]`` for the 3x3 kernels ``g[i, j] = wt[p, 3i + j, q]`` (as
+    :func:`transform_weights`, summed in float64): ``wt`` (P, 9, Q) holds the kernels with their taps in
+    the middle, so that every sum runs over a contiguous row of ``Q``. ``G`` (6, 3) float64, ``U`` (36, P, Q)."""
+    P, _, Q = wt.shape
+    a = np.empty((6, 3, Q))
+    for p in range(P):
+        for xi in range(6):                              # a = G @ g
+            for j in range(3):
+                dst, g0, g1, g2 = a[xi, j], wt[p, j], wt[p, 3 + j], wt[p, 6 + j]
+                for q in range(Q):
+                    dst[q] = G[xi, 0] * g0[q] + G[xi, 1] * g1[q] + G[xi, 2] * g2[q]
+        for xi in range(6):                              # a @ G.T
+            a0, a1, a2 = a[xi, 0], a[xi, 1], a[xi, 2]
+            for nu in range(6):
+                dst = U[xi * 6 + nu, p]
+                for q in range(Q):
+                    dst[q] = a0[q] * G[nu, 0] + a1[q] * G[nu, 1] + a2[q] * G[nu, 2]
+
+
+@numba.njit(**_OPTS)
+def train_weight_grad_f4(dU, G, dwt):
+    """``dwt[f, 3i + j, c] = (G.T @ dU[:, f, c] @ G)[i, j]``: the weight gradient from the gradient of the
+    transformed weights ``dU`` (36, F, C), summed in float64, with its taps in the middle (F, 9, C), so
+    that every sum runs over a contiguous row of ``C``. ``G`` (6, 3) float64."""
+    _, F, C = dU.shape
+    b = np.empty((3, 6, C))
+    for f in range(F):
+        for i in range(3):                               # b = G.T @ dU
+            for nu in range(6):
+                dst = b[i, nu]
+                for c in range(C):
+                    dst[c] = 0
+                for xi in range(6):
+                    gi, src = G[xi, i], dU[xi * 6 + nu, f]
+                    for c in range(C):
+                        dst[c] += gi * src[c]
+        for i in range(3):                               # b @ G
+            for j in range(3):
+                dst = dwt[f, 3 * i + j]
+                for c in range(C):
+                    dst[c] = 0
+                for nu in range(6):
+                    gj, src = G[nu, j], b[i, nu]
+                    for c in range(C):
+                        dst[c] += src[c] * gj
+
+
+@numba.njit(**_OPTS)
+def train_slots(W):
+    """Slots a tile row, ``S``, for images ``W`` wide (see above)."""
+    T = -(-W // 4)
+    return T if W % 4 else T + 1
+
+
+def train_scratch_shapes(C: int, F: int, R: int, S: int) -> dict:
+    """The per-worker scratch of the training F(4x4) drivers (:mod:`~npespcn.fast.compiled`) for blocks of
+    ``R`` tile rows of ``S`` slots: ``V`` and ``M`` padded as in
+    :func:`scratch_shapes`, ``max(C, F)`` rows a position (``M`` also holds the gradient's transform, and
+    the input gradient is a convolution from ``F`` channels to ``C``)."""
+    slots = R * S
+    return {"Cs": (6, 4 * slots + 2), "V": (36, max(C, F) + 1, slots + 16),
+            "M": (36, max(C, F) + 1, slots + 16), "Z": (4, 6, slots), "Y": (4, 4 * slots)}

@@ -48,7 +48,8 @@ import numpy as np
 
 from ..fast import POINTS, transform_weights, winograd_matrices
 
-__all__ = ["POINTS", "winograd_matrices", "transform_weights", "conv2d_winograd_reference"]
+__all__ = ["POINTS", "winograd_matrices", "transform_weights", "conv2d_winograd_reference",
+           "conv2d_winograd_backward_reference"]
 
 
 
@@ -97,3 +98,75 @@ def conv2d_winograd_reference(x, w, b, m: int = 4, origin=(0, 0)):
     Y = np.einsum("up,pqfnij,vq->nfiujv", AT, M, AT)                  # (N, F, ty, m, tx, m)
     Y = Y.reshape(N, -1, ty * m, tx * m)[:, :, top:top + H, left:left + W]
     return np.ascontiguousarray(Y + b.astype(dt)[:, None, None])
+
+
+def _tiles(xp, m, alpha, ty, tx):
+    """``d[n, c, i, j, a, e] = xp[n, c, i*m + a, j*m + e]``: the overlapping input tiles, as a view."""
+    N, C = xp.shape[:2]
+    s = xp.strides
+    return np.lib.stride_tricks.as_strided(xp, (N, C, ty, tx, alpha, alpha),
+                                           (s[0], s[1], m * s[2], m * s[3], s[2], s[3]))
+
+
+def conv2d_winograd_backward_reference(dout, x, w, m: int = 4):
+    """The gradients of :func:`conv2d_winograd_reference` (``origin=(0, 0)``), through its transforms.
+
+    Every step of the forward is linear, so its gradient runs the same steps transposed, in reverse::
+
+        forward                                  backward, given dY = dL/dY per output tile
+        V = BT @ d @ BT.T        (per tile)      dd = BT.T @ dV @ BT, added where the tiles overlap
+        U = G @ w @ G.T          (per kernel)    dw = G.T @ dU @ G
+        M[q] = U[q] @ V[q]       (per position)  dU[q] = dM[q] @ V[q].T   (summed over the tiles)
+                                                 dV[q] = U[q].T @ dM[q]
+        Y = AT @ M @ AT.T + b    (per tile)      dM = AT.T @ dY @ AT;  db = sum of dY
+
+    In exact arithmetic these are the convolution's gradients (the forward is the convolution); in
+    float32 they carry the transforms' rounding, as the forward does. The fast path
+    (:mod:`npespcn.fast.winograd`, "Training") computes ``dU`` so, but ``dx`` as the forward convolution of
+    ``dout`` with the kernel turned by 180 degrees and its channels swapped (the transpose of a "same"
+    convolution), by the same forward kernel: equal in exact arithmetic, without the overlapping adds.
+
+    Args:
+        dout: dL/dy, shape (N, F, H, W); x: the forward's input (N, C, H, W); w: (F, C, 3, 3).
+        m: output tile side, 2, 4 or 6.
+
+    Returns:
+        ``(dx, dw, db)`` of shapes (N, C, H, W), (F, C, 3, 3), (F,), in ``x``'s dtype.
+
+    Examples::
+
+        >>> rng = np.random.default_rng(0)
+        >>> x, w = rng.random((1, 2, 6, 7)), rng.random((3, 2, 3, 3))
+        >>> dx, dw, db = conv2d_winograd_backward_reference(np.ones((1, 3, 6, 7)), x, w, m=2)
+        >>> bool(np.isclose(dw[0, 0, 1, 1], x[0, 0].sum()))     # the centre tap sees every pixel once
+        True
+    """
+    if w.shape[2:] != (3, 3):
+        raise ValueError(f"Winograd F(m x m, 3x3) needs 3x3 weights, got {w.shape}")
+    dt = x.dtype
+    AT, G, BT = winograd_matrices(m)
+    AT, BT = AT.astype(dt), BT.astype(dt)
+    alpha = m + 2
+    N, C, H, W = x.shape
+    F = w.shape[0]
+    ty, tx = -(-H // m), -(-W // m)
+    xp = np.zeros((N, C, ty * m + 2, tx * m + 2), dtype=dt)        # the forward's padded input and tiles
+    xp[:, :, 1:1 + H, 1:1 + W] = x
+    V = np.einsum("pa,ncijae,qe->pqcnij", BT, _tiles(xp, m, alpha, ty, tx), BT).reshape(alpha, alpha, C, -1)
+    U = transform_weights(w.astype(dt), m)                            # (alpha, alpha, F, C)
+    dY = np.zeros((N, F, ty * m, tx * m), dtype=dt)                   # outputs past the array: gradient 0
+    dY[:, :, :H, :W] = dout
+    dY = dY.reshape(N, F, ty, m, tx, m)
+    dM = np.einsum("up,nfiujv,vq->pqfnij", AT, dY, AT).reshape(alpha, alpha, F, -1)
+    dU = np.matmul(dM, V.transpose(0, 1, 3, 2))                       # (alpha, alpha, F, C)
+    _, G64, _ = winograd_matrices(m)
+    dw = np.einsum("pi,pqfc,qj->fcij", G64, dU.astype(np.float64), G64).astype(dt)
+    dV = np.matmul(U.transpose(0, 1, 3, 2), dM).reshape(alpha, alpha, C, N, ty, tx)
+    dd = np.einsum("pa,pqcnij,qe->ncijae", BT, dV, BT)                # (N, C, ty, tx, alpha, alpha)
+    dxp = np.zeros_like(xp)
+    for a in range(alpha):                                            # tile (i, j)'s pixel (a, e) is
+        for e in range(alpha):                                        # xp[i*m + a, j*m + e]
+            dxp[:, :, a:a + ty * m:m, e:e + tx * m:m] += dd[..., a, e]
+    db = dout.sum(axis=(0, 2, 3)).astype(dt)
+    return np.ascontiguousarray(dxp[:, :, 1:1 + H, 1:1 + W]), dw, db
+

@@ -473,7 +473,7 @@ def conv2d_chunked_forward(x, w, b, activation: str = "identity", size_independe
 
 
 def _train_winograd_plan(N, H, W, C, F, dt):
-    """Blocks of tile rows for the training Winograd drivers: ``(R, workers, scratch)``."""
+    """Blocks of tile rows for the training Winograd drivers: ``(R, S, workers, scratch)``."""
     th, S = -(-H // 4), train_slots(W)
     G = N * th
     workers = min(_max_workers(), G)
@@ -483,7 +483,7 @@ def _train_winograd_plan(N, H, W, C, F, dt):
     scratch = [_worker_buffer("pw_" + name, workers, math.prod(shape), dt).reshape((workers,) + shape)
                for name, shape in train_scratch_shapes(C, F, R, S).items()]
     rows = [_worker_buffer(name, workers, R, np.int64) for name in ("pw_ns", "pw_ys")]
-    return R, workers, rows + scratch
+    return R, S, workers, rows + scratch
 
 
 _G4 = np.ascontiguousarray(winograd_matrices(4)[1])
@@ -505,8 +505,8 @@ def _forward_winograd_train(x, w, b, code, out):
     """The training forward of :func:`conv2d_chunked_forward` by F(4x4, 3x3) across the batch."""
     N, C, H, W = x.shape
     F = w.shape[0]
-    R, workers, (ns, ys, Cs, V, M, Z, Y) = _train_winograd_plan(N, H, W, C, F, x.dtype)
-    _run_parallel(_par.winograd_forward, x, _train_weights(w), b, code, R, workers, ns, ys, Cs, V, M, Z,
+    R, S, workers, (ns, ys, Cs, V, M, Z, Y) = _train_winograd_plan(N, H, W, C, F, x.dtype)
+    _run_parallel(_par.winograd_forward, x, _train_weights(w), b, code, R, S, workers, ns, ys, Cs, V, M, Z,
                   Y, parallel_gemm(x.dtype), out)
 
 
@@ -745,13 +745,13 @@ def backward_winograd(d, y, code, x, w, input_grad, out):
     dt = x.dtype
     fn = parallel_gemm(dt)
     chunks = plan_chunks(N, H, W, 0, _max_workers())
-    R, workers, (ns, ys, Cs, V, M, Z, Y) = _train_winograd_plan(N, H, W, C, F, dt)
+    R, S, workers, (ns, ys, Cs, V, M, Z, Y) = _train_winograd_plan(N, H, W, C, F, dt)
     dz = _buffer("dz", N * F * H * W, dt, reuse_large=True).reshape(N, F, H, W) if code else d
     dbs = np.zeros((workers, F))
     dUs = np.zeros((workers, 36, F, C), dtype=dt)
     _run_parallel(_par.winograd_weight_grad, d, y, code, x, _bounds(chunks),
                   dz if code else np.empty((0, 0, 0, 0), dtype=dt), dz, dbs,
-                  np.empty((0, 0), dtype=dt), R, workers, ns, ys, Cs, V, M, dUs, fn)
+                  np.empty((0, 0), dtype=dt), R, S, workers, ns, ys, Cs, V, M, dUs, fn)
     dwt = np.empty((F, 9, C), dtype=dt)
     train_weight_grad_f4(_sum_in_order(list(dUs)), _G4, dwt)
     dw = np.ascontiguousarray(dwt.transpose(0, 2, 1)).reshape(F, C, 3, 3)
@@ -759,7 +759,7 @@ def backward_winograd(d, y, code, x, w, input_grad, out):
     if input_grad:
         dx = out_array(out, (N, C, H, W), dt)
         _run_parallel(_par.winograd_forward, dz, _train_weights(w, turned=True), np.zeros(C, dtype=dt), IDENTITY, R,
-                      workers, ns, ys, Cs, V, M, Z, Y, fn, dx)
+                      S, workers, ns, ys, Cs, V, M, Z, Y, fn, dx)
     return dx, dw, _sum_in_order(list(dbs))
 
 

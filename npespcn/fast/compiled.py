@@ -31,7 +31,7 @@ from numba import prange
 
 from .blas import gemm, gemm_rows, gemm_rows_nt_add
 from .rows import bias_act_rows, col2im_rows, gather_rows, im2col_rows, kn2row_rows
-from .winograd import gradient_transform_f4, input_transform_f4, output_transform_f4, train_slots
+from .winograd import gradient_transform_f4, input_transform_f4, output_transform_f4
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy", parallel=True)
 
@@ -141,15 +141,15 @@ def _tile_rows(g0, nr, th, ns, ys):
 
 
 @numba.njit(**_OPTS)
-def winograd_forward(x, U, b, act, R, workers, ns, ys, Cs, V, M, Z, Y, fn, out):
+def winograd_forward(x, U, b, act, R, S, workers, ns, ys, Cs, V, M, Z, Y, fn, out):
     """``out = act(conv(x, w) + b)`` for a 3x3 ``w`` by Winograd F(4x4, 3x3), blocks of ``R`` tile rows
     across the batch (:mod:`~npespcn.fast.winograd`, "Training"), block ``i`` to worker ``i % workers``:
     the input transform, 36 GEMMs ``M[q] = U[q] @ V[q]``, the output transform with bias and activation.
-    ``U`` (36, F, C) the transformed weights; scratch one row per worker (``ns``, ``ys`` (workers, R) int64,
+    ``S`` slots a tile row (:func:`~npespcn.fast.winograd.train_slots`); ``U`` (36, F, C) the transformed weights; scratch one row per worker (``ns``, ``ys`` (workers, R) int64,
     the rest :func:`~npespcn.fast.winograd.train_scratch_shapes`)."""
     N, C, H, W = x.shape
     F = out.shape[1]
-    th, S = (H + 3) // 4, train_slots(W)
+    th = (H + 3) // 4
     G = N * th
     for wid in prange(workers):
         for blk in range(wid, (G + R - 1) // R, workers):
@@ -162,7 +162,7 @@ def winograd_forward(x, U, b, act, R, workers, ns, ys, Cs, V, M, Z, Y, fn, out):
 
 
 @numba.njit(**_OPTS)
-def winograd_weight_grad(d, y, act, x, bounds, dz_write, dz, dbs, no_dT, R, workers, ns, ys, Cs, V, M, dUs, fn):
+def winograd_weight_grad(d, y, act, x, bounds, dz_write, dz, dbs, no_dT, R, S, workers, ns, ys, Cs, V, M, dUs, fn):
     """The weight gradient of :func:`winograd_forward`'s layer. First region: ``dz = d * act'`` into
     ``dz_write`` (``dz`` itself, or empty when there is no activation and ``dz`` is ``d``) and ``dbs[wid] +=``
     its sums, over the chunks of stacked rows ``bounds``. Second, per block of tile rows: ``V`` from ``x``,
@@ -170,7 +170,7 @@ def winograd_weight_grad(d, y, act, x, bounds, dz_write, dz, dbs, no_dT, R, work
     36 positions; the caller adds the workers' ``dUs`` and turns them back, ``dw = G.T @ dU @ G``."""
     N, C, H, W = x.shape
     F = dz.shape[1]
-    th, S = (H + 3) // 4, train_slots(W)
+    th = (H + 3) // 4
     G = N * th
     for wid in prange(workers):                     # pass 1: dz, db
         for c in range(wid, bounds.size - 1, workers):

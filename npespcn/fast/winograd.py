@@ -541,8 +541,7 @@ def train_weight_grad_f4(dU, G, dwt):
                         dst[c] += src[c] * gj
 
 
-@numba.njit(**_OPTS)
-def train_slots(W):
+def train_slots(W: int) -> int:
     """Slots a tile row, ``S``, for images ``W`` wide (see above)."""
     T = -(-W // 4)
     return T if W % 4 else T + 1

@@ -180,7 +180,7 @@ def winograd_weight_grad(d, y, act, x, bounds, dz_write, dz, dbs, no_dT, R, S, w
             nr = min(R, G - blk * R)
             _tile_rows(blk * R, nr, th, ns[wid], ys[wid])
             input_transform_f4(x, ns[wid], ys[wid], nr, S, Cs[wid], V[wid])
-            gradient_transform_f4(dz, ns[wid], ys[wid], nr, S, Cs[wid], M[wid])
+            gradient_transform_f4(dz, ns[wid], ys[wid], nr, S, Cs[wid].reshape(6, -1), M[wid])
             for q in range(36):
                 gemm_rows_nt_add(fn, F, C, nr * S, M[wid, q], M.shape[3], V[wid, q], V.shape[3], dUs[wid, q], C)
 

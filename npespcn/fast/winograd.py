@@ -357,13 +357,15 @@ def block_kernel(m: int):
 # tiles of its row, so that the 36 GEMMs get many columns however small the patches. Patches are
 # narrow (T = 5 tiles for 17 pixels), and loops over one tile row's tiles would be too short to run
 # fast, so every transform runs over the whole block at once: tile row r's tiles are the columns
-# r*S .. r*S + T - 1 of V, M and D (S slots a tile row), its slab (its input columns -1 .. 4T) the
-# columns r*4S .. r*4S + 4T + 1 of Cs, and slot i reads Cs[:, 4i .. 4i + 5]. When W is not a multiple of
-# 4, S = T: the slab's last two columns are the next tile row's first two, and neither is needed (the
+# r*S .. r*S + T - 1 of V, M and D (S slots a tile row), and its slab (input columns -1 .. 4T) the
+# slab columns r*4S .. r*4S + 4T + 1, of which slot i reads 4i .. 4i + 5. When W is not a multiple of 4,
+# S = T: the slab's last two columns are the next tile row's first two, and neither is needed (the
 # first of each pair lies outside the image, so it is zero for both rows; the second, outside the image
 # for row r, reaches only its tile's last output column, which lies outside too). When it is, S = T + 1:
-# slot T of each tile row is a spare, finite and never read back into the image.
-# ``ns[r]``, ``ys[r]``: tile row r's image and first output row.
+# slot T of each tile row is a spare, finite and never read back into the image. The slab is stored by
+# column phase, Cs[xi, p, i] = slab column 4i + p, so that the along-row loops read and write
+# contiguous rows (slot i reads Cs[:, 0..3, i] and Cs[:, 0..1, i + 1]). ``ns[r]``, ``ys[r]``: tile row
+# r's image and first output row.
 # --------------------------------------------------------------------------------------------------
 @numba.njit(inline="always", **_OPTS)
 def _a4(d0, d1, d2, d3):
@@ -391,38 +393,36 @@ def _inside6(h, H):
 def input_transform_f4(x, ns, ys, R, S, Cs, V):
     """``V[xi*6 + j, c, r*S + t] = (BT @ d @ BT.T)[xi, j]`` for the input tile ``d`` (6 x 6, zeros outside
     the array) of tile ``t`` of tile row ``r`` (image ``ns[r]``, output rows from ``ys[r]``), for every
-    channel ``c`` of ``x`` (N, C, H, W), ``S`` slots a tile row (see above). Per channel: every
-    tile row's six input rows across rows into ``Cs`` (the 6 rows of ``BT @ d``), then along rows, all
-    slots in one loop. Scratch: ``Cs`` (6, 4*R*S + 2)."""
+    channel ``c`` of ``x`` (N, C, H, W), ``S`` slots a tile row (see above). Per channel: every tile row's
+    six input rows across rows into ``Cs`` (the 6 rows of ``BT @ d``, by column phase), then along rows,
+    all slots in one loop. The input rows are indexed in place, a row outside the array as a row inside
+    times 0 (one array view per row made the loops over narrow patches 3x slower). Scratch: ``Cs``
+    (6, 4, R*S + 2)."""
     N, C, H, W = x.shape
-    S4 = 4 * S
     nslots = R * S
     for xi in range(6):                                  # the slab columns outside the image stay zero
-        for r in range(R):
-            Cs[xi, r * S4] = 0
-            for k in range(W + 1, S4):
-                Cs[xi, r * S4 + k] = 0
-        Cs[xi, R * S4] = 0
-        Cs[xi, R * S4 + 1] = 0
+        for p in range(4):
+            for i in range(nslots + 2):
+                Cs[xi, p, i] = 0
     for c in range(C):
         for r in range(R):
             n, hb = ns[r], ys[r] - 1
-            # rows outside the array: a row inside, times 0 (indexing x directly, not through one view
-            # per row, keeps the loop fast on narrow patches)
             h0, h1, h2, h3, h4, h5 = _clamp6(hb, H)
             m0, m1, m2, m3, m4, m5 = _inside6(hb, H)
-            o = r * S4 + 1
-            for k in range(W):                           # across rows
-                Cs[0, o + k], Cs[1, o + k], Cs[2, o + k], Cs[3, o + k], Cs[4, o + k], Cs[5, o + k] = _bt4(
-                    x[n, c, h0, k] * m0, x[n, c, h1, k] * m1, x[n, c, h2, k] * m2, x[n, c, h3, k] * m3,
-                    x[n, c, h4, k] * m4, x[n, c, h5, k] * m5)
-        for xi in range(6):                              # along rows
-            s = Cs[xi]
+            o = r * S
+            for p in range(4):                           # across rows, slab columns 4k + p of the tile row:
+                for k in range(1 if p == 0 else 0, (W - p) // 4 + 1):    # image column 4k + p - 1
+                    t = 4 * k + p - 1
+                    Cs[0, p, o + k], Cs[1, p, o + k], Cs[2, p, o + k], Cs[3, p, o + k], Cs[4, p, o + k], \
+                        Cs[5, p, o + k] = _bt4(x[n, c, h0, t] * m0, x[n, c, h1, t] * m1, x[n, c, h2, t] * m2,
+                                               x[n, c, h3, t] * m3, x[n, c, h4, t] * m4, x[n, c, h5, t] * m5)
+        for xi in range(6):                              # along rows: slot i reads slab columns 4i .. 4i + 5
+            s0 = Cs[xi, 0, 0:nslots]; s1 = Cs[xi, 1, 0:nslots]; s2 = Cs[xi, 2, 0:nslots]  # noqa: E702
+            s3 = Cs[xi, 3, 0:nslots]; s4 = Cs[xi, 0, 1:nslots + 1]; s5 = Cs[xi, 1, 1:nslots + 1]  # noqa: E702
             v0 = V[6 * xi, c]; v1 = V[6 * xi + 1, c]; v2 = V[6 * xi + 2, c]  # noqa: E702
             v3 = V[6 * xi + 3, c]; v4 = V[6 * xi + 4, c]; v5 = V[6 * xi + 5, c]  # noqa: E702
             for i in range(nslots):
-                v0[i], v1[i], v2[i], v3[i], v4[i], v5[i] = _bt4(s[4 * i], s[4 * i + 1], s[4 * i + 2],
-                                                                s[4 * i + 3], s[4 * i + 4], s[4 * i + 5])
+                v0[i], v1[i], v2[i], v3[i], v4[i], v5[i] = _bt4(s0[i], s1[i], s2[i], s3[i], s4[i], s5[i])
 
 
 @numba.njit(**_OPTS)
@@ -553,5 +553,5 @@ def train_scratch_shapes(C: int, F: int, R: int, S: int) -> dict:
     :func:`scratch_shapes`, ``max(C, F)`` rows a position (``M`` also holds the gradient's transform, and
     the input gradient is a convolution from ``F`` channels to ``C``)."""
     slots = R * S
-    return {"Cs": (6, 4 * slots + 2), "V": (36, max(C, F) + 1, slots + 16),
+    return {"Cs": (6, 4, slots + 2), "V": (36, max(C, F) + 1, slots + 16),
             "M": (36, max(C, F) + 1, slots + 16), "Z": (4, 6, slots), "Y": (4, 4 * slots)}

@@ -252,6 +252,19 @@ def _at4(m0, m1, m2, m3, m4, m5):
             m1 - m2 + _8 * m3 - _8 * m4 + m5)
 
 
+@numba.njit(inline="always", **_OPTS)
+def _at4_row(Zu, n, bf, dst):
+    """``dst[4t .. 4t + 3] = AT @ (Zu[0 .. 5, t]) + bf`` for ``t < n``: one output row of ``n`` tiles from the
+    output transform's across-rows result ``Zu`` (6, >= n), with the bias."""
+    q0 = Zu[0]; q1 = Zu[1]; q2 = Zu[2]; q3 = Zu[3]; q4 = Zu[4]; q5 = Zu[5]  # noqa: E702
+    for t in range(n):
+        y0_, y1_, y2_, y3_ = _at4(q0[t], q1[t], q2[t], q3[t], q4[t], q5[t])
+        dst[4 * t] = y0_ + bf
+        dst[4 * t + 1] = y1_ + bf
+        dst[4 * t + 2] = y2_ + bf
+        dst[4 * t + 3] = y3_ + bf
+
+
 @numba.njit(**_OPTS)
 def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, zrow, Cs, V, M, Z, rowbuf, out):
     """:func:`winograd_block` for ``m = 4`` (same arguments; ``m``, ``BT`` and ``AT`` are not read), with
@@ -331,13 +344,7 @@ def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, zrow, Cs, V,
                 h = y0 + 4 * r + u
                 if h < 0 or h >= H:
                     continue
-                q0 = Z[u, 0]; q1 = Z[u, 1]; q2 = Z[u, 2]; q3 = Z[u, 3]; q4 = Z[u, 4]; q5 = Z[u, 5]  # noqa: E702
-                for t in range(T):
-                    y0_, y1_, y2_, y3_ = _at4(q0[t], q1[t], q2[t], q3[t], q4[t], q5[t])
-                    rowbuf[4 * t] = y0_ + bf
-                    rowbuf[4 * t + 1] = y1_ + bf
-                    rowbuf[4 * t + 2] = y2_ + bf
-                    rowbuf[4 * t + 3] = y3_ + bf
+                _at4_row(Z[u], T, bf, rowbuf)
                 dst = out[n, f, h, lo:hi]
                 src = rowbuf[lo - x0:hi - x0]
                 for t in range(hi - lo):
@@ -442,14 +449,7 @@ def output_transform_f4(M, ns, ys, R, S, b, act, Z, Y, out):
             for i in range(nslots):
                 z0[i], z1[i], z2[i], z3[i] = _at4(m0[i], m1[i], m2[i], m3[i], m4[i], m5[i])
         for u in range(4):                               # along rows
-            q0 = Z[u, 0]; q1 = Z[u, 1]; q2 = Z[u, 2]; q3 = Z[u, 3]; q4 = Z[u, 4]; q5 = Z[u, 5]  # noqa: E702
-            yu = Y[u]
-            for i in range(nslots):
-                y0_, y1_, y2_, y3_ = _at4(q0[i], q1[i], q2[i], q3[i], q4[i], q5[i])
-                yu[4 * i] = y0_ + bf
-                yu[4 * i + 1] = y1_ + bf
-                yu[4 * i + 2] = y2_ + bf
-                yu[4 * i + 3] = y3_ + bf
+            _at4_row(Z[u], nslots, bf, Y[u])
         for r in range(R):                               # into the image, output row ys[r] + u
             for u in range(4):
                 h = ys[r] + u

@@ -53,6 +53,14 @@ __all__ = ["POINTS", "winograd_matrices", "transform_weights", "conv2d_winograd_
 
 
 
+def _matrices(w, m, dt):
+    """``(AT, BT)`` of F(m, 3) in ``dt``, for 3x3 weights ``w`` (refused otherwise)."""
+    if w.shape[2:] != (3, 3):
+        raise ValueError(f"Winograd F(m x m, 3x3) needs 3x3 weights, got {w.shape}")
+    AT, _, BT = winograd_matrices(m)
+    return AT.astype(dt), BT.astype(dt)
+
+
 def conv2d_winograd_reference(x, w, b, m: int = 4, origin=(0, 0)):
     """``conv(x, w) + b`` ("same" zero padding) for 3x3 kernels by F(m x m, 3x3), in NumPy.
 
@@ -73,11 +81,8 @@ def conv2d_winograd_reference(x, w, b, m: int = 4, origin=(0, 0)):
         >>> float(y[0, 0, 3, 4]) == float(x[0, :, 2:5, 3:6].sum())
         True
     """
-    if w.shape[2:] != (3, 3):
-        raise ValueError(f"Winograd F(m x m, 3x3) needs 3x3 weights, got {w.shape}")
     dt = x.dtype
-    AT, _, BT = winograd_matrices(m)
-    AT, BT = AT.astype(dt), BT.astype(dt)
+    AT, BT = _matrices(w, m, dt)
     alpha = m + 2
     N, C, H, W = x.shape
     oy, ox = origin
@@ -141,11 +146,8 @@ def conv2d_winograd_backward_reference(dout, x, w, m: int = 4):
         >>> bool(np.isclose(dw[0, 0, 1, 1], x[0, 0].sum()))     # the centre tap sees every pixel once
         True
     """
-    if w.shape[2:] != (3, 3):
-        raise ValueError(f"Winograd F(m x m, 3x3) needs 3x3 weights, got {w.shape}")
     dt = x.dtype
-    AT, G, BT = winograd_matrices(m)
-    AT, BT = AT.astype(dt), BT.astype(dt)
+    AT, BT = _matrices(w, m, dt)
     alpha = m + 2
     N, C, H, W = x.shape
     F = w.shape[0]

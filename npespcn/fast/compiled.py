@@ -145,8 +145,9 @@ def winograd_forward(x, U, b, act, R, S, workers, ns, ys, Cs, V, M, Z, Y, fn, ou
     """``out = act(conv(x, w) + b)`` for a 3x3 ``w`` by Winograd F(4x4, 3x3), blocks of ``R`` tile rows
     across the batch (:mod:`~npespcn.fast.winograd`, "Training"), block ``i`` to worker ``i % workers``:
     the input transform, 36 GEMMs ``M[q] = U[q] @ V[q]``, the output transform with bias and activation.
-    ``S`` slots a tile row (:func:`~npespcn.fast.winograd.train_slots`); ``U`` (36, F, C) the transformed weights; scratch one row per worker (``ns``, ``ys`` (workers, R) int64,
-    the rest :func:`~npespcn.fast.winograd.train_scratch_shapes`)."""
+    ``S`` slots a tile row (:func:`~npespcn.fast.winograd.train_slots`); ``U`` (36, F, C) the transformed
+    weights; scratch one row per worker (``ns``, ``ys`` (workers, R) int64, the rest
+    :func:`~npespcn.fast.winograd.train_scratch_shapes`)."""
     N, C, H, W = x.shape
     F = out.shape[1]
     th = (H + 3) // 4

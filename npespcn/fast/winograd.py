@@ -253,6 +253,18 @@ def _at4(m0, m1, m2, m3, m4, m5):
 
 
 @numba.njit(inline="always", **_OPTS)
+def _at4_cols(M, f, o, n, Z):
+    """``Z[u, j, :n] = (AT @ M[j::6][:, f, o:o + n])[u]``: the output transform across rows, for output
+    channel ``f`` and the ``n`` tiles from column ``o`` of ``M`` (36, >= F, ...), into ``Z`` (4, 6, >= n)."""
+    for j in range(6):
+        m0 = M[j, f, o:o + n]; m1 = M[6 + j, f, o:o + n]; m2 = M[12 + j, f, o:o + n]  # noqa: E702
+        m3 = M[18 + j, f, o:o + n]; m4 = M[24 + j, f, o:o + n]; m5 = M[30 + j, f, o:o + n]  # noqa: E702
+        z0 = Z[0, j]; z1 = Z[1, j]; z2 = Z[2, j]; z3 = Z[3, j]  # noqa: E702
+        for t in range(n):
+            z0[t], z1[t], z2[t], z3[t] = _at4(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t])
+
+
+@numba.njit(inline="always", **_OPTS)
 def _at4_row(Zu, n, bf, dst):
     """``dst[4t .. 4t + 3] = AT @ (Zu[0 .. 5, t]) + bf`` for ``t < n``: one output row of ``n`` tiles from the
     output transform's across-rows result ``Zu`` (6, >= n), with the bias."""
@@ -333,13 +345,7 @@ def winograd_block_f4(x, n, y0, x0, m, R, T, BT, U, AT, b, act, fn, zrow, Cs, V,
     for f in range(F):
         bf = b[f]
         for r in range(R):
-            o = r * T
-            for j in range(6):                           # across rows
-                m0 = M[j, f, o:o + T]; m1 = M[6 + j, f, o:o + T]; m2 = M[12 + j, f, o:o + T]  # noqa: E702
-                m3 = M[18 + j, f, o:o + T]; m4 = M[24 + j, f, o:o + T]; m5 = M[30 + j, f, o:o + T]  # noqa: E702
-                z0 = Z[0, j]; z1 = Z[1, j]; z2 = Z[2, j]; z3 = Z[3, j]  # noqa: E702
-                for t in range(T):
-                    z0[t], z1[t], z2[t], z3[t] = _at4(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t])
+            _at4_cols(M, f, r * T, T, Z)                 # across rows
             for u in range(4):                           # along rows, into output row 4r + u
                 h = y0 + 4 * r + u
                 if h < 0 or h >= H:
@@ -442,12 +448,7 @@ def output_transform_f4(M, ns, ys, R, S, b, act, Z, Y, out):
     nslots = R * S
     for f in range(F):
         bf = b[f]
-        for j in range(6):                               # across rows
-            m0 = M[j, f]; m1 = M[6 + j, f]; m2 = M[12 + j, f]  # noqa: E702
-            m3 = M[18 + j, f]; m4 = M[24 + j, f]; m5 = M[30 + j, f]  # noqa: E702
-            z0 = Z[0, j]; z1 = Z[1, j]; z2 = Z[2, j]; z3 = Z[3, j]  # noqa: E702
-            for i in range(nslots):
-                z0[i], z1[i], z2[i], z3[i] = _at4(m0[i], m1[i], m2[i], m3[i], m4[i], m5[i])
+        _at4_cols(M, f, 0, nslots, Z)                    # across rows
         for u in range(4):                               # along rows
             _at4_row(Z[u], nslots, bf, Y[u])
         for r in range(R):                               # into the image, output row ys[r] + u

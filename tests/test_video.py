@@ -352,8 +352,11 @@ def test_ctrl_c_in_the_command_line_leaves_nothing(tmp_path):
     _av()
     src = tmp_path / "clip.mp4"
     make_clip(src, frames_for(60, 48, 64))
+    # A shell starts a background job with SIGINT ignored, and a child inherits that; a user's Ctrl-C
+    # reaches a foreground process, so the child restores Python's own handler first.
     code = textwrap.dedent(f"""
-        import sys, time
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import npespcn.inference.video as video
         from npespcn.cli.upscale import main
         slow_upscale = video.upscale
